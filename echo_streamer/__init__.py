@@ -1,0 +1,37 @@
+"""echo-streamer: stream audio into a Daily room as a microphone, for Tavus microphone echo mode.
+
+The public API is :class:`Streamer` (play files, stream your own audio, watch events) and
+:func:`render` (the same pipeline without pacing). Both are imported lazily so that
+``echo-streamer --help`` does not pay for numpy, soundfile or daily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["InputError", "JoinError", "Segment", "Streamer", "StreamerConfig", "render", "__version__"]
+
+if TYPE_CHECKING:
+    from .engine.segment import Segment
+    from .engine.streamer import Streamer, StreamerConfig
+    from .errors import InputError, JoinError
+    from .render import render
+
+_LAZY = {
+    "InputError": "errors",
+    "JoinError": "errors",
+    "Segment": "engine.segment",
+    "Streamer": "engine.streamer",
+    "StreamerConfig": "engine.streamer",
+    "render": "render",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'echo_streamer' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

@@ -1,0 +1,70 @@
+"""Decoders: turn a file or a byte stream into float32 blocks (see :class:`AudioSource`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import BinaryIO
+
+from ..errors import InputError
+from .base import MAX_CHANNELS, MAX_RATE, MIN_RATE, AudioSource, check_format
+
+__all__ = ["AudioSource", "MAX_CHANNELS", "MAX_RATE", "MIN_RATE", "check_format", "open_audio"]
+
+BLOCK_SECONDS = 0.5
+
+
+def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float = BLOCK_SECONDS) -> AudioSource:
+    """Open ``path`` for streamed decoding; ``"-"`` decodes ``stdin`` (default: the process's stdin).
+
+    libsndfile decodes what it recognises (WAV, FLAC, Ogg/Vorbis, MP3, AIFF, ...); ffmpeg decodes
+    everything else. Blocks of ``block_seconds`` are read, so memory stays flat for any length.
+    Raises :class:`InputError` naming the input and the reason when it cannot be decoded.
+    """
+    if path == "-":
+        from .ffmpeg import FfmpegSource
+
+        return FfmpegSource(path, block_seconds, stdin or sys.stdin.buffer)
+    if _prefers_ffmpeg(_check_file(path)):
+        from .ffmpeg import FfmpegSource
+
+        return FfmpegSource(path, block_seconds)
+    from .libsndfile import NotForLibsndfile, SoundFileSource
+
+    try:
+        return SoundFileSource(path, block_seconds)
+    except NotForLibsndfile:
+        from .ffmpeg import FfmpegSource
+
+        return FfmpegSource(path, block_seconds)
+
+
+def _prefers_ffmpeg(head: bytes) -> bool:
+    """MP3 and Ogg Opus go to ffmpeg although libsndfile opens them.
+
+    libsndfile's MP3 decoder (mpg123) prints warnings straight to stderr on damaged files and does
+    not report truncation; its Opus decoder picks an output rate of its own, so its result differs
+    from ffmpeg's decode of the same file.
+    """
+    is_mp3 = head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+    is_ogg_opus = head.startswith(b"OggS") and b"OpusHead" in head
+    return is_mp3 or is_ogg_opus
+
+
+def _check_file(path: str) -> bytes:
+    """Reject what is plainly not an audio file; return its first bytes for sniffing."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except OSError as error:
+        raise InputError(path, error.strerror or str(error)) from None
+    if os.path.isdir(path):
+        raise InputError(path, "is a directory, not an audio file")
+    if status.st_size == 0:
+        raise InputError(path, "empty file")
+    try:
+        with open(path, "rb") as file:
+            return file.read(64)
+    except OSError as error:
+        raise InputError(path, error.strerror or str(error)) from None

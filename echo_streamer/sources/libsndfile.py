@@ -1,0 +1,68 @@
+"""Decoding through libsndfile (the soundfile package): WAV, FLAC, Ogg/Vorbis, AIFF, CAF and more."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import numpy as np
+import soundfile
+
+from ..errors import InputError
+from .base import check_complete, check_format
+
+# libsndfile notes a WAV data chunk whose declared size exceeds the file as "data : N (should be M)".
+_DATA_SIZE_MISMATCH = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+# Streaming writers leave these in the size fields; such files are not truncated.
+_PLACEHOLDER_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000}
+
+
+class NotForLibsndfile(Exception):
+    """libsndfile does not recognise the container; another decoder should try."""
+
+
+class SoundFileSource:
+    """Streams a file through libsndfile in blocks of ``block_seconds`` (never the whole file)."""
+
+    def __init__(self, path: str, block_seconds: float) -> None:
+        try:
+            self._file = soundfile.SoundFile(path)
+        except soundfile.LibsndfileError as error:
+            raise NotForLibsndfile(str(error)) from error
+        self.name = path
+        self.rate = self._file.samplerate
+        self.channels = self._file.channels
+        self.duration: float | None = self._file.frames / self.rate if self.rate > 0 else None
+        self._declared_duration = self._declared_wav_duration()
+        self._block_frames = max(1, round(block_seconds * self.rate))
+        try:
+            check_format(path, self.rate, self.channels)
+        except InputError:
+            self.close()
+            raise
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        decoded = 0
+        while True:
+            try:
+                block = self._file.read(self._block_frames, dtype="float32", always_2d=True)
+            except soundfile.LibsndfileError as error:
+                raise InputError(self.name, f"corrupt audio data ({error.error_string})") from error
+            if len(block) == 0:
+                break
+            decoded += len(block)
+            yield block
+        check_complete(self.name, decoded / self.rate, self._declared_duration)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _declared_wav_duration(self) -> float | None:
+        """The length a WAV header declares, when it is more than the file holds."""
+        mismatch = _DATA_SIZE_MISMATCH.search(self._file.extra_info)
+        if mismatch is None or self.duration is None:
+            return None
+        declared, actual = int(mismatch[1]), int(mismatch[2])
+        if declared in _PLACEHOLDER_SIZES or declared <= actual or actual == 0:
+            return None
+        return self.duration * declared / actual
