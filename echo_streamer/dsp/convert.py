@@ -1,0 +1,34 @@
+"""Sample-format conversions: downmix to mono, float to PCM16 with clipping counted."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def downmix(block: np.ndarray, name: str) -> np.ndarray:
+    """Average the channels of a ``(frames, channels)`` float block into a mono float32 vector.
+
+    Raises :class:`InputError` naming ``name`` if the block holds NaN or infinite samples.
+    """
+    if block.shape[1] == 1:
+        mono = block[:, 0]
+    else:
+        weights = np.full(block.shape[1], 1.0 / block.shape[1], dtype=np.float32)
+        mono = block @ weights
+    if not np.isfinite(mono).all():
+        raise InputError(name, "contains NaN or infinite samples")
+    return mono.astype(np.float32, copy=False)
+
+
+def to_pcm16(samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """Scale float samples (full scale 1.0) to int16, rounding to nearest; return (pcm, clipped count).
+
+    Values beyond full scale are clipped, and counted so the caller can report them.
+    """
+    scaled = np.rint(samples * 32768.0)
+    clipped = int(np.count_nonzero((scaled > 32767) | (scaled < -32768)))
+    if clipped:
+        np.clip(scaled, -32768, 32767, out=scaled)
+    return scaled.astype(np.int16), clipped

@@ -1,0 +1,78 @@
+"""The conditioning pipeline: decoded blocks in, exact PCM16 mono frames at the output rate out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .convert import downmix, to_pcm16
+from .framer import Framer
+from .resample import StreamResampler
+
+OUTPUT_RATES = (16_000, 24_000)
+FRAME_MS_CHOICES = (10, 20)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """What the SDK receives: mono PCM16 at ``rate`` Hz, in frames of ``frame_ms`` milliseconds."""
+
+    rate: int = 24_000
+    frame_ms: int = 10
+
+    def __post_init__(self) -> None:
+        if self.rate not in OUTPUT_RATES:
+            raise ValueError(f"output rate must be one of {OUTPUT_RATES}, not {self.rate}")
+        if self.frame_ms not in FRAME_MS_CHOICES:
+            raise ValueError(f"frame length must be one of {FRAME_MS_CHOICES} ms, not {self.frame_ms}")
+
+    @property
+    def frame_samples(self) -> int:
+        return self.rate * self.frame_ms // 1000
+
+    @property
+    def frame_bytes(self) -> int:
+        return 2 * self.frame_samples
+
+
+class Conditioner:
+    """Downmixes, resamples, converts and frames one stream of decoded blocks.
+
+    ``push()`` returns the whole frames completed so far as a ``(count, frame_samples)`` int16
+    array; ``finish()`` flushes the resampler and pads the last frame. ``samples`` counts real
+    (unpadded) output samples, ``clipped`` the samples clipped at full scale.
+    """
+
+    def __init__(self, name: str, in_rate: int, output: OutputFormat) -> None:
+        self.name = name
+        self._resampler = StreamResampler(in_rate, output.rate)
+        self._framer = Framer(output.frame_samples)
+        self.samples = 0
+        self.clipped = 0
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        return self._frame(self._resampler.process(downmix(block, self.name)))
+
+    def finish(self) -> np.ndarray:
+        frames = self._frame(self._resampler.flush())
+        padded, _real = self._framer.flush()
+        return np.concatenate((frames, padded)) if len(padded) else frames
+
+    def _frame(self, mono: np.ndarray) -> np.ndarray:
+        pcm, clipped = to_pcm16(mono)
+        self.samples += len(pcm)
+        self.clipped += clipped
+        return self._framer.push(pcm)
+
+
+def condition(blocks: Iterable[np.ndarray], conditioner: Conditioner) -> Iterator[np.ndarray]:
+    """Run every block through ``conditioner``; yield non-empty arrays of whole frames."""
+    for block in blocks:
+        frames = conditioner.push(block)
+        if len(frames):
+            yield frames
+    last = conditioner.finish()
+    if len(last):
+        yield last
