@@ -1,0 +1,1 @@
+"""The engine: paces frames into the SDK from its completions, one segment after another."""

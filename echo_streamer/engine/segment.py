@@ -1,0 +1,76 @@
+"""A segment: one item (file or stream) on its way to the microphone."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from dataclasses import dataclass
+from typing import Callable
+
+from ..sources import AudioSource
+
+
+@dataclass(frozen=True)
+class SegmentEnd:
+    """Put in a segment's frame queue after its last frame; ``error`` says why it ended early."""
+
+    error: str | None = None
+
+
+class Segment:
+    """One item queued on a :class:`~echo_streamer.Streamer`.
+
+    Counters are updated from SDK completions, so ``position_ms`` is audio actually consumed by
+    the SDK, never an estimate. ``started_at`` / ``finished_at`` are ``time.monotonic()``
+    values. ``await segment.wait()`` returns once it has finished or failed.
+    """
+
+    def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource], rate: int,
+                 buffer_frames: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.id = segment_id
+        self.name = name
+        self.rate = rate
+        self.duration: float | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.played_samples = 0
+        self.error: str | None = None
+        self.open_source = open_source
+        # Decoded frames waiting for the SDK; bounded so a fast decoder stays only this far ahead.
+        self.frames: queue.Queue[bytes | SegmentEnd] = queue.Queue(maxsize=buffer_frames)
+        self.total_samples: int | None = None
+        self.handed_frames = 0
+        self.cancelled = False
+        self._done = loop.create_future()
+
+    @property
+    def position_ms(self) -> float:
+        return 1000.0 * self.played_samples / self.rate
+
+    @property
+    def state(self) -> str:
+        if self._done.done():
+            return "failed" if self.error else "cancelled" if self.cancelled else "finished"
+        return "queued" if self.started_at is None else "playing"
+
+    def done(self) -> bool:
+        return self._done.done()
+
+    async def wait(self) -> Segment:
+        """Wait until the segment has finished playing (or failed); return it."""
+        await asyncio.shield(self._done)
+        return self
+
+    def mark_done(self) -> None:
+        """Resolve :meth:`wait` (on the event loop)."""
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def cancel(self) -> None:
+        """Mark the segment dropped unplayed (or part-played) because the streamer closed."""
+        self.cancelled = True
+        self.mark_done()
+
+    def summary(self) -> dict[str, object]:
+        return {"id": self.id, "item": self.name, "state": self.state, "position_ms": round(self.position_ms, 1),
+                "duration_ms": None if self.duration is None else round(1000 * self.duration, 1)}

@@ -1,0 +1,334 @@
+"""The public engine: a microphone you queue audio on, paced by the SDK's own completions."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import queue
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, AsyncIterator, Callable, Iterable
+
+import numpy as np
+
+from ..dsp.pipeline import Conditioner, OutputFormat, condition
+from ..errors import InputError
+from ..output.capture import WavCapture
+from ..output.daily import DEFAULT_BITRATE, DailyMicrophone
+from ..sources import AudioSource, open_audio
+from ..sources.arrays import ArraySource
+from .playout import Playout
+from .segment import Segment, SegmentEnd
+
+Event = dict[str, Any]
+Listener = Callable[[Event], None]
+
+_EVENT_BACKLOG = 1000
+
+
+@dataclass(frozen=True)
+class StreamerConfig:
+    """How a :class:`Streamer` publishes audio.
+
+    ``room_url`` None streams through a Daily audio source that is not joined to any call (the SDK
+    still paces it in real time). ``lead_ms`` is how much audio is handed to the SDK ahead of
+    playout (rounded up to whole frames); everything else waits in our own queue, where it can
+    still be changed. ``buffer_ms`` is how far each segment's decoder may run ahead.
+    """
+
+    room_url: str | None = None
+    meeting_token: str | None = None
+    rate: int = 24_000
+    frame_ms: int = 10
+    gap_ms: int = 300
+    lead_ms: int = 10
+    buffer_ms: int = 1000
+    transport: str = "custom-track"
+    bitrate: int = DEFAULT_BITRATE
+    join_timeout: float = 20.0
+    capture_path: str | None = None
+
+    @property
+    def output(self) -> OutputFormat:
+        return OutputFormat(self.rate, self.frame_ms)
+
+    @property
+    def lead_frames(self) -> int:
+        return max(1, math.ceil(self.lead_ms / self.frame_ms))
+
+
+class Streamer:
+    """Streams queued audio into a Daily microphone track in real time.
+
+    Use it as an async context manager from an asyncio program::
+
+        async with Streamer(StreamerConfig(room_url=url)) as streamer:
+            segment = streamer.play("hello.wav")
+            await segment.wait()
+
+    :meth:`start` joins the room (raising :class:`~echo_streamer.JoinError`) and starts sending
+    silence; :meth:`play` and :meth:`stream` queue segments that play one after another with
+    ``gap_ms`` of silence between them. Decoding runs in a worker thread, bounded by
+    ``buffer_ms``; the SDK is kept ``lead_ms`` ahead from its completion callbacks, so pacing
+    does not depend on the event loop. Events (dicts with ``t`` = ``time.monotonic()`` and
+    ``event``) reach listeners on the event loop and :meth:`events` subscribers.
+    """
+
+    def __init__(self, config: StreamerConfig | None = None) -> None:
+        self.config = config or StreamerConfig()
+        self._format = self.config.output
+        self._listeners: list[Listener] = []
+        self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._segment_ids = itertools.count(1)
+        self._segments: list[Segment] = []
+        self._lock = threading.RLock()
+        self._stopping = False
+        self._started = False
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._output: DailyMicrophone | None = None
+        self._capture: WavCapture | None = None
+        self._feed_queue: queue.Queue[Segment | None] = queue.Queue()
+        self._feeder = threading.Thread(target=self._feed_all, name="echo-streamer-feeder", daemon=True)
+        self._playout = Playout(self._format, self.config.gap_ms, self._emit_threadsafe)
+        self._drained: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self.last_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the microphone, join the room if one is configured, and start sending silence."""
+        self._loop = asyncio.get_running_loop()
+        self._drained = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        config = self.config
+        if config.room_url is None and config.transport == "virtual-mic":
+            raise ValueError("the virtual-mic transport drops audio until a room is joined: give a room URL")
+        # Completions must find the GIL quickly even while a decoder runs Python code.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+        self._output = DailyMicrophone(self._format.rate, config.transport, config.bitrate, self._sdk_event)
+        if config.room_url is not None:
+            try:
+                await self._output.join(config.room_url, config.join_timeout, config.meeting_token)
+            except BaseException:
+                await self._output.close()
+                self._output = None
+                raise
+        if config.capture_path is not None:
+            self._capture = WavCapture(config.capture_path, self._format.rate)
+        self._feeder.start()
+        self._started = True
+        self._emit("stream_started", time.monotonic(), {
+            "room": config.room_url, "offline": config.room_url is None, "transport": config.transport,
+            "rate": self._format.rate, "frame_ms": self._format.frame_ms, "lead_frames": config.lead_frames})
+        with self._lock:
+            for _ in range(config.lead_frames):
+                self._write_next(time.monotonic())
+
+    async def close(self) -> None:
+        """Stop writing, wait for the SDK to consume what it holds, then leave and shut down.
+
+        Whatever is still queued is dropped. Safe to call more than once.
+        """
+        if self._closed or self._loop is None:
+            return
+        self._closed = True
+        if self._started:
+            assert self._drained is not None
+            with self._lock:
+                self._stopping = True
+                if self._playout.in_flight == 0:
+                    self._drained.set()
+            await self._drained.wait()
+            self._feed_queue.put(None)
+            for segment in self._segments:
+                segment.cancel()
+        if self._output is not None:
+            await self._output.close()
+            self._output = None
+        if self._capture is not None:
+            self._capture.close()
+        if self._started:
+            self._emit("stream_finished", time.monotonic(), self.stats())
+        for subscriber in self._subscribers:
+            subscriber.put_nowait({"t": time.monotonic(), "event": "closed"})
+
+    async def __aenter__(self) -> Streamer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # -- queueing audio --------------------------------------------------------------------
+
+    def play(self, path: str, *, segment_id: str | None = None) -> Segment:
+        """Queue a file (any format libsndfile or ffmpeg decodes) and return its segment at once.
+
+        A file that cannot be decoded fails its segment with an ``error`` event; the stream goes on.
+        """
+        return self._enqueue(path, lambda: open_audio(path), segment_id)
+
+    def stream(self, chunks: Iterable[np.ndarray], rate: int, *, channels: int = 1, name: str = "stream",
+               segment_id: str | None = None) -> Segment:
+        """Queue audio you produce: ``chunks`` yields int16 or float arrays at ``rate`` Hz.
+
+        The iterable is consumed in the decode worker as the segment plays, so a generator that
+        synthesises speech can be passed directly; if it falls behind, the stream carries silence
+        and reports an ``underrun``.
+        """
+        return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id)
+
+    async def drain(self) -> None:
+        """Wait until every queued segment has played and the trailing gap has gone out."""
+        assert self._idle is not None
+        for segment in list(self._segments):
+            await segment.wait()
+        await self._idle.wait()
+
+    # -- observing -------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(event)`` on the event loop for every event; it must not block."""
+        self._listeners.append(listener)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Yield events as they happen, until the streamer closes.
+
+        A subscriber that falls more than 1000 events behind loses the oldest ones.
+        """
+        subscriber: asyncio.Queue[Event] = asyncio.Queue(maxsize=_EVENT_BACKLOG)
+        self._subscribers.add(subscriber)
+        try:
+            while (event := await subscriber.get())["event"] != "closed":
+                yield event
+        finally:
+            self._subscribers.discard(subscriber)
+
+    @property
+    def current(self) -> Segment | None:
+        return self._playout.current
+
+    def queued(self) -> list[Segment]:
+        return self._playout.waiting()
+
+    def stats(self) -> dict[str, Any]:
+        playout = self._playout
+        return {"frames_sent": playout.frames_sent, "frames_played": playout.frames_consumed,
+                "underruns": playout.underruns, "underrun_frames": playout.underrun_frames,
+                "max_lag_ms": round(playout.max_lag_ms, 2), "lead_frames": self.config.lead_frames,
+                "last_error": self.last_error}
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    # -- real-time path (SDK threads) ------------------------------------------------------
+
+    def _on_completion(self, _frames: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._playout.consumed(now)
+            if self._stopping:
+                if self._playout.in_flight == 0:
+                    assert self._loop is not None and self._drained is not None
+                    self._loop.call_soon_threadsafe(self._drained.set)
+                return
+            self._write_next(now)
+
+    def _write_next(self, now: float) -> None:
+        assert self._output is not None
+        frame = self._playout.next_frame(now)
+        if self._capture is not None:
+            self._capture.write(frame)
+        self._output.write(frame, self._on_completion)
+
+    # -- decode worker ---------------------------------------------------------------------
+
+    def _enqueue(self, name: str, open_source: Callable[[], AudioSource], segment_id: str | None) -> Segment:
+        if not self._started or self._stopping:
+            raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
+        assert self._loop is not None and self._idle is not None
+        buffer_frames = max(2, self.config.buffer_ms // self._format.frame_ms)
+        segment = Segment(segment_id or f"seg-{next(self._segment_ids)}", name, open_source, self._format.rate,
+                          buffer_frames, self._loop)
+        self._segments.append(segment)
+        self._idle.clear()
+        self._playout.enqueue(segment)
+        self._feed_queue.put(segment)
+        return segment
+
+    def _feed_all(self) -> None:
+        while (segment := self._feed_queue.get()) is not None:
+            self._feed(segment)
+
+    def _feed(self, segment: Segment) -> None:
+        end = SegmentEnd()
+        source: AudioSource | None = None
+        try:
+            source = segment.open_source()
+            segment.duration = source.duration
+            conditioner = Conditioner(source.name, source.rate, self._format)
+            for frames in condition(source.blocks(), conditioner):
+                for frame in frames:
+                    if not self._offer(segment, frame.tobytes()):
+                        return
+            segment.total_samples = conditioner.samples
+            if conditioner.clipped:
+                self._emit_threadsafe("clipped", time.monotonic(),
+                                      {"id": segment.id, "item": segment.name, "samples": conditioner.clipped}, None)
+        except InputError as error:
+            end = self._fail(segment, str(error))
+        except Exception as error:  # a bug must fail one segment, not the stream
+            end = self._fail(segment, f"{segment.name}: unexpected {type(error).__name__}: {error}")
+        finally:
+            if source is not None:
+                source.close()
+        self._offer(segment, end)
+
+    def _fail(self, segment: Segment, message: str) -> SegmentEnd:
+        segment.error = message
+        self._emit_threadsafe("error", time.monotonic(), {"id": segment.id, "item": segment.name, "message": message},
+                              None)
+        return SegmentEnd(message)
+
+    def _offer(self, segment: Segment, item: bytes | SegmentEnd) -> bool:
+        """Put into the segment's bounded queue, waiting while it is full; False once stopping."""
+        while not self._stopping:
+            try:
+                segment.frames.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _emit_threadsafe(self, name: str, t: float, fields: dict[str, Any], segment: Segment | None) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._emit, name, t, fields, segment)
+
+    def _sdk_event(self, name: str, fields: dict[str, Any]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._emit_threadsafe(name, time.monotonic(), fields, None)
+
+    def _emit(self, name: str, t: float, fields: dict[str, Any], segment: Segment | None = None) -> None:
+        event: Event = {"t": t, "event": name, **fields}
+        if name == "error":
+            self.last_error = fields.get("message")
+        elif name == "item_finished" and segment is not None:
+            segment.mark_done()
+            self._segments.remove(segment)
+        elif name == "idle" and self._playout.idle:
+            assert self._idle is not None
+            self._idle.set()
+        for listener in self._listeners:
+            listener(event)
+        for subscriber in self._subscribers:
+            if subscriber.full():
+                subscriber.get_nowait()
+            subscriber.put_nowait(event)

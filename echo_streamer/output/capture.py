@@ -1,0 +1,36 @@
+"""A WAV file of exactly the PCM handed to the SDK, written off the real-time path."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import wave
+
+
+class WavCapture:
+    """Appends PCM16 mono frames to a WAV file from a background thread.
+
+    ``write()`` never blocks (it only enqueues), so it is safe in SDK callbacks. ``close()``
+    blocks until every frame is on disk and the header is final.
+    """
+
+    def __init__(self, path: str, rate: int) -> None:
+        self._wav = wave.open(path, "wb")
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(rate)
+        self._frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_all, name="echo-streamer-capture", daemon=True)
+        self._writer.start()
+
+    def write(self, frame: bytes) -> None:
+        self._frames.put(frame)
+
+    def close(self) -> None:
+        self._frames.put(None)
+        self._writer.join()
+        self._wav.close()
+
+    def _write_all(self) -> None:
+        while (frame := self._frames.get()) is not None:
+            self._wav.writeframesraw(frame)

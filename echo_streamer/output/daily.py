@@ -1,0 +1,161 @@
+"""The Daily side: a microphone track fed with PCM16 frames, optionally joined to a room.
+
+Every SDK call here returns at once; completions and events arrive on SDK threads and are
+handed to the caller's callbacks, which must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from ..errors import JoinError
+
+TRANSPORTS = ("custom-track", "virtual-mic")
+DEFAULT_BITRATE = 96_000
+_VIRTUAL_MIC_NAME = "echo-streamer-mic"
+_PROCESSING_OFF = {name: {"exact": False} for name in ("autoGainControl", "echoCancellation", "noiseSuppression")}
+
+_daily_users = 0
+
+
+def _daily_init() -> None:
+    global _daily_users
+    from daily import Daily, LogLevel
+
+    if _daily_users == 0:
+        Daily.init()
+        Daily.set_log_level(LogLevel.Off)
+    _daily_users += 1
+
+
+def _daily_deinit() -> None:
+    global _daily_users
+    from daily import Daily
+
+    _daily_users -= 1
+    if _daily_users == 0:
+        Daily.deinit()
+
+
+class DailyMicrophone:
+    """A mono PCM16 microphone at ``rate`` Hz, published to a Daily room once :meth:`join` succeeds.
+
+    ``transport="custom-track"`` writes into a ``daily.CustomAudioSource`` wrapped in a
+    ``CustomAudioTrack`` and used as the microphone; it paces itself in real time even when no
+    room is joined. ``"virtual-mic"`` uses ``Daily.create_microphone_device`` (one per process),
+    which drops audio until a join completes, so it needs a room.
+
+    ``on_event(name, fields)`` receives call state, participant and app-message events; it is
+    called on SDK threads and must not block.
+    """
+
+    def __init__(self, rate: int, transport: str = "custom-track", bitrate: int = DEFAULT_BITRATE,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
+        from daily import CustomAudioSource, CustomAudioTrack, Daily
+
+        _daily_init()
+        self.transport = transport
+        self._bitrate = bitrate
+        self._on_event = on_event or (lambda name, fields: None)
+        self._client: Any = None
+        self._joined = False
+        self._track: Any = None
+        if transport == "custom-track":
+            self._source: Any = CustomAudioSource(rate, 1)
+            self._track = CustomAudioTrack(self._source)
+            # The SDK rejects customConstraints beside customTrack; a custom track bypasses the
+            # browser-style echo cancellation, noise suppression and gain control anyway.
+            self._mic_settings: dict[str, Any] = {"customTrack": {"id": self._track.id}}
+        else:
+            self._source = Daily.create_microphone_device(_VIRTUAL_MIC_NAME, sample_rate=rate, channels=1, non_blocking=True)
+            self._mic_settings = {"deviceId": _VIRTUAL_MIC_NAME, "customConstraints": _PROCESSING_OFF}
+
+    def write(self, frame: bytes, completion: Callable[[int], None]) -> None:
+        """Hand one frame to the SDK without blocking; ``completion`` fires when it is consumed."""
+        self._source.write_frames(frame, completion=completion)
+
+    async def join(self, url: str, timeout: float, meeting_token: str | None = None) -> None:
+        """Join ``url`` with our track as the microphone; raise :class:`JoinError` on failure or timeout."""
+        from daily import CallClient
+
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[str | None] = loop.create_future()
+
+        def on_join(_data: Any, error: str | None) -> None:
+            loop.call_soon_threadsafe(lambda: joined.done() or joined.set_result(error))
+
+        self._client = CallClient(event_handler=_make_event_handler(self._on_event))
+        self._client.join(url, meeting_token=meeting_token, client_settings=self._client_settings(), completion=on_join)
+        try:
+            error = await asyncio.wait_for(joined, timeout)
+        except asyncio.TimeoutError:
+            raise JoinError(f"could not join {url}: no answer within {timeout:g} s") from None
+        if error:
+            raise JoinError(f"could not join {url}: {error}")
+        self._joined = True
+
+    async def close(self) -> None:
+        """Leave, release and shut the SDK down, in the order that neither hangs nor aborts.
+
+        The caller must have waited for every pending write's completion first.
+        """
+        if self._client is not None:
+            if self._joined:
+                loop = asyncio.get_running_loop()
+                left = loop.create_future()
+                self._client.leave(completion=lambda _error: loop.call_soon_threadsafe(
+                    lambda: left.done() or left.set_result(None)))
+                await left
+                self._client.release()
+            else:
+                # A join still in progress holds leave() and release() for as long as ~20 s;
+                # nothing was written yet, so dropping the client is safe.
+                self._client.leave()
+            self._client = None
+        self._track = None
+        self._source = None
+        _daily_deinit()
+
+    def send_app_message(self, message: Any) -> None:
+        if self._client is not None and self._joined:
+            self._client.send_app_message(message)
+
+    def _client_settings(self) -> dict[str, Any]:
+        return {
+            "inputs": {"camera": False, "microphone": {"isEnabled": True, "settings": self._mic_settings}},
+            "publishing": {
+                "camera": {"isPublishing": False},
+                "microphone": {"isPublishing": True,
+                               "sendSettings": {"channelConfig": "mono", "bitrate": self._bitrate}},
+            },
+        }
+
+
+def _make_event_handler(on_event: Callable[[str, dict[str, Any]], None]) -> Any:
+    from daily import EventHandler
+
+    class Handler(EventHandler):  # type: ignore[misc]
+        def on_call_state_updated(self, state: str) -> None:
+            on_event("call_state", {"state": state})
+
+        def on_participant_joined(self, participant: dict[str, Any]) -> None:
+            on_event("participant_joined", {"participant": _participant_summary(participant)})
+
+        def on_participant_left(self, participant: dict[str, Any], reason: str) -> None:
+            on_event("participant_left", {"participant": _participant_summary(participant), "reason": reason})
+
+        def on_app_message(self, message: Any, sender: str) -> None:
+            on_event("app_message", {"message": message, "sender": sender})
+
+        def on_error(self, message: str) -> None:
+            on_event("error", {"message": message})
+
+    return Handler()
+
+
+def _participant_summary(participant: dict[str, Any]) -> dict[str, Any]:
+    info = participant.get("info", {})
+    return {"id": participant.get("id"), "user_name": info.get("userName"), "is_local": info.get("isLocal")}
