@@ -146,6 +146,8 @@ class Streamer:
                     self._drained.set()
             await self._drained.wait()
             self._feed_queue.put(None)
+            # The decoder notices the stop within one block; give up on one stuck in a read.
+            await asyncio.to_thread(self._feeder.join, 1.0)
             for segment in self._segments:
                 segment.cancel()
         if self._output is not None:

@@ -17,6 +17,7 @@ _VIRTUAL_MIC_NAME = "echo-streamer-mic"
 _PROCESSING_OFF = {name: {"exact": False} for name in ("autoGainControl", "echoCancellation", "noiseSuppression")}
 
 _daily_users = 0
+_abandoned_clients: list[Any] = []
 
 
 def _daily_init() -> None:
@@ -111,9 +112,10 @@ class DailyMicrophone:
                 await left
                 self._client.release()
             else:
-                # A join still in progress holds leave() and release() for as long as ~20 s;
-                # nothing was written yet, so dropping the client is safe.
-                self._client.leave()
+                # A join still in progress makes leave(), release() and even the client's
+                # destructor wait for it (~20 s for an unreachable room). Nothing was written
+                # yet, so the client is parked, never destroyed, and the process may exit.
+                _abandoned_clients.append(self._client)
             self._client = None
         self._track = None
         self._source = None
@@ -151,7 +153,7 @@ def _make_event_handler(on_event: Callable[[str, dict[str, Any]], None]) -> Any:
             on_event("app_message", {"message": message, "sender": sender})
 
         def on_error(self, message: str) -> None:
-            on_event("error", {"message": message})
+            on_event("sdk_error", {"message": message})
 
     return Handler()
 

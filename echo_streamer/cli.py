@@ -1,0 +1,261 @@
+"""The ``echo-streamer`` command line: thin drivers over :class:`echo_streamer.Streamer` and ``render``.
+
+Only click and the standard library are imported at start-up; numpy, soundfile and daily load
+inside the commands, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .engine.segment import Segment
+    from .engine.streamer import Streamer, StreamerConfig
+
+EXIT_BAD_INPUT = 1
+EXIT_JOIN_FAILED = 2
+
+_rate_option = click.option("--rate", type=click.Choice(["16000", "24000"]), default="24000", show_default=True,
+                            help="Output sample rate in Hz.")
+_frame_option = click.option("--frame-ms", type=click.Choice(["10", "20"]), default="10", show_default=True,
+                             help="Frame length handed to the SDK, in ms.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="echo-streamer")
+def main() -> None:
+    """Stream audio into a Daily room as a microphone, for Tavus microphone echo mode.
+
+    The replica lip-syncs whatever arrives on our microphone track. Files are decoded,
+    downmixed, resampled to 16 or 24 kHz mono PCM16, cut into exact frames and paced in
+    real time by the Daily SDK.
+
+    \b
+    Examples:
+      echo-streamer play samples/*.wav                      # offline: no room needed
+      echo-streamer play intro.mp3 answer.m4a --room https://tavus.daily.co/c123456
+      echo-streamer render speech.flac -o speech-24k.wav
+    """
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--room", envvar="ECHO_STREAMER_ROOM_URL", metavar="URL",
+              help="Daily room URL (a Tavus conversation_url). Default: $ECHO_STREAMER_ROOM_URL; "
+                   "with neither, stream offline.")
+@click.option("--meeting-token", envvar="ECHO_STREAMER_MEETING_TOKEN", help="Daily meeting token, if the room needs one.")
+@_rate_option
+@_frame_option
+@click.option("--gap-ms", type=click.IntRange(0, 60_000), default=300, show_default=True,
+              help="Digital silence between files, in ms.")
+@click.option("--lead-ms", type=click.IntRange(1, 200), default=10, show_default=True,
+              help="Audio handed to the SDK ahead of playout, in ms (rounded up to whole frames).")
+@click.option("--transport", type=click.Choice(["custom-track", "virtual-mic"]), default="custom-track",
+              show_default=True, help="How audio reaches the call: a custom track used as the microphone, "
+                                      "or a virtual microphone device (needs a room).")
+@click.option("--bitrate", type=click.IntRange(6_000, 510_000), default=96_000, show_default=True,
+              help="Opus send bitrate in bit/s.")
+@click.option("--join-timeout", type=click.FloatRange(0.1, 600), default=20.0, show_default=True,
+              help="Seconds to wait for the room join.")
+@click.option("--capture", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+              help="Write exactly the PCM handed to the SDK to this WAV file.")
+@click.option("--events", "events_path", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+              help="Write events as JSON lines to this file.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress line per file (default: when stderr is a terminal).")
+@click.option("--sdk-log", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+              help="Append the Daily SDK's own log lines here (default: discarded).")
+def play(files: tuple[str, ...], room: str | None, meeting_token: str | None, rate: str, frame_ms: str,
+         gap_ms: int, lead_ms: int, transport: str, bitrate: int, join_timeout: float, capture: str | None,
+         events_path: str | None, progress: bool | None, sdk_log: str | None) -> None:
+    """Play FILES into the room in real time, one after another.
+
+    Any format libsndfile or ffmpeg decodes, at any rate from 8 to 192 kHz and any channel
+    count. A file that cannot be decoded is reported in one line and skipped; the exit status
+    is then 1. A room that cannot be joined exits with status 2. Ctrl-C or SIGTERM stops
+    cleanly (status 0).
+
+    \b
+    Examples:
+      echo-streamer play samples/*.wav
+      echo-streamer play a.mp3 b.flac --room https://tavus.daily.co/c123456 --rate 16000
+      echo-streamer play talk.m4a --capture sent.wav --events events.jsonl
+    """
+    from .engine.streamer import StreamerConfig
+
+    config = StreamerConfig(room_url=room or None, meeting_token=meeting_token, rate=int(rate), frame_ms=int(frame_ms),
+                            gap_ms=gap_ms, lead_ms=lead_ms, transport=transport, bitrate=bitrate,
+                            join_timeout=join_timeout, capture_path=capture)
+    if config.room_url is None and transport == "virtual-mic":
+        raise click.UsageError("--transport virtual-mic needs --room: a virtual microphone drops audio until joined")
+    if config.room_url is not None and not config.room_url.startswith(("https://", "http://")):
+        raise click.BadParameter(f"{config.room_url!r} is not an http(s) URL", param_hint="--room")
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    _divert_native_stderr(sdk_log)
+    status = asyncio.run(_play(list(files), config, events_path, show_progress))
+    if status == EXIT_JOIN_FAILED:
+        # The SDK is still finishing the failed join on its own threads and would call back
+        # into a finalising interpreter (a Rust panic on stderr); skip finalisation instead.
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
+def _divert_native_stderr(log_path: str | None) -> None:
+    """Send file descriptor 2 to ``log_path`` (or /dev/null) and keep our messages on the real stderr.
+
+    The Daily SDK writes JSON log lines straight to descriptor 2, whatever its log level.
+    """
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+    target = os.open(log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 2)
+    os.close(target)
+
+
+async def _play(files: list[str], config: StreamerConfig, events_path: str | None, show_progress: bool) -> int:
+    from .engine.streamer import Streamer
+    from .errors import JoinError
+    from .output.eventlog import EventLog
+
+    streamer = Streamer(config)
+    event_log = EventLog(events_path) if events_path else None
+    if event_log is not None:
+        streamer.add_listener(event_log.write)
+    streamer.add_listener(_report_problems)
+    stop = _stop_on_signals()
+    if config.room_url is None:
+        _say("echo-streamer: no room URL given: streaming offline through a Daily audio source not joined to any call")
+    try:
+        if not await _until_stopped(streamer.start(), stop):
+            return 0
+    except JoinError as error:
+        _say(f"echo-streamer: {error}")
+        return EXIT_JOIN_FAILED
+    try:
+        segments = [streamer.play(path) for path in files]
+        progress = _Progress(streamer) if show_progress else None
+        await _until_stopped(streamer.drain(), stop, progress)
+    finally:
+        await streamer.close()
+        if event_log is not None:
+            event_log.close()
+    return EXIT_BAD_INPUT if any(segment.error for segment in segments) else 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _until_stopped(work: Any, stop: asyncio.Event, progress: _Progress | None = None) -> bool:
+    """Run ``work`` until it finishes (True) or ``stop`` is set (False, ``work`` cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while not task.done() and not stop.is_set():
+            await asyncio.wait({task, stopped}, timeout=0.1 if progress else None,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if progress is not None:
+                progress.refresh()
+    finally:
+        stopped.cancel()
+        if progress is not None:
+            progress.done()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
+
+
+def _report_problems(event: dict[str, Any]) -> None:
+    if event["event"] == "error":
+        _say(f"echo-streamer: {event['message']}")
+    elif event["event"] == "clipped":
+        _say(f"echo-streamer: {event['item']}: {event['samples']} samples clipped at full scale")
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+class _Progress:
+    """One status line on stderr for the segment now playing: elapsed / total, and its name."""
+
+    def __init__(self, streamer: Streamer) -> None:
+        self._streamer = streamer
+        self._shown: Segment | None = None
+
+    def refresh(self) -> None:
+        segment = self._streamer.current
+        if segment is None or segment.started_at is None:
+            return
+        if self._shown is not None and segment is not self._shown:
+            click.echo("", err=True)
+        self._shown = segment
+        total = "?" if segment.duration is None else _clock(segment.duration)
+        name = os.path.basename(segment.name)
+        click.echo(f"\r{_bar(segment)} {_clock(segment.position_ms / 1000)} / {total}  {name}\033[K", err=True,
+                   nl=False)
+
+    def done(self) -> None:
+        if self._shown is not None:
+            click.echo("", err=True)
+            self._shown = None
+
+
+def _bar(segment: Segment, width: int = 24) -> str:
+    if not segment.duration:
+        return "[" + " " * width + "]"
+    filled = min(width, int(width * segment.position_ms / 1000 / segment.duration))
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:04.1f}"
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Output WAV file.")
+@_rate_option
+@_frame_option
+def render(input_path: str, output_path: str, rate: str, frame_ms: str) -> None:
+    """Run the play pipeline without pacing and write the frames to a WAV file.
+
+    The output holds exactly the frames `play` would send for INPUT (mono PCM16, a whole
+    number of frames, the last one padded with silence), as fast as decoding allows.
+    INPUT may be - for standard input.
+
+    \b
+    Examples:
+      echo-streamer render speech.flac -o speech-24k.wav
+      echo-streamer render song.mp3 -o song-16k.wav --rate 16000 --frame-ms 20
+      espeak-ng --stdout "Hello there" | echo-streamer render - -o hello.wav
+    """
+    from .dsp.pipeline import OutputFormat
+    from .errors import InputError
+    from .render import render as render_file
+
+    try:
+        result = render_file(input_path, output_path, OutputFormat(int(rate), int(frame_ms)))
+    except InputError as error:
+        _say(f"echo-streamer: {error}")
+        sys.exit(EXIT_BAD_INPUT)
+    if result.clipped:
+        _say(f"echo-streamer: {input_path}: {result.clipped} samples clipped at full scale")
