@@ -1,0 +1,91 @@
+"""Fixtures generated on the fly with real tools: numpy, sox, ffmpeg, espeak-ng.
+
+Every tool a test needs must be installed (scripts/setup does it); a missing one fails the
+test loudly rather than skipping it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import soundfile
+
+REQUIRED_TOOLS = ("ffmpeg", "ffprobe", "sox", "espeak-ng")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise pytest.UsageError(f"tests need {', '.join(missing)} on PATH: run scripts/setup")
+
+
+def run(*command: str | Path, stdin: bytes | None = None) -> bytes:
+    """Run a tool, fail the test with its stderr if it fails, return its stdout."""
+    result = subprocess.run([str(part) for part in command], input=stdin, capture_output=True)
+    if result.returncode != 0:
+        raise AssertionError(f"{command[0]} failed ({result.returncode}): {result.stderr.decode(errors='replace')}")
+    return result.stdout
+
+
+def ffmpeg_decode(path: Path) -> tuple[np.ndarray, int]:
+    """ffmpeg's own decode of ``path``: float32 ``(frames, channels)`` at the file's rate."""
+    probe = run("ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels",
+                "-of", "csv=p=0", path).decode().strip().split(",")
+    rate, channels = int(probe[0]), int(probe[1])
+    raw = run("ffmpeg", "-v", "error", "-i", path, "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-")
+    return np.frombuffer(raw, dtype=np.float32).reshape(-1, channels), rate
+
+
+def tone(rate: int, seconds: float, freq: float = 440.0, channels: int = 1, level: float = 0.5) -> np.ndarray:
+    """A sine at ``freq`` Hz, float32 ``(frames, channels)``; channel k is scaled by 1/(k+1)."""
+    t = np.arange(round(rate * seconds)) / rate
+    mono = (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([mono / (k + 1) for k in range(channels)], axis=1)
+
+
+@pytest.fixture
+def make_wav(tmp_path: Path) -> Callable[..., Path]:
+    """Write float samples to a WAV (``subtype`` as soundfile names it) and return its path."""
+
+    def make(samples: np.ndarray, rate: int, name: str = "in.wav", subtype: str = "PCM_16") -> Path:
+        path = tmp_path / name
+        soundfile.write(path, samples, rate, subtype=subtype)
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real espeak-ng sentence: 22050 Hz mono PCM16, with pauses between words."""
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    run("espeak-ng", "-w", path, "Hello there. This is a test of the echo streamer, with a pause or two.")
+    return path
+
+
+@pytest.fixture(scope="session")
+def stereo_music(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three seconds of 44.1 kHz stereo made by sox: a sweep on the left, noise on the right."""
+    path = tmp_path_factory.mktemp("music") / "music.wav"
+    run("sox", "-n", "-r", "44100", "-c", "2", "-b", "16", path, "synth", "3", "sine", "200-4000", "pinknoise",
+        "vol", "0.5")
+    return path
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``echo-streamer`` as users do, in a subprocess; returns the completed process."""
+
+    def invoke(*args: str | Path, timeout: float = 120, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "echo_streamer", *[str(a) for a in args]]
+        result = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout)
+        return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"),
+                                           result.stderr.decode(errors="replace"))
+
+    return invoke
