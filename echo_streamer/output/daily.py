@@ -67,8 +67,8 @@ class DailyMicrophone:
         if transport == "custom-track":
             self._source: Any = CustomAudioSource(rate, 1)
             self._track = CustomAudioTrack(self._source)
-            # The SDK rejects customConstraints beside customTrack; a custom track bypasses the
-            # browser-style echo cancellation, noise suppression and gain control anyway.
+            # daily-python 0.36 rejects customConstraints beside customTrack ("unknown keys"),
+            # so processing can only be switched off for the virtual microphone.
             self._mic_settings: dict[str, Any] = {"customTrack": {"id": self._track.id}}
         else:
             self._source = Daily.create_microphone_device(_VIRTUAL_MIC_NAME, sample_rate=rate, channels=1, non_blocking=True)
