@@ -70,7 +70,3 @@ class Segment:
         """Mark the segment dropped unplayed (or part-played) because the streamer closed."""
         self.cancelled = True
         self.mark_done()
-
-    def summary(self) -> dict[str, object]:
-        return {"id": self.id, "item": self.name, "state": self.state, "position_ms": round(self.position_ms, 1),
-                "duration_ms": None if self.duration is None else round(1000 * self.duration, 1)}

@@ -9,7 +9,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable
 
 import numpy as np
@@ -225,9 +225,6 @@ class Streamer:
                 "underruns": playout.underruns, "underrun_frames": playout.underrun_frames,
                 "max_lag_ms": round(playout.max_lag_ms, 2), "lead_frames": self.config.lead_frames,
                 "last_error": self.last_error}
-
-    def describe(self) -> dict[str, Any]:
-        return asdict(self.config)
 
     # -- real-time path (SDK threads) ------------------------------------------------------
 
