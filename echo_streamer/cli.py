@@ -51,7 +51,8 @@ def main() -> None:
 @click.option("--room", envvar="ECHO_STREAMER_ROOM_URL", metavar="URL",
               help="Daily room URL (a Tavus conversation_url). Default: $ECHO_STREAMER_ROOM_URL; "
                    "with neither, stream offline.")
-@click.option("--meeting-token", envvar="ECHO_STREAMER_MEETING_TOKEN", help="Daily meeting token, if the room needs one.")
+@click.option("--meeting-token", envvar="ECHO_STREAMER_MEETING_TOKEN",
+              help="Daily meeting token, if the room needs one.")
 @_rate_option
 @_frame_option
 @click.option("--gap-ms", type=click.IntRange(0, 60_000), default=300, show_default=True,

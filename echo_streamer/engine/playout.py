@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import queue
 from collections import deque
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..dsp.pipeline import OutputFormat
 from .segment import Segment, SegmentEnd

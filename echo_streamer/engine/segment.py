@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import queue
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from ..sources import AudioSource
 

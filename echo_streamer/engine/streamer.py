@@ -10,7 +10,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import numpy as np
 

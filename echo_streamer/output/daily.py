@@ -7,7 +7,8 @@ handed to the caller's callbacks, which must not block.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..errors import JoinError
 
@@ -71,7 +72,8 @@ class DailyMicrophone:
             # so processing can only be switched off for the virtual microphone.
             self._mic_settings: dict[str, Any] = {"customTrack": {"id": self._track.id}}
         else:
-            self._source = Daily.create_microphone_device(_VIRTUAL_MIC_NAME, sample_rate=rate, channels=1, non_blocking=True)
+            self._source = Daily.create_microphone_device(_VIRTUAL_MIC_NAME, sample_rate=rate, channels=1,
+                                                          non_blocking=True)
             self._mic_settings = {"deviceId": _VIRTUAL_MIC_NAME, "customConstraints": _PROCESSING_OFF}
 
     def write(self, frame: bytes, completion: Callable[[int], None]) -> None:
@@ -86,13 +88,13 @@ class DailyMicrophone:
         joined: asyncio.Future[str | None] = loop.create_future()
 
         def on_join(_data: Any, error: str | None) -> None:
-            loop.call_soon_threadsafe(lambda: joined.done() or joined.set_result(error))
+            loop.call_soon_threadsafe(_resolve, joined, error)
 
         self._client = CallClient(event_handler=_make_event_handler(self._on_event))
         self._client.join(url, meeting_token=meeting_token, client_settings=self._client_settings(), completion=on_join)
         try:
             error = await asyncio.wait_for(joined, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise JoinError(f"could not join {url}: no answer within {timeout:g} s") from None
         if error:
             raise JoinError(f"could not join {url}: {error}")
@@ -106,9 +108,8 @@ class DailyMicrophone:
         if self._client is not None:
             if self._joined:
                 loop = asyncio.get_running_loop()
-                left = loop.create_future()
-                self._client.leave(completion=lambda _error: loop.call_soon_threadsafe(
-                    lambda: left.done() or left.set_result(None)))
+                left: asyncio.Future[str | None] = loop.create_future()
+                self._client.leave(completion=lambda error: loop.call_soon_threadsafe(_resolve, left, error))
                 await left
                 self._client.release()
             else:
@@ -136,6 +137,11 @@ class DailyMicrophone:
         }
 
 
+def _resolve(future: asyncio.Future[str | None], value: str | None) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
 def _make_event_handler(on_event: Callable[[str, dict[str, Any]], None]) -> Any:
     from daily import EventHandler
 
@@ -143,10 +149,10 @@ def _make_event_handler(on_event: Callable[[str, dict[str, Any]], None]) -> Any:
         def on_call_state_updated(self, state: str) -> None:
             on_event("call_state", {"state": state})
 
-        def on_participant_joined(self, participant: dict[str, Any]) -> None:
+        def on_participant_joined(self, participant: Mapping[str, Any]) -> None:
             on_event("participant_joined", {"participant": _participant_summary(participant)})
 
-        def on_participant_left(self, participant: dict[str, Any], reason: str) -> None:
+        def on_participant_left(self, participant: Mapping[str, Any], reason: str) -> None:
             on_event("participant_left", {"participant": _participant_summary(participant), "reason": reason})
 
         def on_app_message(self, message: Any, sender: str) -> None:
@@ -158,6 +164,6 @@ def _make_event_handler(on_event: Callable[[str, dict[str, Any]], None]) -> Any:
     return Handler()
 
 
-def _participant_summary(participant: dict[str, Any]) -> dict[str, Any]:
+def _participant_summary(participant: Mapping[str, Any]) -> dict[str, Any]:
     info = participant.get("info", {})
     return {"id": participant.get("id"), "user_name": info.get("userName"), "is_local": info.get("isLocal")}

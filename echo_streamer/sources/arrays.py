@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -18,7 +18,7 @@ class ArraySource:
     streamer's decode worker, never on the real-time path.
     """
 
-    duration = None
+    duration: float | None = None
 
     def __init__(self, chunks: Iterable[np.ndarray], rate: int, channels: int = 1, name: str = "stream") -> None:
         check_format(name, rate, channels)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
+from collections.abc import Iterator
 
 import numpy as np
 

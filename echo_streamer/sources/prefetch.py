@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterator, TypeVar
+from typing import TypeVar
+from collections.abc import Iterator
 
 T = TypeVar("T")
 

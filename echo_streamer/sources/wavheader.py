@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from ..errors import InputError
 
@@ -22,14 +22,14 @@ class WavHeader:
     bits: int
 
 
-def _read_exact(stream: BinaryIO, size: int, name: str) -> bytes:
+def _read_exact(stream: IO[bytes], size: int, name: str) -> bytes:
     data = stream.read(size)
     if len(data) != size:
         raise InputError(name, "stream ended inside the WAV header")
     return data
 
 
-def read_wav_header(stream: BinaryIO, name: str) -> WavHeader:
+def read_wav_header(stream: IO[bytes], name: str) -> WavHeader:
     """Read up to the start of the ``data`` chunk and return the sample format.
 
     The RIFF and data sizes are ignored: streamed WAVs (ffmpeg to a pipe, ``espeak-ng --stdout``)
