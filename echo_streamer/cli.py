@@ -6,9 +6,7 @@ inside the commands, so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +15,8 @@ import click
 from . import __version__
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .engine.segment import Segment
     from .engine.streamer import Streamer, StreamerConfig
 
@@ -99,6 +99,8 @@ def play(files: tuple[str, ...], room: str | None, meeting_token: str | None, ra
         raise click.UsageError("--transport virtual-mic needs --room: a virtual microphone drops audio until joined")
     if config.room_url is not None and not config.room_url.startswith(("https://", "http://")):
         raise click.BadParameter(f"{config.room_url!r} is not an http(s) URL", param_hint="--room")
+    import asyncio
+
     show_progress = sys.stderr.isatty() if progress is None else progress
     _divert_native_stderr(sdk_log)
     status = asyncio.run(_play(list(files), config, events_path, show_progress))
@@ -153,6 +155,9 @@ async def _play(files: list[str], config: StreamerConfig, events_path: str | Non
 
 
 def _stop_on_signals() -> asyncio.Event:
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -162,6 +167,8 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def _until_stopped(work: Any, stop: asyncio.Event, progress: _Progress | None = None) -> bool:
     """Run ``work`` until it finishes (True) or ``stop`` is set (False, ``work`` cancelled)."""
+    import asyncio
+
     task = asyncio.ensure_future(work)
     stopped = asyncio.ensure_future(stop.wait())
     try:

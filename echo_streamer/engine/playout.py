@@ -85,15 +85,25 @@ class Playout:
             if segment.total_samples is not None:
                 segment.played_samples = min(segment.played_samples, segment.total_samples)
         elif kind == _END and segment is not None:
-            segment.finished_at = now
-            fields = {"id": segment.id, "item": segment.name, "samples": segment.played_samples,
-                      "position_ms": round(segment.position_ms, 1), "interrupted": False}
-            if segment.error:
-                fields["error"] = segment.error
-            self._emit("item_finished", now, fields, segment)
+            self._finish(segment, now, interrupted=False)
         if kind == _IDLE and not self._was_idle:
             self._emit("idle", now, {}, None)
         self._was_idle = kind == _IDLE
+
+    def cut_current(self, now: float) -> None:
+        """End the segment now playing where the SDK stopped consuming it (used at shutdown)."""
+        segment, self._current = self._current, None
+        if segment is not None and segment.started_at is not None:
+            self._finish(segment, now, interrupted=True)
+
+    def _finish(self, segment: Segment, now: float, interrupted: bool) -> None:
+        segment.finished_at = now
+        segment.interrupted = interrupted
+        fields: dict[str, Any] = {"id": segment.id, "item": segment.name, "samples": segment.played_samples,
+                                  "position_ms": round(segment.position_ms, 1), "interrupted": interrupted}
+        if segment.error:
+            fields["error"] = segment.error
+        self._emit("item_finished", now, fields, segment)
 
     def _choose(self, now: float) -> tuple[int, Segment | None, bytes]:
         if self._gap_left:

@@ -41,6 +41,7 @@ class Segment:
         self.total_samples: int | None = None
         self.handed_frames = 0
         self.cancelled = False
+        self.interrupted = False
         self._done = loop.create_future()
 
     @property
@@ -50,7 +51,9 @@ class Segment:
     @property
     def state(self) -> str:
         if self._done.done():
-            return "failed" if self.error else "cancelled" if self.cancelled else "finished"
+            if self.error:
+                return "failed"
+            return "cancelled" if self.cancelled else "interrupted" if self.interrupted else "finished"
         return "queued" if self.started_at is None else "playing"
 
     def done(self) -> bool:

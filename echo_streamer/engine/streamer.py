@@ -52,6 +52,9 @@ class StreamerConfig:
     join_timeout: float = 20.0
     capture_path: str | None = None
 
+    def __post_init__(self) -> None:
+        OutputFormat(self.rate, self.frame_ms)  # raises ValueError for an unsupported rate or frame length
+
     @property
     def output(self) -> OutputFormat:
         return OutputFormat(self.rate, self.frame_ms)
@@ -90,6 +93,7 @@ class Streamer:
         self._started = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._output: DailyMicrophone | None = None
         self._capture: WavCapture | None = None
         self._feed_queue: queue.Queue[Segment | None] = queue.Queue()
@@ -104,6 +108,7 @@ class Streamer:
     async def start(self) -> None:
         """Create the microphone, join the room if one is configured, and start sending silence."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._drained = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -149,8 +154,10 @@ class Streamer:
             self._feed_queue.put(None)
             # The decoder notices the stop within one block; give up on one stuck in a read.
             await asyncio.to_thread(self._feeder.join, 1.0)
+            self._playout.cut_current(time.monotonic())
             for segment in self._segments:
-                segment.cancel()
+                if segment.started_at is None:
+                    segment.cancel()
         if self._output is not None:
             await self._output.close()
             self._output = None
@@ -309,8 +316,12 @@ class Streamer:
     # -- events ----------------------------------------------------------------------------
 
     def _emit_threadsafe(self, name: str, t: float, fields: dict[str, Any], segment: Segment | None) -> None:
+        """Emit from any thread: directly on the loop's own thread, else scheduled onto it."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._emit, name, t, fields, segment)
+        if threading.get_ident() == self._loop_thread:
+            self._emit(name, t, fields, segment)
+        else:
+            self._loop.call_soon_threadsafe(self._emit, name, t, fields, segment)
 
     def _sdk_event(self, name: str, fields: dict[str, Any]) -> None:
         if self._loop is not None and not self._loop.is_closed():

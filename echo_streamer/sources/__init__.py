@@ -8,6 +8,8 @@ from typing import BinaryIO
 
 from ..errors import InputError
 from .base import MAX_CHANNELS, MAX_RATE, MIN_RATE, AudioSource, check_format
+from .ffmpeg import FfmpegSource
+from .libsndfile import NotForLibsndfile, SoundFileSource
 
 __all__ = ["AudioSource", "MAX_CHANNELS", "MAX_RATE", "MIN_RATE", "check_format", "open_audio"]
 
@@ -22,20 +24,12 @@ def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float
     Raises :class:`InputError` naming the input and the reason when it cannot be decoded.
     """
     if path == "-":
-        from .ffmpeg import FfmpegSource
-
         return FfmpegSource(path, block_seconds, stdin or sys.stdin.buffer)
     if _prefers_ffmpeg(_check_file(path)):
-        from .ffmpeg import FfmpegSource
-
         return FfmpegSource(path, block_seconds)
-    from .libsndfile import NotForLibsndfile, SoundFileSource
-
     try:
         return SoundFileSource(path, block_seconds)
     except NotForLibsndfile:
-        from .ffmpeg import FfmpegSource
-
         return FfmpegSource(path, block_seconds)
 
 
