@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .engine.segment import Segment
     from .engine.streamer import Streamer, StreamerConfig
     from .errors import InputError, JoinError
-    from .render import render
+    from .renderer import render
 
 _LAZY = {
     "InputError": "errors",
@@ -25,7 +25,7 @@ _LAZY = {
     "Segment": "engine.segment",
     "Streamer": "engine.streamer",
     "StreamerConfig": "engine.streamer",
-    "render": "render",
+    "render": "renderer",
 }
 
 

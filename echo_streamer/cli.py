@@ -258,7 +258,7 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str) -> None:
     """
     from .dsp.pipeline import OutputFormat
     from .errors import InputError
-    from .render import render as render_file
+    from .renderer import render as render_file
 
     try:
         result = render_file(input_path, output_path, OutputFormat(int(rate), int(frame_ms)))

@@ -25,10 +25,10 @@ def downmix(block: np.ndarray, name: str) -> np.ndarray:
 def to_pcm16(samples: np.ndarray) -> tuple[np.ndarray, int]:
     """Scale float samples (full scale 1.0) to int16, rounding to nearest; return (pcm, clipped count).
 
-    Values beyond full scale are clipped, and counted so the caller can report them.
+    Samples beyond full scale are clipped and counted so the caller can report them. Exactly
+    +1.0 becomes 32767 without being counted: full scale is legal, PCM16 is just one step short.
     """
     scaled = np.rint(samples * 32768.0)
-    clipped = int(np.count_nonzero((scaled > 32767) | (scaled < -32768)))
-    if clipped:
-        np.clip(scaled, -32768, 32767, out=scaled)
+    clipped = int(np.count_nonzero((samples > 1.0) | (scaled < -32768)))
+    np.clip(scaled, -32768, 32767, out=scaled)
     return scaled.astype(np.int16), clipped

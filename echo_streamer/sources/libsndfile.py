@@ -11,8 +11,9 @@ import soundfile
 from ..errors import InputError
 from .base import check_complete, check_format
 
-# libsndfile notes a WAV data chunk whose declared size exceeds the file as "data : N (should be M)".
-_DATA_SIZE_MISMATCH = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+# libsndfile notes a WAV data chunk (AIFF: SSND chunk) that claims more than the file holds as
+# "data : N (should be M)".
+_DATA_SIZE_MISMATCH = re.compile(r"^ *(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE)
 # Streaming writers leave these in the size fields; such files are not truncated.
 _PLACEHOLDER_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000}
 
@@ -58,7 +59,7 @@ class SoundFileSource:
         self._file.close()
 
     def _declared_wav_duration(self) -> float | None:
-        """The length a WAV header declares, when it is more than the file holds."""
+        """The length a WAV or AIFF header declares, when it is more than the file holds."""
         mismatch = _DATA_SIZE_MISMATCH.search(self._file.extra_info)
         if mismatch is None or self.duration is None:
             return None

@@ -1,0 +1,219 @@
+"""Bad inputs through the real CLI: one clear line each, a non-zero exit, no traceback, no output left behind.
+
+Every bad file is made on the spot (cut, corrupted, or with header bytes written by ``struct``);
+``render`` and offline ``play`` (real time, so inputs stay short) must both reject it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import run, tone
+
+from echo_streamer.dsp.pipeline import OutputFormat
+from echo_streamer.renderer import render
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+OFFLINE_LINE = "echo-streamer: no room URL given"
+ANY_REASON = r"\S"
+DAMAGED = r"truncated|corrupt|cannot decode"
+
+
+def wav_header(*, tag: int = 1, channels: int = 1, rate: int = 16000, bits: int = 16, data_bytes: int = 3200) -> bytes:
+    """A canonical 44-byte RIFF/WAVE header with the given fields, written byte by byte."""
+    align = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
+
+
+def good_wav(folder: Path, name: str = "good.wav", seconds: float = 0.4, rate: int = 44100) -> Path:
+    """A short, valid stereo PCM16 WAV."""
+    path = folder / name
+    soundfile.write(path, tone(rate, seconds, channels=2), rate, subtype="PCM_16")
+    return path
+
+
+def encode(folder: Path, name: str, *args: str) -> Path:
+    """The short good WAV encoded by ffmpeg into ``name`` with encoder ``args``."""
+    path = folder / name
+    run("ffmpeg", "-v", "error", "-i", good_wav(folder, "src-" + name + ".wav"), *args, path)
+    return path
+
+
+def cut(source: Path, keep: float, name: str) -> Path:
+    """A copy of ``source`` keeping only the first ``keep`` fraction of its bytes."""
+    data = source.read_bytes()
+    path = source.with_name(name)
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def garbage_middle(source: Path, name: str) -> Path:
+    """A copy of ``source`` whose middle third is replaced by random bytes."""
+    data = source.read_bytes()
+    third = len(data) // 3
+    path = source.with_name(name)
+    path.write_bytes(data[:third] + np.random.default_rng(1).bytes(third) + data[2 * third :])
+    return path
+
+
+def write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` and return it."""
+    path.write_bytes(data)
+    return path
+
+
+def make_directory(path: Path) -> Path:
+    """A directory where a file is expected."""
+    path.mkdir()
+    return path
+
+
+def nan_wav(path: Path) -> Path:
+    """A float WAV whose every sample is NaN."""
+    soundfile.write(path, np.full((8000, 1), np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    return path
+
+
+def video_only(path: Path) -> Path:
+    """An MP4 holding one video stream and no audio at all."""
+    run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=1:size=64x64:rate=10", "-c:v", "mpeg4", path)
+    return path
+
+
+random_bytes = np.random.default_rng(0).bytes
+
+# case -> (builder taking a fresh folder, pattern the reason must match)
+BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "missing": (lambda d: d / "missing.wav", r"no such file"),
+    "directory": (lambda d: make_directory(d / "folder.wav"), r"directory"),
+    "empty": (lambda d: write(d / "empty.wav", b""), r"empty"),
+    "text-as-wav": (lambda d: write(d / "notes.wav", b"this is not audio, only text\n" * 20), ANY_REASON),
+    "wav-cut-mid-data": (lambda d: cut(good_wav(d), 0.6, "cut.wav"), r"truncated"),
+    "flac-cut-in-half": (lambda d: cut(encode(d, "a.flac"), 0.5, "cut.flac"), DAMAGED),
+    "mp3-cut-in-half": (lambda d: cut(encode(d, "a.mp3"), 0.5, "cut.mp3"), DAMAGED),
+    "m4a-cut-in-half": (lambda d: cut(encode(d, "a.m4a", "-c:a", "aac"), 0.5, "cut.m4a"), DAMAGED),
+    "m4a-faststart-cut-in-half": (
+        lambda d: cut(encode(d, "a.m4a", "-c:a", "aac", "-movflags", "+faststart"), 0.5, "cut.m4a"),
+        DAMAGED,
+    ),
+    "aiff-cut-in-half": (lambda d: cut(encode(d, "a.aiff"), 0.5, "cut.aiff"), DAMAGED),
+    "flac-header-then-random": (
+        lambda d: write(d / "noise.flac", encode(d, "a.flac").read_bytes()[:42] + random_bytes(40_000)),
+        DAMAGED,
+    ),
+    "flac-garbage-middle": (lambda d: garbage_middle(encode(d, "a.flac"), "mangled.flac"), DAMAGED),
+    "mp3-garbage-middle": (lambda d: garbage_middle(encode(d, "a.mp3"), "mangled.mp3"), DAMAGED),
+    "float-wav-header-then-random": (
+        lambda d: write(d / "noise.wav", wav_header(tag=3, bits=32, data_bytes=32_000) + random_bytes(32_000)),
+        r"NaN|corrupt",
+    ),
+    "mp4-video-only": (lambda d: video_only(d / "video.mp4"), ANY_REASON),
+    "wav-unknown-format-tag": (lambda d: write(d / "tag.wav", wav_header(tag=0x1234) + bytes(3200)), ANY_REASON),
+    "wav-1-hz": (lambda d: write(d / "1hz.wav", wav_header(rate=1) + bytes(3200)), r"sample rate"),
+    "wav-10-mhz": (lambda d: write(d / "10mhz.wav", wav_header(rate=10_000_000) + bytes(3200)), r"sample rate"),
+    "wav-0-channels": (lambda d: write(d / "0ch.wav", wav_header(channels=0) + bytes(3200)), ANY_REASON),
+    "wav-full-of-nan": (lambda d: nan_wav(d / "nan.wav"), r"NaN"),
+}
+
+
+def problem_lines(result: subprocess.CompletedProcess[str], command: str) -> list[str]:
+    """stderr lines, less the one line offline ``play`` prints (which must be there for play)."""
+    lines = result.stderr.splitlines()
+    if command == "play":
+        offline = [line for line in lines if line.startswith(OFFLINE_LINE)]
+        assert len(offline) == 1, result.stderr
+        lines.remove(offline[0])
+    return lines
+
+
+def assert_one_line_about(result: subprocess.CompletedProcess[str], command: str, name: str, reason: str) -> None:
+    """Exit 1, no traceback, and exactly one stderr line: ``echo-streamer: <name>: <reason>``."""
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.returncode == 1, result.stderr
+    lines = problem_lines(result, command)
+    assert len(lines) == 1, result.stderr
+    prefix = f"echo-streamer: {name}: "
+    assert lines[0].startswith(prefix), lines[0]
+    assert re.search(reason, lines[0][len(prefix) :]), lines[0]
+
+
+@pytest.mark.parametrize("command", ["render", "play"])
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line(case: str, command: str, cli: Cli, tmp_path: Path) -> None:
+    """A bad input gives exit 1 and one line naming it with a reason; render leaves no output file."""
+    build, reason = BAD_INPUTS[case]
+    path = build(tmp_path)
+    out = tmp_path / "out.wav"
+    if command == "render":
+        result = cli("render", path, "-o", out, timeout=60)
+    else:
+        result = cli("play", path, "--gap-ms", "0", timeout=60)
+    assert_one_line_about(result, command, str(path), reason)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "reason"),
+    [
+        ("empty", b"", ANY_REASON),
+        ("text", b"plain text, not audio\n" * 20, ANY_REASON),
+        ("1-hz-header", wav_header(rate=1) + bytes(3200), r"sample rate"),
+        ("nan", wav_header(tag=3, bits=32, data_bytes=16) + struct.pack("<4f", 0.0, float("nan"), 0.0, 0.0), r"NaN"),
+    ],
+)
+def test_bad_stdin_is_one_line(case: str, data: bytes, reason: str, cli: Cli, tmp_path: Path) -> None:
+    """Bad bytes on stdin (``render -``) are reported like a bad file, naming ``-``."""
+    out = tmp_path / "out.wav"
+    result = cli("render", "-", "-o", out, stdin=data)
+    assert_one_line_about(result, "render", "-", reason)
+    assert not out.exists()
+
+
+def read_events(path: Path) -> list[dict[str, object]]:
+    """The JSON-lines event log as a list of dicts."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_play_skips_bad_file_and_plays_the_rest(cli: Cli, tmp_path: Path) -> None:
+    """play good bad good2: one line about bad, both good files played in order and captured, exit 1."""
+    good = good_wav(tmp_path, "good.wav", seconds=0.3, rate=44100)
+    good2 = tmp_path / "good2.wav"
+    soundfile.write(good2, tone(16000, 0.25, freq=1000.0), 16000)
+    bad = write(tmp_path / "bad.wav", b"not a wav file at all\n" * 10)
+    events, capture = tmp_path / "ev.jsonl", tmp_path / "cap.wav"
+    result = cli("play", good, bad, good2, "--gap-ms", "50", "--events", events, "--capture", capture, timeout=60)
+    assert_one_line_about(result, "play", str(bad), ANY_REASON)
+
+    log = read_events(events)
+    finished = {e["item"]: e for e in log if e["event"] == "item_finished"}
+    for path in (good, good2):
+        expected = render(str(path), str(tmp_path / f"{path.stem}-ref.wav"), OutputFormat())
+        assert finished[str(path)]["samples"] == expected.samples > 0
+        assert "error" not in finished[str(path)]
+    errors = [e for e in log if e["event"] == "error"]
+    assert len(errors) == 1 and errors[0]["item"] == str(bad)
+    assert str(bad) in str(errors[0]["message"])
+
+    # The capture holds exactly the frames render makes for each good file, in order.
+    sent = soundfile.read(capture, dtype="int16")[0].tobytes()
+    first = sent.find(soundfile.read(tmp_path / "good-ref.wav", dtype="int16")[0].tobytes())
+    second = sent.find(soundfile.read(tmp_path / "good2-ref.wav", dtype="int16")[0].tobytes())
+    assert 0 <= first < second

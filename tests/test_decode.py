@@ -1,0 +1,163 @@
+"""Decoders against ffmpeg's own decode: every container and codec, rate and channel count.
+
+Each file is generated from a real stereo fixture with soundfile or ffmpeg, decoded through
+``open_audio`` (file path, or ``-`` on stdin) and compared sample by sample with
+``ffmpeg_decode`` of the same file. Lossy formats must match too: both sides decode the same
+bitstream, so any level, offset, channel-order or length error shows up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import ffmpeg_decode, run, tone
+
+from echo_streamer.sources import open_audio
+
+# Both decoders land within float32 rounding of each other (0 for PCM, ~4e-7 for Vorbis, where
+# libvorbis and ffmpeg's decoder differ); 1e-5 is far below one 16-bit LSB (3e-5) and any real error.
+MAX_DIFF = 1e-5
+
+# name -> (file name, how to make it: ("soundfile", subtype) or ("ffmpeg", *encoder args))
+FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "wav-pcm16": ("pcm16.wav", ("soundfile", "PCM_16")),
+    "wav-pcm24": ("pcm24.wav", ("soundfile", "PCM_24")),
+    "wav-pcm32": ("pcm32.wav", ("soundfile", "PCM_32")),
+    "wav-float": ("float.wav", ("soundfile", "FLOAT")),
+    "wav-u8": ("u8.wav", ("soundfile", "PCM_U8")),
+    "flac": ("audio.flac", ("ffmpeg", "-c:a", "flac")),
+    "ogg-vorbis": ("audio.ogg", ("ffmpeg", "-c:a", "libvorbis")),
+    "mp3": ("audio.mp3", ("ffmpeg", "-c:a", "libmp3lame")),
+    "mp3-no-id3": ("bare.mp3", ("ffmpeg", "-c:a", "libmp3lame", "-id3v2_version", "0")),
+    "aiff": ("audio.aiff", ("ffmpeg", "-c:a", "pcm_s16be")),
+    "m4a-aac": ("audio.m4a", ("ffmpeg", "-c:a", "aac")),
+    "opus": ("audio.opus", ("ffmpeg", "-c:a", "libopus")),
+    "webm-opus": ("audio.webm", ("ffmpeg", "-c:a", "libopus")),
+    "mp4-aac": ("audio.mp4", ("ffmpeg", "-c:a", "aac")),
+}
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory, stereo_music: Path) -> Callable[[str], Path]:
+    """Make (once per module) the ``stereo_music`` fixture in the named format; return its path."""
+    folder = tmp_path_factory.mktemp("formats")
+    made: dict[str, Path] = {}
+
+    def make(kind: str) -> Path:
+        if kind not in made:
+            name, (tool, *args) = FORMATS[kind]
+            path = folder / name
+            if tool == "soundfile":
+                samples, rate = soundfile.read(stereo_music, dtype="float32")
+                soundfile.write(path, samples, rate, subtype=args[0])
+            else:
+                run("ffmpeg", "-v", "error", "-i", stereo_music, *args, path)
+            made[kind] = path
+        return made[kind]
+
+    return make
+
+
+def decode_all(path: str | Path, stdin_path: Path | None = None, **kwargs: float) -> tuple[list[np.ndarray], int, int]:
+    """Decode with ``open_audio`` (``stdin_path`` is fed on stdin as ``-``); return (blocks, rate, channels)."""
+    if stdin_path is None:
+        source = open_audio(str(path), **kwargs)
+        try:
+            return list(source.blocks()), source.rate, source.channels
+        finally:
+            source.close()
+    with open(stdin_path, "rb") as stdin:
+        source = open_audio("-", stdin=stdin, **kwargs)
+        try:
+            return list(source.blocks()), source.rate, source.channels
+        finally:
+            source.close()
+
+
+def assert_blocks_shape(blocks: list[np.ndarray], channels: int) -> None:
+    """Every block is a non-empty float32 ``(frames, channels)`` array."""
+    assert blocks, "no blocks decoded"
+    for block in blocks:
+        assert block.dtype == np.float32
+        assert block.ndim == 2 and block.shape[1] == channels and len(block) > 0
+
+
+def assert_matches_ffmpeg(blocks: list[np.ndarray], rate: int, channels: int, path: Path) -> None:
+    """Same rate, channels and length as ffmpeg's decode, and the samples agree within MAX_DIFF."""
+    reference, ref_rate = ffmpeg_decode(path)
+    assert_blocks_shape(blocks, channels)
+    decoded = np.concatenate(blocks)
+    assert (rate, channels) == (ref_rate, reference.shape[1])
+    assert decoded.shape == reference.shape
+    assert np.sqrt(np.mean(reference**2)) > 0.01, "the reference is silent: the comparison would prove nothing"
+    assert np.max(np.abs(decoded - reference)) <= MAX_DIFF
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_format_decodes_like_ffmpeg(kind: str, encoded: Callable[[str], Path]) -> None:
+    """Each container/codec decodes to exactly what ffmpeg decodes from the same file."""
+    path = encoded(kind)
+    blocks, rate, channels = decode_all(path)
+    assert channels == 2
+    assert_matches_ffmpeg(blocks, rate, channels, path)
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_declared_duration_is_close(kind: str, encoded: Callable[[str], Path]) -> None:
+    """``duration`` (all these containers declare a length) is within 50 ms of the decoded length."""
+    path = encoded(kind)
+    source = open_audio(str(path))
+    try:
+        duration = source.duration
+        decoded_seconds = sum(len(block) for block in source.blocks()) / source.rate
+    finally:
+        source.close()
+    assert duration is not None
+    assert duration == pytest.approx(decoded_seconds, abs=0.05)
+    assert duration == pytest.approx(3.0, abs=0.05)  # the fixture is 3 s long
+
+
+@pytest.mark.parametrize("via_stdin", [False, True], ids=["file", "stdin"])
+@pytest.mark.parametrize("channels", [1, 2, 6])
+@pytest.mark.parametrize("rate", [8000, 11025, 44100, 96000, 192000])
+def test_rates_and_channels(rate: int, channels: int, via_stdin: bool, make_wav: Callable[..., Path]) -> None:
+    """Every supported input rate and channel count decodes with that rate and channel count, in order."""
+    path = make_wav(tone(rate, 0.3, channels=channels), rate)  # channel k at level 1/(k+1): order shows
+    blocks, got_rate, got_channels = decode_all(path, stdin_path=path if via_stdin else None)
+    assert (got_rate, got_channels) == (rate, channels)
+    assert_matches_ffmpeg(blocks, got_rate, got_channels, path)
+
+
+@pytest.fixture(scope="module")
+def long_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twenty seconds of 48 kHz stereo noise and tone, made by sox."""
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    synth = ("synth", "20", "sine", "300", "whitenoise", "vol", "0.3")
+    run("sox", "-n", "-r", "48000", "-c", "2", "-b", "16", path, *synth)
+    return path
+
+
+@pytest.mark.parametrize("via_stdin", [False, True], ids=["file", "stdin"])
+def test_long_file_streams_in_blocks(via_stdin: bool, long_wav: Path) -> None:
+    """A 20 s file arrives as many blocks of at most ``block_seconds``, never the whole file at once."""
+    path = long_wav
+    blocks, rate, channels = decode_all(path, stdin_path=path if via_stdin else None)
+    assert_blocks_shape(blocks, channels)
+    total = sum(len(block) for block in blocks)
+    assert total >= 20 * rate
+    assert len(blocks) >= 20  # 0.5 s blocks by default
+    assert max(len(block) for block in blocks) <= round(0.5 * rate)
+    assert_matches_ffmpeg(blocks, rate, channels, path)
+
+
+@pytest.mark.parametrize("via_stdin", [False, True], ids=["file", "stdin"])
+def test_block_seconds_is_honoured(via_stdin: bool, long_wav: Path) -> None:
+    """``block_seconds`` bounds every block's length (and only the last may be shorter)."""
+    blocks, rate, _channels = decode_all(long_wav, stdin_path=long_wav if via_stdin else None, block_seconds=0.1)
+    sizes = [len(block) for block in blocks]
+    assert max(sizes) == round(0.1 * rate)
+    assert all(size == round(0.1 * rate) for size in sizes[:-1])

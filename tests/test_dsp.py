@@ -1,0 +1,284 @@
+"""The numeric stages: streaming resampler, framer, PCM16 conversion, downmix, and the whole conditioner."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from echo_streamer.dsp.convert import downmix, to_pcm16
+from echo_streamer.dsp.framer import Framer
+from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
+from echo_streamer.dsp.resample import StreamResampler, resample
+from echo_streamer.errors import InputError
+
+IN_RATES = (8000, 22050, 44100, 48000, 96000)
+OUT_RATES = (16000, 24000)
+RATE_PAIRS = [(i, o) for i in IN_RATES for o in OUT_RATES]
+
+block_sizes = st.lists(st.integers(min_value=1, max_value=6000), min_size=1, max_size=20)
+
+
+def noise(frames: int, seed: int = 0, channels: int | None = None, level: float = 0.3) -> np.ndarray:
+    """Seeded Gaussian noise (float32), mono ``(frames,)`` or ``(frames, channels)``."""
+    shape = (frames,) if channels is None else (frames, channels)
+    return (level * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
+def split(samples: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """Cut ``samples`` into consecutive blocks of ``sizes`` (cycled); the last block takes what is left."""
+    blocks, start, k = [], 0, 0
+    while start < len(samples):
+        size = sizes[k % len(sizes)]
+        blocks.append(samples[start : start + size])
+        start += size
+        k += 1
+    return blocks
+
+
+def stream_resample(samples: np.ndarray, in_rate: int, out_rate: int, sizes: list[int]) -> np.ndarray:
+    """Everything a :class:`StreamResampler` emits for ``samples`` pushed in blocks of ``sizes``, plus flush."""
+    resampler = StreamResampler(in_rate, out_rate)
+    parts = [resampler.process(block) for block in split(samples, sizes)]
+    parts.append(resampler.flush())
+    return np.concatenate(parts)
+
+
+def assert_within_one_lsb(got: np.ndarray, want: np.ndarray) -> None:
+    """Two int16 vectors of equal length differing by at most one LSB anywhere."""
+    assert got.dtype == np.int16 and want.dtype == np.int16
+    assert len(got) == len(want)
+    if len(got):
+        assert np.max(np.abs(got.astype(np.int32) - want.astype(np.int32))) <= 1
+
+
+# -- StreamResampler ------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(rates=st.sampled_from(RATE_PAIRS), sizes=block_sizes, seed=st.integers(0, 2**16))
+def test_stream_equals_one_shot(rates: tuple[int, int], sizes: list[int], seed: int) -> None:
+    """Resampling in arbitrary blocks gives the one-shot result within 1 LSB, sample for sample."""
+    in_rate, out_rate = rates
+    samples = noise(sum(sizes), seed)
+    streamed, _ = to_pcm16(stream_resample(samples, in_rate, out_rate, sizes))
+    reference, _ = to_pcm16(resample(samples, in_rate, out_rate))
+    assert_within_one_lsb(streamed, reference)
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), RATE_PAIRS)
+def test_one_sample_blocks(in_rate: int, out_rate: int) -> None:
+    """Even one input sample at a time, the stream equals the one-shot result."""
+    samples = noise(3000, seed=in_rate)
+    streamed, _ = to_pcm16(stream_resample(samples, in_rate, out_rate, [1]))
+    reference, _ = to_pcm16(resample(samples, in_rate, out_rate))
+    assert_within_one_lsb(streamed, reference)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rates=st.sampled_from(RATE_PAIRS), length=st.integers(1, 50_000), sizes=block_sizes)
+def test_tail_is_flushed(rates: tuple[int, int], length: int, sizes: list[int]) -> None:
+    """The flushed output is as long as the input lasts: in_len * out_rate / in_rate within 2 samples."""
+    in_rate, out_rate = rates
+    out = stream_resample(noise(length), in_rate, out_rate, sizes)
+    assert abs(len(out) - length * out_rate / in_rate) <= 2
+
+
+@settings(max_examples=20, deadline=None)
+@given(rates=st.sampled_from(RATE_PAIRS), sizes=block_sizes)
+def test_no_click_at_block_boundaries(rates: tuple[int, int], sizes: list[int]) -> None:
+    """A 1 kHz sine resampled in blocks stays a clean sine: no jump beyond its slope, no sample lost or repeated."""
+    in_rate, out_rate = rates
+    freq, level = 1000.0, 0.5
+    samples = (level * np.sin(2 * np.pi * freq * np.arange(in_rate) / in_rate)).astype(np.float32)  # 1 s
+    out = stream_resample(samples, in_rate, out_rate, sizes).astype(np.float64)
+    inner = slice(out_rate // 50, len(out) - out_rate // 50)  # leave out the 20 ms edges (onset, abrupt end)
+    max_step = 2 * level * math.sin(math.pi * freq / out_rate)  # largest step between samples of the sine
+    assert np.max(np.abs(np.diff(out[inner]))) <= max_step * 1.01
+    ideal = level * np.sin(2 * np.pi * freq * np.arange(len(out)) / out_rate)
+    assert np.max(np.abs(out[inner] - ideal[inner])) < 1e-4  # a dropped/duplicated sample is off by ~0.2
+
+
+def test_equal_rates_pass_through() -> None:
+    """With equal rates the stream is untouched and flush emits nothing."""
+    samples = noise(1000)
+    resampler = StreamResampler(24000, 24000)
+    assert np.array_equal(resampler.process(samples), samples)
+    assert len(resampler.flush()) == 0
+    assert np.array_equal(resample(samples, 24000, 24000), samples)
+
+
+# -- Framer ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(frame_samples=st.sampled_from([1, 7, 160, 240, 320, 480]), pushes=st.lists(st.integers(0, 2000), max_size=30))
+def test_framer_loses_and_duplicates_nothing(frame_samples: int, pushes: list[int]) -> None:
+    """Frames are exactly frame_samples long and, concatenated, are the input then zero padding."""
+    rng = np.random.default_rng(len(pushes))
+    pcm = rng.integers(-32768, 32768, size=sum(pushes), dtype=np.int16)
+    framer = Framer(frame_samples)
+    outputs, start = [], 0
+    for size in pushes:
+        frames = framer.push(pcm[start : start + size].copy())
+        start += size
+        assert frames.dtype == np.int16 and frames.ndim == 2 and frames.shape[1] == frame_samples
+        outputs.append(frames)
+    last, real = framer.flush()
+    assert real == len(pcm) % frame_samples
+    assert len(last) == (1 if real else 0)
+    outputs.append(last)
+    joined = np.concatenate(outputs).reshape(-1)
+    assert len(joined) == math.ceil(len(pcm) / frame_samples) * frame_samples
+    assert np.array_equal(joined[: len(pcm)], pcm)
+    assert not joined[len(pcm) :].any()
+
+
+def test_framer_flush_resets() -> None:
+    """After flush the framer starts afresh: a second flush returns nothing."""
+    framer = Framer(160)
+    framer.push(np.ones(100, dtype=np.int16))
+    assert framer.flush()[1] == 100
+    frames, real = framer.flush()
+    assert real == 0 and frames.shape == (0, 160)
+
+
+# -- to_pcm16 -------------------------------------------------------------------------------------
+
+
+def test_int16_values_round_trip_exactly() -> None:
+    """Every int16 value v, as v/32768, converts back to v with nothing clipped."""
+    values = np.arange(-32768, 32768, dtype=np.int32).astype(np.int16)
+    pcm, clipped = to_pcm16(values.astype(np.float32) / 32768.0)
+    assert pcm.dtype == np.int16
+    assert np.array_equal(pcm, values)
+    assert clipped == 0
+
+
+@given(st.lists(st.floats(min_value=-1.0, max_value=32767 / 32768, width=32), min_size=1, max_size=200))
+def test_rounds_to_nearest(values: list[float]) -> None:
+    """In range, each sample becomes the nearest int16 of x * 32768 (never more than half an LSB away)."""
+    samples = np.array(values, dtype=np.float32)
+    pcm, clipped = to_pcm16(samples)
+    assert clipped == 0
+    assert np.all(np.abs(pcm.astype(np.float64) - samples.astype(np.float64) * 32768) <= 0.5)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0.3 / 32768, 0), (0.7 / 32768, 1), (-0.7 / 32768, -1), (100.4 / 32768, 100), (-100.6 / 32768, -101)],
+)
+def test_rounding_examples(value: float, expected: int) -> None:
+    """Fractions of an LSB round to the nearest step, not towards zero."""
+    pcm, _ = to_pcm16(np.array([value], dtype=np.float32))
+    assert int(pcm[0]) == expected
+
+
+# Beyond half an LSB past -1.0 (closer values round to -32768 exactly, with no clipping).
+BELOW_FULL_SCALE = float(np.float32(-32768.6 / 32768))
+
+
+@given(
+    inside=st.lists(st.floats(-1.0, 32767 / 32768, width=32), max_size=50),
+    above=st.lists(st.floats(1.0, 1e6, width=32, exclude_min=True), max_size=50),
+    below=st.lists(st.floats(-1e6, BELOW_FULL_SCALE, width=32), max_size=50),
+)
+def test_clipping_is_counted(inside: list[float], above: list[float], below: list[float]) -> None:
+    """Samples beyond ±1.0 are clipped to full scale and each one counted; the others are untouched."""
+    samples = np.array(inside + above + below, dtype=np.float32)
+    pcm, clipped = to_pcm16(samples)
+    assert clipped == len(above) + len(below)
+    n_in, n_above = len(inside), len(above)
+    assert np.all(pcm[n_in : n_in + n_above] == 32767)
+    assert np.all(pcm[n_in + n_above :] == -32768)
+    expected_inside, _ = to_pcm16(np.array(inside, dtype=np.float32))
+    assert np.array_equal(pcm[:n_in], expected_inside)
+
+
+# -- downmix --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_downmix_is_the_mean(channels: int) -> None:
+    """The mono result is the mean of the channels, float32, one value per frame."""
+    block = noise(1000, seed=channels, channels=channels)
+    mono = downmix(block, "x.wav")
+    assert mono.dtype == np.float32 and mono.shape == (1000,)
+    assert np.allclose(mono, block.astype(np.float64).mean(axis=1), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_downmix_rejects_non_finite(bad: float, channels: int) -> None:
+    """NaN or infinity in any channel raises InputError naming the source."""
+    block = noise(100, channels=channels)
+    block[37, channels - 1] = bad
+    with pytest.raises(InputError) as caught:
+        downmix(block, "some/input.flac")
+    assert caught.value.source == "some/input.flac"
+    assert str(caught.value).startswith("some/input.flac: ")
+
+
+# -- Conditioner ----------------------------------------------------------------------------------
+
+
+def conditioner_reference(block: np.ndarray, in_rate: int, output: OutputFormat) -> tuple[np.ndarray, int, int]:
+    """One-shot: downmix, resample, PCM16, pad to whole frames; returns (frames, real samples, clipped)."""
+    pcm, clipped = to_pcm16(resample(block.astype(np.float64).mean(axis=1).astype(np.float32), in_rate, output.rate))
+    frames = math.ceil(len(pcm) / output.frame_samples)
+    padded = np.zeros(frames * output.frame_samples, dtype=np.int16)
+    padded[: len(pcm)] = pcm
+    return padded.reshape(frames, output.frame_samples), len(pcm), clipped
+
+
+def run_conditioner(block: np.ndarray, conditioner: Conditioner, sizes: list[int]) -> np.ndarray:
+    """Push ``block`` in pieces of ``sizes`` then finish; return every frame emitted, checking each shape."""
+    outputs = [conditioner.push(piece) for piece in split(block, sizes)]
+    outputs.append(conditioner.finish())
+    return np.concatenate(outputs)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[1_000_000], [1], [441], [4096, 7, 1], [160, 16000, 3]],
+    ids=["whole", "ones", "441", "mixed", "frame-ish"],
+)
+@pytest.mark.parametrize("in_rate", [24000, 44100, 48000])
+@pytest.mark.parametrize("output", [OutputFormat(16000, 10), OutputFormat(24000, 20)], ids=["16k10", "24k20"])
+def test_conditioner_equals_reference(output: OutputFormat, in_rate: int, sizes: list[int]) -> None:
+    """Stereo blocks in any split give the one-shot reference's frames; samples/clipped are counted right."""
+    seconds = 0.3 if sizes == [1] else 1.013  # not a whole number of frames
+    block = noise(round(in_rate * seconds), seed=in_rate, channels=2, level=0.5)
+    block[100:400] *= 6  # loud enough to clip
+    conditioner = Conditioner("in.wav", in_rate, output)
+    frames = run_conditioner(block, conditioner, sizes)
+    reference, real, clipped = conditioner_reference(block, in_rate, output)
+    assert frames.dtype == np.int16 and frames.shape == reference.shape
+    assert np.max(np.abs(frames.astype(np.int32) - reference)) <= 1
+    assert not frames.reshape(-1)[real:].any()
+    assert conditioner.samples == real
+    assert clipped > 0 and conditioner.clipped == clipped
+
+
+def test_conditioner_same_rate_is_exact() -> None:
+    """At the output rate, PCM16-derived mono input comes out bit for bit, then zero padding."""
+    output = OutputFormat(24000, 10)
+    pcm = np.random.default_rng(5).integers(-32768, 32768, size=1234, dtype=np.int16)
+    conditioner = Conditioner("in.wav", 24000, output)
+    frames = run_conditioner((pcm.astype(np.float32) / 32768).reshape(-1, 1), conditioner, [100, 33])
+    flat = frames.reshape(-1)
+    assert len(flat) == 1440
+    assert np.array_equal(flat[:1234], pcm) and not flat[1234:].any()
+    assert conditioner.samples == 1234 and conditioner.clipped == 0
+
+
+def test_conditioner_rejects_nan_naming_the_source() -> None:
+    """A NaN in a pushed block raises InputError naming the conditioner's source."""
+    block = noise(480, channels=2)
+    block[5, 0] = np.nan
+    with pytest.raises(InputError) as caught:
+        Conditioner("music/broken.wav", 48000, OutputFormat()).push(block)
+    assert caught.value.source == "music/broken.wav"

@@ -1,0 +1,371 @@
+"""``echo-streamer play`` end to end: real subprocesses, the real Daily SDK offline, real files.
+
+The offline path writes into a ``daily.CustomAudioSource`` that is not joined to any call; the
+SDK still consumes it in real time, so these tests check pacing, the capture of exactly what the
+SDK was given, the events file, the offline / failed-join messages and clean stops on signals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import run, tone
+
+from echo_streamer.dsp.pipeline import OutputFormat
+from echo_streamer.renderer import render as render_file
+
+GAP_MS = 150
+UNREACHABLE_ROOM = "https://nonexistent.invalid/room"
+# Pacing tolerances: generous for a loaded 2-core box, tight enough to catch an unpaced path
+# (everything at once) or one that takes twice as long.
+TOTAL_TOLERANCE_S = 0.060
+MAX_LAG_MS = 60.0
+CRASH_MARKERS = ("Traceback", "panicked", "panic", "RUST_BACKTRACE", "Segmentation fault", "core dumped")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def offline_env() -> dict[str, str]:
+    """The current environment without any room URL or meeting token, so ``play`` streams offline."""
+    env = dict(os.environ)
+    env.pop("ECHO_STREAMER_ROOM_URL", None)
+    env.pop("ECHO_STREAMER_MEETING_TOKEN", None)
+    return env
+
+
+def cli_command(*args: str | Path | int) -> list[str]:
+    return [sys.executable, "-m", "echo_streamer", *[str(a) for a in args]]
+
+
+def read_pcm(path: Path) -> tuple[np.ndarray, int]:
+    """Read a mono PCM16 WAV with the standard library: (int16 samples, rate)."""
+    with wave.open(str(path), "rb") as wav:
+        assert wav.getnchannels() == 1
+        assert wav.getsampwidth() == 2
+        rate = wav.getframerate()
+        data = wav.readframes(wav.getnframes())
+    return np.frombuffer(data, dtype="<i2").astype(np.int16), rate
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Parse an events file, checking that every line is one JSON object with float ``t`` and ``event``."""
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n"), "the events file must end with a complete line"
+    events = []
+    for number, line in enumerate(text.splitlines(), 1):
+        event = json.loads(line)
+        assert isinstance(event, dict), f"line {number} is not a JSON object: {line!r}"
+        assert isinstance(event.get("t"), float), f"line {number} has no float 't': {line!r}"
+        assert isinstance(event.get("event"), str) and event["event"], f"line {number} has no 'event': {line!r}"
+        events.append(event)
+    return events
+
+
+def locate(capture: np.ndarray, references: list[np.ndarray], frame_samples: int) -> list[int]:
+    """Find each reference, in order, bit-exact in ``capture``; everything else must be exact zeros.
+
+    Returns the sample offset of each reference. Each reference starts on a frame boundary.
+    """
+    starts: list[int] = []
+    position = 0
+    for index, reference in enumerate(references):
+        lead = int(np.flatnonzero(reference)[0])
+        nonzero = np.flatnonzero(capture[position:])
+        assert len(nonzero), f"reference {index} is missing from the capture"
+        start = position + int(nonzero[0]) - lead
+        assert start >= position, f"reference {index} overlaps the one before it"
+        assert start % frame_samples == 0, f"reference {index} does not start on a frame boundary ({start})"
+        np.testing.assert_array_equal(capture[start:start + len(reference)], reference,
+                                      err_msg=f"reference {index} differs from what was captured")
+        starts.append(start)
+        position = start + len(reference)
+    assert not capture[position:].any(), "non-zero samples after the last reference"
+    return starts
+
+
+def no_crash_text(stderr: str) -> None:
+    for marker in CRASH_MARKERS:
+        assert marker not in stderr, f"{marker!r} on stderr:\n{stderr}"
+
+
+# -- a real offline session, run once per output format ------------------------------------
+
+
+@dataclass
+class Session:
+    """One ``play`` run of two files, with what is needed to check it."""
+
+    rate: int
+    frame_ms: int
+    files: list[Path]
+    references: list[np.ndarray]  # what ``echo-streamer render`` produced for each file
+    real_samples: list[int]  # unpadded output samples of each file
+    capture: np.ndarray
+    capture_rate: int
+    events: list[dict[str, Any]]
+    result: subprocess.CompletedProcess[str]
+    wall_s: float
+
+    @property
+    def frame_samples(self) -> int:
+        return self.rate * self.frame_ms // 1000
+
+    @property
+    def frame_s(self) -> float:
+        return self.frame_ms / 1000
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["event"] == name]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two different real inputs: espeak-ng speech (22050 Hz mono) and a sox 44.1 kHz stereo sweep + noise."""
+    folder = tmp_path_factory.mktemp("play-inputs")
+    speech = folder / "speech.wav"
+    run("espeak-ng", "-w", speech, "Echo test.")
+    music = folder / "music.wav"
+    run("sox", "-n", "-r", "44100", "-c", "2", "-b", "16", music, "synth", "0.557", "sine", "300-3000", "pinknoise",
+        "vol", "0.4")
+    return [speech, music]
+
+
+@pytest.fixture(scope="module", params=[(24000, 10), (16000, 20), (24000, 20), (16000, 10)],
+                ids=lambda p: f"{p[0]}Hz-{p[1]}ms")
+def session(request: pytest.FixtureRequest, inputs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Session:
+    """Play both inputs offline with --capture and --events at one rate / frame length."""
+    rate, frame_ms = request.param
+    folder = tmp_path_factory.mktemp(f"play-{rate}-{frame_ms}")
+    references, real_samples = [], []
+    for index, path in enumerate(inputs):
+        rendered = folder / f"render-{index}.wav"
+        run(*cli_command("render", path, "-o", rendered, "--rate", rate, "--frame-ms", frame_ms))
+        samples, rendered_rate = read_pcm(rendered)
+        assert rendered_rate == rate
+        references.append(samples)
+        real_samples.append(render_file(str(path), str(folder / f"api-{index}.wav"), OutputFormat(rate, frame_ms)).samples)
+    capture, events = folder / "capture.wav", folder / "events.jsonl"
+    began = time.monotonic()
+    result = subprocess.run(
+        cli_command("play", *inputs, "--rate", rate, "--frame-ms", frame_ms, "--gap-ms", GAP_MS,
+                    "--capture", capture, "--events", events),
+        capture_output=True, text=True, env=offline_env(), timeout=60, check=False)
+    wall_s = time.monotonic() - began
+    assert result.returncode == 0, result.stderr
+    captured, capture_rate = read_pcm(capture)
+    return Session(rate, frame_ms, list(inputs), references, real_samples, captured, capture_rate,
+                   read_events(events), result, wall_s)
+
+
+# -- 1. pacing -----------------------------------------------------------------------------
+
+
+def test_each_item_plays_for_its_duration(session: Session) -> None:
+    """item_started -> item_finished spans exactly the file's frames in real time, within two frames."""
+    started, finished = session.named("item_started"), session.named("item_finished")
+    assert len(started) == len(finished) == len(session.files)
+    for start, finish, reference in zip(started, finished, session.references):
+        expected = len(reference) / session.rate
+        span = finish["t"] - start["t"]
+        assert abs(span - expected) <= 2 * session.frame_s, (start["item"], span, expected)
+
+
+def test_whole_run_takes_audio_plus_gap_in_real_time(session: Session) -> None:
+    """Two files and the gap take their real duration: not faster (unpaced), not slower (doubled)."""
+    frames = sum(len(reference) for reference in session.references) // session.frame_samples
+    gap_frames = -(-GAP_MS // session.frame_ms)
+    expected = (frames + gap_frames) * session.frame_s
+    first_start = session.named("item_started")[0]["t"]
+    last_finish = session.named("item_finished")[-1]["t"]
+    # From the completion of the first audio frame to that of the frame after the last one.
+    assert abs(last_finish - first_start - expected) <= TOTAL_TOLERANCE_S, (last_finish - first_start, expected)
+    stream_span = session.named("stream_finished")[0]["t"] - session.named("stream_started")[0]["t"]
+    assert stream_span >= expected - TOTAL_TOLERANCE_S
+    assert stream_span <= expected + 1.0, "start-up or shut-down took far longer than the audio"
+    assert session.wall_s >= expected - TOTAL_TOLERANCE_S, "the process finished before the audio could have played"
+
+
+def test_no_underruns_and_small_lag(session: Session) -> None:
+    """Files decode far faster than real time, so a run reports no underrun and a small clock lag."""
+    (finished,) = session.named("stream_finished")
+    assert finished["underruns"] == 0
+    assert finished["underrun_frames"] == 0
+    assert 0 <= finished["max_lag_ms"] < MAX_LAG_MS
+    assert finished["frames_sent"] == finished["frames_played"], "frames handed to the SDK were not all consumed"
+    assert not session.named("underrun")
+
+
+# -- 2. capture ----------------------------------------------------------------------------
+
+
+def test_capture_is_render_output_in_order_with_gap(session: Session) -> None:
+    """The capture holds each file's rendered frames bit-exact, in order, separated by >= gap of zeros."""
+    assert session.capture_rate == session.rate
+    starts = locate(session.capture, session.references, session.frame_samples)
+    silence = starts[1] - (starts[0] + len(session.references[0]))
+    assert silence >= GAP_MS * session.rate // 1000, f"only {silence} zero samples between the files"
+    # The gap is rounded up to whole frames; the next file must not wait much longer than that.
+    assert silence <= (GAP_MS + 250) * session.rate // 1000, f"{silence} zero samples between the files"
+
+
+def test_capture_length_is_frames_sent(session: Session) -> None:
+    """The capture holds every frame handed to the SDK and nothing else: frames_sent * frame_samples."""
+    (finished,) = session.named("stream_finished")
+    assert len(session.capture) == finished["frames_sent"] * session.frame_samples
+    assert len(session.capture) % session.frame_samples == 0
+
+
+# -- 3. events file ------------------------------------------------------------------------
+
+
+def test_events_order_and_fields(session: Session) -> None:
+    """stream_started first, stream_finished last, one item_started/item_finished pair per file in order."""
+    events = session.events
+    assert events[0]["event"] == "stream_started"
+    assert events[-1]["event"] == "stream_finished"
+    assert [e["event"] for e in events].count("stream_started") == 1
+    assert [e["event"] for e in events].count("stream_finished") == 1
+    first = events[0]
+    assert first["offline"] is True and first["room"] is None
+    assert first["rate"] == session.rate and first["frame_ms"] == session.frame_ms
+    items = [e for e in events if e["event"] in ("item_started", "item_finished")]
+    expected_order = [(kind, str(path)) for path in session.files for kind in ("item_started", "item_finished")]
+    assert [(e["event"], e["item"]) for e in items] == expected_order
+    for start, finish in zip(items[::2], items[1::2]):
+        assert start["id"] == finish["id"]
+        assert Path(finish["item"]).name in {path.name for path in session.files}
+    assert len({e["id"] for e in items}) == len(session.files)
+    assert not [e for e in events if e["event"] == "error"]
+
+
+def test_item_finished_counts_real_samples(session: Session) -> None:
+    """item_finished reports the unpadded sample count render produced and position_ms = samples / rate."""
+    finished = session.named("item_finished")
+    for event, real, reference in zip(finished, session.real_samples, session.references):
+        assert event["samples"] == real
+        assert real <= len(reference) < real + session.frame_samples
+        assert event["position_ms"] == pytest.approx(1000 * real / session.rate, abs=0.05)
+        assert event["interrupted"] is False
+        assert "error" not in event
+
+
+def test_event_times_never_go_back(session: Session) -> None:
+    """``t`` (time.monotonic()) is non-decreasing down the file."""
+    times = [event["t"] for event in session.events]
+    assert times == sorted(times)
+    assert times[-1] - times[0] > 0
+
+
+def test_offline_run_says_so_once(session: Session) -> None:
+    """A successful offline run writes nothing on stdout and only the offline line on stderr."""
+    assert session.result.stdout == ""
+    lines = session.result.stderr.splitlines()
+    assert len(lines) == 1 and "offline" in lines[0], session.result.stderr
+
+
+# -- 4. offline message and failed joins ---------------------------------------------------
+
+
+@pytest.fixture
+def short_wav(make_wav: Callable[..., Path]) -> Path:
+    """A 0.2 s 22050 Hz tone."""
+    return make_wav(tone(22050, 0.2), 22050, name="short.wav")
+
+
+def test_no_room_streams_offline_with_one_line(cli: Callable[..., subprocess.CompletedProcess[str]],
+                                               monkeypatch: pytest.MonkeyPatch, short_wav: Path) -> None:
+    """Without --room or $ECHO_STREAMER_ROOM_URL, play exits 0 and prints exactly one line saying it streams offline."""
+    monkeypatch.delenv("ECHO_STREAMER_ROOM_URL", raising=False)
+    monkeypatch.delenv("ECHO_STREAMER_MEETING_TOKEN", raising=False)
+    result = cli("play", short_wav, "--gap-ms", "0", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "offline" in lines[0] and lines[0].startswith("echo-streamer:")
+
+
+@pytest.mark.parametrize("via", ["env", "option"])
+def test_unreachable_room_fails_fast_with_one_line(via: str, short_wav: Path, tmp_path: Path) -> None:
+    """An unreachable room (from $ECHO_STREAMER_ROOM_URL or --room) is joined, fails: exit 2, one line, < 5 s."""
+    env = offline_env()
+    args: list[str | Path | int] = ["play", short_wav, "--join-timeout", "2", "--capture", tmp_path / "cap.wav"]
+    if via == "env":
+        env["ECHO_STREAMER_ROOM_URL"] = UNREACHABLE_ROOM
+    else:
+        args += ["--room", UNREACHABLE_ROOM]
+    began = time.monotonic()
+    result = subprocess.run(cli_command(*args), capture_output=True, text=True, env=env, timeout=30, check=False)
+    elapsed = time.monotonic() - began
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert elapsed < 5.0, f"took {elapsed:.1f} s to give up on the room"
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert UNREACHABLE_ROOM in lines[0]
+    assert "offline" not in lines[0], "a room was given, so it must not claim to stream offline"
+    no_crash_text(result.stderr)
+
+
+# -- 5. signals ----------------------------------------------------------------------------
+
+
+def wait_for_event(path: Path, name: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and f'"event": "{name}"' in path.read_text(encoding="utf-8"):
+            return
+        assert process.poll() is None, "play exited before the event"
+        time.sleep(0.02)
+    raise AssertionError(f"no {name} event within {timeout} s")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_cleanly(signum: signal.Signals, make_wav: Callable[..., Path], tmp_path: Path) -> None:
+    """SIGTERM / SIGINT mid-file: exit 0 within 3 s, no traceback, a whole-frame capture, events end with stream_finished."""
+    rate, frame_ms = 16000, 20
+    long_file = make_wav(tone(44100, 5.0, freq=330.0), 44100, name="long.wav")
+    capture, events = tmp_path / "cap.wav", tmp_path / "events.jsonl"
+    process = subprocess.Popen(
+        cli_command("play", long_file, "--rate", rate, "--frame-ms", frame_ms, "--capture", capture,
+                    "--events", events),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
+    try:
+        wait_for_event(events, "item_started", process)
+        time.sleep(0.4)
+        signalled = time.monotonic()
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=10)
+        stopped = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    text = stderr.decode(errors="replace")
+    assert process.returncode == 0, (process.returncode, text)
+    assert stopped < 3.0, f"took {stopped:.2f} s to stop"
+    no_crash_text(text)
+    assert stdout == b""
+    with soundfile.SoundFile(capture) as wav:  # a valid, finalised WAV header
+        assert (wav.samplerate, wav.channels, wav.subtype) == (rate, 1, "PCM_16")
+        captured_frames = wav.frames
+    frame_samples = rate * frame_ms // 1000
+    assert captured_frames > 0 and captured_frames % frame_samples == 0
+    logged = read_events(events)
+    assert logged[-1]["event"] == "stream_finished"
+    assert logged[-1]["frames_sent"] * frame_samples == captured_frames
+    assert captured_frames < 4.0 * rate, "the whole file played although it was stopped"

@@ -1,0 +1,149 @@
+"""``echo-streamer render`` end to end, in a real subprocess, against a one-shot reference."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import ffmpeg_decode, run, tone
+
+from echo_streamer.dsp.convert import to_pcm16
+from echo_streamer.dsp.pipeline import OutputFormat
+from echo_streamer.dsp.resample import resample
+from echo_streamer.renderer import render
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def reference_pcm(path: Path, rate: int) -> tuple[np.ndarray, int]:
+    """ffmpeg's decode -> mean of channels -> one-shot resample -> PCM16; returns (pcm, clipped)."""
+    decoded, in_rate = ffmpeg_decode(path)
+    mono = decoded.astype(np.float64).mean(axis=1).astype(np.float32)
+    return to_pcm16(resample(mono, in_rate, rate))
+
+
+def read_output(path: Path, rate: int) -> np.ndarray:
+    """Read a rendered WAV, checking it is mono PCM16 at ``rate``; return its int16 samples."""
+    info = soundfile.info(path)
+    assert (info.channels, info.samplerate, info.subtype) == (1, rate, "PCM_16")
+    samples, _ = soundfile.read(path, dtype="int16")
+    return samples
+
+
+def assert_frames_match(out: np.ndarray, ref: np.ndarray, frame_samples: int) -> None:
+    """``out`` is ``ref`` within 1 LSB, then zeros up to a whole number of frames: nothing lost or duplicated."""
+    assert len(out) == math.ceil(len(ref) / frame_samples) * frame_samples
+    assert np.max(np.abs(out[: len(ref)].astype(np.int32) - ref)) <= 1
+    assert not out[len(ref) :].any()
+
+
+def render_cli(
+    cli: Cli, source: str | Path, out: Path, rate: int = 24000, frame_ms: int = 10, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``echo-streamer render`` and require it to succeed silently."""
+    result = cli("render", source, "-o", out, "--rate", str(rate), "--frame-ms", str(frame_ms), stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and "Traceback" not in result.stdout
+    return result
+
+
+@pytest.fixture(scope="module")
+def music_48k(tmp_path_factory: pytest.TempPathFactory, stereo_music: Path) -> Path:
+    """The stereo fixture converted by ffmpeg to 48 kHz stereo PCM16."""
+    path = tmp_path_factory.mktemp("music48") / "music48.wav"
+    run("ffmpeg", "-v", "error", "-i", stereo_music, "-ar", "48000", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def music_mp3(tmp_path_factory: pytest.TempPathFactory, stereo_music: Path) -> Path:
+    """The stereo fixture encoded to MP3 by ffmpeg (with its ID3 tag and LAME gapless header)."""
+    path = tmp_path_factory.mktemp("mp3") / "music.mp3"
+    run("ffmpeg", "-v", "error", "-i", stereo_music, "-c:a", "libmp3lame", path)
+    return path
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20])
+@pytest.mark.parametrize("rate", [16000, 24000])
+@pytest.mark.parametrize("source", ["44k1", "48k"])
+def test_render_equals_reference(
+    source: str, rate: int, frame_ms: int, stereo_music: Path, music_48k: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """Rendered stereo input is the one-shot reference in mono PCM16 at the rate, whole frames, zero-padded."""
+    path = stereo_music if source == "44k1" else music_48k
+    out = tmp_path / "out.wav"
+    render_cli(cli, path, out, rate, frame_ms)
+    ref, _ = reference_pcm(path, rate)
+    assert abs(len(ref) - 3 * rate) <= 2  # the fixture is 3 s long
+    assert_frames_match(read_output(out, rate), ref, rate * frame_ms // 1000)
+
+
+@pytest.mark.parametrize(("rate", "frame_ms"), [(24000, 10), (16000, 20)])
+def test_same_rate_is_bit_exact(rate: int, frame_ms: int, cli: Cli, tmp_path: Path) -> None:
+    """Mono PCM16 already at the output rate comes out bit for bit, then zero padding."""
+    pcm = np.random.default_rng(rate).integers(-32768, 32768, size=rate + 77, dtype=np.int16)
+    pcm[:2] = (-32768, 32767)  # both extremes survive
+    source = tmp_path / "in.wav"
+    soundfile.write(source, pcm, rate, subtype="PCM_16")
+    out = tmp_path / "out.wav"
+    render_cli(cli, source, out, rate, frame_ms)
+    got = read_output(out, rate)
+    frame_samples = rate * frame_ms // 1000
+    assert len(got) == math.ceil(len(pcm) / frame_samples) * frame_samples
+    assert np.array_equal(got[: len(pcm)], pcm)
+    assert not got[len(pcm) :].any()
+
+
+@pytest.mark.parametrize("kind", ["wav", "mp3"])
+def test_stdin_equals_file(kind: str, stereo_music: Path, music_mp3: Path, cli: Cli, tmp_path: Path) -> None:
+    """``render - -o out.wav`` with the file's bytes on stdin gives what rendering the file gives.
+
+    MP3 is the documented exception: on a pipe ffmpeg cannot check the file size its gapless
+    header relies on, so it keeps the encoder's end padding (at most one 1152-sample MP3 frame).
+    Everything before that tail must still match.
+    """
+    path = stereo_music if kind == "wav" else music_mp3
+    from_file, from_stdin = tmp_path / "file.wav", tmp_path / "stdin.wav"
+    render_cli(cli, path, from_file)
+    render_cli(cli, "-", from_stdin, stdin=path.read_bytes())
+    want, got = read_output(from_file, 24000), read_output(from_stdin, 24000)
+    if kind == "wav":
+        assert len(got) == len(want)
+        compared = len(want)
+    else:
+        padding_limit = 1152 * 24000 // soundfile.info(str(stereo_music)).samplerate + 240
+        assert len(want) <= len(got) <= len(want) + padding_limit
+        compared = len(want) - 240  # the resampler's last few ms see padding instead of the end
+    assert np.max(np.abs(got[:compared].astype(np.int32) - want[:compared])) <= 1
+
+
+def test_render_function(speech: Path, tmp_path: Path) -> None:
+    """``render()`` called directly writes the reference frames and reports frames, samples and clipping."""
+    out = tmp_path / "speech-16k.wav"
+    output = OutputFormat(16000, 20)
+    result = render(str(speech), str(out), output)
+    ref, _ = reference_pcm(speech, 16000)
+    got = read_output(out, 16000)
+    assert_frames_match(got, ref, output.frame_samples)
+    assert result.frames == len(got) // output.frame_samples
+    assert result.samples == len(ref)
+    assert result.clipped == 0
+
+
+def test_clipping_is_counted_and_reported(make_wav: Callable[..., Path], cli: Cli, tmp_path: Path) -> None:
+    """An over-full-scale float input renders clipped, and the CLI reports the count in one line."""
+    source = make_wav(tone(48000, 0.5, level=1.5), 48000, subtype="FLOAT")
+    ref, clipped = reference_pcm(source, 24000)
+    assert clipped > 0
+    result = render(str(source), str(tmp_path / "direct.wav"), OutputFormat())
+    assert result.clipped == clipped
+    out = tmp_path / "cli.wav"
+    completed = cli("render", source, "-o", out)
+    assert completed.returncode == 0
+    assert completed.stderr.splitlines() == [f"echo-streamer: {source}: {clipped} samples clipped at full scale"]
+    assert_frames_match(read_output(out, 24000), ref, 240)

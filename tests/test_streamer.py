@@ -1,0 +1,456 @@
+"""The Python API, ``Streamer`` / ``StreamerConfig``, offline through the real Daily SDK.
+
+Each test runs its own asyncio loop (``asyncio.run`` under a timeout, so a hang fails instead of
+blocking the suite). Audio is generated here: numpy tones and generators, espeak-ng speech; the
+reference for what must reach the SDK is ``render`` of the same samples written to a WAV file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import time
+import wave
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import run, tone
+
+from echo_streamer import Segment, Streamer, StreamerConfig
+from echo_streamer.dsp.pipeline import OutputFormat
+from echo_streamer.renderer import render as render_file
+
+T = TypeVar("T")
+Event = dict[str, Any]
+
+IN_RATE = 22050
+MAX_LAG_MS = 60.0
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def arun(coroutine: Awaitable[T], timeout: float = 30.0) -> T:
+    """Run ``coroutine`` on a fresh event loop; fail (rather than hang) after ``timeout`` seconds."""
+
+    async def guarded() -> T:
+        return await asyncio.wait_for(coroutine, timeout)
+
+    return asyncio.run(guarded())
+
+
+def read_pcm(path: Path | str) -> np.ndarray:
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.int16)
+
+
+def chunked(samples: np.ndarray, size: int, stall_at: int | None = None, stall_s: float = 0.0) -> Iterator[np.ndarray]:
+    """Yield ``samples`` in chunks of ``size`` frames; sleep ``stall_s`` before the chunk at frame ``stall_at``."""
+    for start in range(0, len(samples), size):
+        if stall_at is not None and start == stall_at:
+            time.sleep(stall_s)
+        yield samples[start:start + size]
+
+
+def as_int16(samples: np.ndarray) -> np.ndarray:
+    return np.rint(samples * 32767).astype(np.int16)
+
+
+def reference(samples: np.ndarray, rate: int, output: OutputFormat, path: Path) -> tuple[np.ndarray, int]:
+    """Write ``samples`` losslessly to a WAV and render it: (the frames play must send, real sample count)."""
+    subtype = {np.dtype(np.int16): "PCM_16", np.dtype(np.float32): "FLOAT", np.dtype(np.float64): "DOUBLE"}
+    soundfile.write(path, samples, rate, subtype=subtype[samples.dtype])
+    return render_of(path, output)
+
+
+def render_of(path: Path, output: OutputFormat) -> tuple[np.ndarray, int]:
+    rendered = path.with_name(path.stem + f"-render-{output.rate}-{output.frame_ms}.wav")
+    result = render_file(str(path), str(rendered), output)
+    return read_pcm(rendered), result.samples
+
+
+def locate(capture: np.ndarray, references: list[np.ndarray], frame_samples: int) -> list[int]:
+    """Find each reference, in order, bit-exact in ``capture``; everything else must be exact zeros."""
+    starts: list[int] = []
+    position = 0
+    for index, expected in enumerate(references):
+        lead = int(np.flatnonzero(expected)[0])
+        nonzero = np.flatnonzero(capture[position:])
+        assert len(nonzero), f"segment {index} is missing from the capture"
+        start = position + int(nonzero[0]) - lead
+        assert start >= position and start % frame_samples == 0, (index, start)
+        np.testing.assert_array_equal(capture[start:start + len(expected)], expected,
+                                      err_msg=f"segment {index} differs from its render")
+        starts.append(start)
+        position = start + len(expected)
+    assert not capture[position:].any(), "non-zero samples after the last segment"
+    return starts
+
+
+def nonzero_frames(pcm: np.ndarray, frame_samples: int) -> np.ndarray:
+    frames = pcm[:len(pcm) - len(pcm) % frame_samples].reshape(-1, frame_samples)
+    return frames[frames.any(axis=1)]
+
+
+def compressed(states: list[str]) -> list[str]:
+    """Drop consecutive repeats: the sequence of distinct states."""
+    return [state for index, state in enumerate(states) if index == 0 or states[index - 1] != state]
+
+
+@pytest.fixture(scope="module")
+def speech_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About a second of real espeak-ng speech, 22050 Hz mono PCM16."""
+    path = tmp_path_factory.mktemp("streamer-speech") / "echo.wav"
+    run("espeak-ng", "-w", path, "Echo test.")
+    return path
+
+
+# -- the public names -----------------------------------------------------------------------
+
+
+def test_public_names_resolve_to_what_they_document() -> None:
+    """In a fresh interpreter, every name in ``echo_streamer.__all__`` is what the README documents
+    (``render`` a function, the rest classes), whichever import style is used, on every access."""
+    script = (
+        "import inspect, echo_streamer\n"
+        "from echo_streamer import render, Streamer, StreamerConfig, Segment, InputError, JoinError\n"
+        "kinds = {n: inspect.isfunction(getattr(echo_streamer, n)) for n in echo_streamer.__all__ if n != '__version__'}\n"
+        "again = {n: inspect.isfunction(getattr(echo_streamer, n)) for n in echo_streamer.__all__ if n != '__version__'}\n"
+        "print(inspect.isfunction(render), kinds == again, sorted(n for n, f in kinds.items() if f),"
+        " all(inspect.isclass(c) for c in (Streamer, StreamerConfig, Segment, InputError, JoinError)))\n"
+    )
+    assert run(sys.executable, "-c", script).decode().strip() == "True True ['render'] True"
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fields, named", [({"rate": 44100}, "44100"), ({"frame_ms": 15}, "15")])
+def test_unsupported_output_format_is_rejected(fields: dict[str, Any], named: str) -> None:
+    """A rate other than 16/24 kHz or a frame other than 10/20 ms raises ValueError naming the value, before any I/O."""
+    with pytest.raises(ValueError, match=named):
+        Streamer(StreamerConfig(**fields))
+
+
+@pytest.mark.parametrize("rate, frame_ms", [(16000, 10), (16000, 20), (24000, 10), (24000, 20)])
+def test_supported_output_formats_stream(rate: int, frame_ms: int, tmp_path: Path) -> None:
+    """Every supported rate / frame length starts, announces itself in stream_started and captures
+    whole frames of that size at that rate."""
+    capture = tmp_path / "capture.wav"
+    events: list[Event] = []
+
+    async def session() -> dict[str, Any]:
+        streamer = Streamer(StreamerConfig(rate=rate, frame_ms=frame_ms, gap_ms=0, capture_path=str(capture)))
+        streamer.add_listener(events.append)
+        async with streamer:
+            await streamer.stream([tone(IN_RATE, 0.1)[:, 0]], IN_RATE).wait()
+        return streamer.stats()
+
+    stats = arun(session())
+    assert events[0]["event"] == "stream_started"
+    assert (events[0]["rate"], events[0]["frame_ms"], events[0]["offline"]) == (rate, frame_ms, True)
+    with wave.open(str(capture), "rb") as wav:
+        assert wav.getframerate() == rate
+        assert wav.getnframes() == stats["frames_sent"] * rate * frame_ms // 1000
+    assert stats["frames_sent"] >= 100 // frame_ms
+
+
+# -- queueing: FIFO, gaps, exact audio -----------------------------------------------------
+
+
+def test_streams_and_files_play_fifo_bit_exact_with_gaps(speech_file: Path, tmp_path: Path) -> None:
+    """stream() generators (int16/float, mono/stereo, 22050 Hz) and play() of a file, in one session:
+    each reaches the SDK bit-exact as its render, in queue order, >= gap_ms of zeros apart, with
+    item events in that order reporting the real sample count."""
+    output, gap_ms = OutputFormat(24000, 10), 120
+    sources: list[tuple[str, np.ndarray | Path, int]] = [
+        ("int16-mono", as_int16(tone(IN_RATE, 0.31, 440.0)[:, 0]), 1000),
+        ("file", speech_file, 0),
+        ("float32-stereo", tone(IN_RATE, 0.27, 660.0, channels=2), 333),
+        ("int16-stereo", as_int16(tone(IN_RATE, 0.25, 550.0, channels=2)), 512),
+        ("float64-mono", tone(IN_RATE, 0.23, 770.0)[:, 0].astype(np.float64), 700),
+    ]
+    expected: list[tuple[np.ndarray, int]] = []
+    for name, source, _size in sources:
+        if isinstance(source, Path):
+            expected.append(render_of(source, output))
+        else:
+            expected.append(reference(source, IN_RATE, output, tmp_path / f"{name}.wav"))
+    capture = tmp_path / "capture.wav"
+    events: list[Event] = []
+
+    async def session() -> list[Segment]:
+        config = StreamerConfig(rate=output.rate, frame_ms=output.frame_ms, gap_ms=gap_ms, capture_path=str(capture))
+        async with Streamer(config) as streamer:
+            streamer.add_listener(events.append)
+            segments = []
+            for name, source, size in sources:
+                if isinstance(source, Path):
+                    segments.append(streamer.play(str(source)))
+                else:
+                    channels = 1 if source.ndim == 1 else source.shape[1]
+                    segments.append(streamer.stream(chunked(source, size), IN_RATE, channels=channels, name=name))
+            assert [segment.state for segment in segments] == ["queued"] * len(segments)
+            await streamer.drain()
+            assert streamer.stats()["underruns"] == 0
+        return segments
+
+    segments = arun(session())
+    starts = locate(read_pcm(capture), [pcm for pcm, _real in expected], output.frame_samples)
+    for index in range(len(starts) - 1):
+        silence = starts[index + 1] - (starts[index] + len(expected[index][0]))
+        assert silence >= gap_ms * output.rate // 1000, f"only {silence} zero samples after segment {index}"
+    items = [(e["event"], e["id"]) for e in events if e["event"] in ("item_started", "item_finished")]
+    assert items == [(kind, segment.id) for segment in segments for kind in ("item_started", "item_finished")]
+    finished = [e for e in events if e["event"] == "item_finished"]
+    for segment, event, (_pcm, real) in zip(segments, finished, expected):
+        assert segment.state == "finished" and segment.error is None
+        assert event["samples"] == real
+        assert segment.position_ms == pytest.approx(1000 * real / output.rate)
+        assert event["position_ms"] == pytest.approx(1000 * real / output.rate, abs=0.05)
+    for earlier, later in itertools.pairwise(segments):
+        assert earlier.finished_at is not None and later.started_at is not None
+        assert later.started_at - earlier.finished_at >= gap_ms / 1000 - 2 * output.frame_ms / 1000
+
+
+def test_segment_states_and_a_missing_file(speech_file: Path, tmp_path: Path) -> None:
+    """States go queued -> playing -> finished; a missing file goes queued -> failed with .error
+    and an error event, and the segment after it still plays in full."""
+    missing = tmp_path / "not-there.wav"
+    output = OutputFormat(16000, 20)
+    _pcm, real = render_of(speech_file, output)
+    events: list[Event] = []
+    history: dict[str, list[str]] = {}
+
+    async def session() -> tuple[list[Segment], dict[str, Any]]:
+        async with Streamer(StreamerConfig(rate=16000, frame_ms=20, gap_ms=60)) as streamer:
+            first = streamer.stream(chunked(tone(IN_RATE, 0.3)[:, 0], 441), IN_RATE, name="tone")
+            failing = streamer.play(str(missing))
+            last = streamer.play(str(speech_file))
+            segments = [first, failing, last]
+            for segment in segments:
+                history[segment.id] = [segment.state]
+
+            def record(event: Event) -> None:
+                events.append(event)
+                for segment in segments:
+                    history[segment.id].append(segment.state)
+
+            streamer.add_listener(record)
+            waited = await asyncio.wait_for(failing.wait(), 10)
+            assert waited is failing
+            await streamer.drain()
+            for segment in segments:
+                history[segment.id].append(segment.state)
+            return segments, streamer.stats()
+
+    (first, failing, last), stats = arun(session())
+    assert compressed(history[first.id]) == ["queued", "playing", "finished"]
+    assert compressed(history[failing.id]) == ["queued", "failed"]
+    assert compressed(history[last.id]) == ["queued", "playing", "finished"]
+    assert failing.error is not None and str(missing) in failing.error and "no such file" in failing.error
+    assert failing.position_ms == 0 and failing.started_at is None
+    errors = [e for e in events if e["event"] == "error"]
+    assert [(e["id"], e["message"]) for e in errors] == [(failing.id, failing.error)]
+    assert stats["last_error"] == failing.error
+    assert last.error is None and last.position_ms == pytest.approx(1000 * real / output.rate)
+    assert [e["id"] for e in events if e["event"] == "item_started"] == [first.id, last.id]
+
+
+# -- pacing and position -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20])
+def test_playback_is_real_time_and_position_follows_it(frame_ms: int, speech_file: Path) -> None:
+    """A file takes its duration in real time; while it plays position_ms is whole frames consumed
+    and follows the wall clock; at the end it is the real length; no underrun, small lag."""
+    output = OutputFormat(24000, frame_ms)
+    pcm, real = render_of(speech_file, output)
+    frame_s = frame_ms / 1000
+    samples: list[tuple[float, float, float]] = []  # (before, position_ms, after)
+
+    async def session() -> tuple[Segment, dict[str, Any], float]:
+        async with Streamer(StreamerConfig(rate=24000, frame_ms=frame_ms, gap_ms=0)) as streamer:
+            began = time.monotonic()
+            segment = streamer.play(str(speech_file))
+            while not segment.done():
+                before = time.monotonic()
+                position = segment.position_ms
+                samples.append((before, position, time.monotonic()))
+                await asyncio.sleep(0.025)
+            waited = time.monotonic() - began
+            return segment, streamer.stats(), waited
+
+    segment, stats, waited = arun(session())
+    duration = len(pcm) / output.rate
+    assert segment.started_at is not None and segment.finished_at is not None
+    assert abs((segment.finished_at - segment.started_at) - duration) <= 2 * frame_s
+    assert duration - 2 * frame_s <= waited <= duration + 0.5
+    assert stats["underruns"] == 0 and 0 <= stats["max_lag_ms"] < MAX_LAG_MS
+    assert segment.position_ms == pytest.approx(1000 * real / output.rate)
+    playing = [(before, position, after) for before, position, after in samples
+               if position > 0 and position < 1000 * real / output.rate]
+    assert len(playing) >= 10, "too few observations during playback"
+    positions = [position for _before, position, _after in samples]
+    assert positions == sorted(positions), "position went backwards"
+    for before, position, after in playing:
+        assert position % frame_ms == pytest.approx(0, abs=1e-6) or position % frame_ms == pytest.approx(frame_ms)
+        # The first audio frame's completion sets started_at with one frame already played.
+        low = 1000 * (before - segment.started_at) + frame_ms - 2 * frame_ms - 25
+        high = 1000 * (after - segment.started_at) + frame_ms + 2 * frame_ms + 25
+        assert low <= position <= high, (position, before - segment.started_at)
+
+
+@pytest.mark.parametrize("lead_ms, frame_ms, lead_frames", [(10, 10, 1), (25, 10, 3), (45, 20, 3)])
+def test_frames_in_flight_never_exceed_lead(lead_ms: int, frame_ms: int, lead_frames: int) -> None:
+    """frames_sent - frames_played stays within [0, lead_frames] throughout, reaches it, and is 0 after close."""
+    gaps: list[int] = []
+    events: list[Event] = []
+
+    async def session() -> dict[str, Any]:
+        streamer = Streamer(StreamerConfig(rate=16000, frame_ms=frame_ms, lead_ms=lead_ms, gap_ms=0))
+        streamer.add_listener(events.append)
+        async with streamer:
+            segment = streamer.stream(chunked(tone(IN_RATE, 0.7)[:, 0], 1024), IN_RATE)
+            while not segment.done():
+                stats = streamer.stats()
+                gaps.append(stats["frames_sent"] - stats["frames_played"])
+                assert stats["lead_frames"] == lead_frames
+                await asyncio.sleep(0.007)
+        return streamer.stats()
+
+    final = arun(session())
+    assert len(gaps) >= 50
+    assert min(gaps) >= 0 and max(gaps) <= lead_frames, (min(gaps), max(gaps))
+    assert max(gaps) == lead_frames, "the SDK was never kept lead_frames ahead"
+    assert final["frames_sent"] == final["frames_played"]
+    assert events[0]["event"] == "stream_started" and events[0]["lead_frames"] == lead_frames
+
+
+# -- underruns -----------------------------------------------------------------------------
+
+
+def test_stalled_generator_underruns_then_resumes(speech_file: Path, tmp_path: Path) -> None:
+    """A generator that stalls 0.3 s mid-stream makes the stream carry silence and report one
+    `underrun` for that segment; afterwards every frame still arrives in order and the next
+    segment plays."""
+    output = OutputFormat(24000, 10)
+    samples = tone(IN_RATE, 0.8, 440.0)[:, 0]
+    chunk = 441  # 20 ms
+    stall_at, stall_s = 20 * chunk, 0.3
+    expected, real = reference(samples, IN_RATE, output, tmp_path / "stalling.wav")
+    speech_pcm, _speech_real = render_of(speech_file, output)
+    capture = tmp_path / "capture.wav"
+    events: list[Event] = []
+
+    async def session() -> tuple[Segment, Segment, dict[str, Any]]:
+        config = StreamerConfig(rate=24000, frame_ms=10, gap_ms=50, buffer_ms=20, capture_path=str(capture))
+        async with Streamer(config) as streamer:
+            streamer.add_listener(events.append)
+            stalling = streamer.stream(chunked(samples, chunk, stall_at, stall_s), IN_RATE, name="stalling")
+            after = streamer.play(str(speech_file))
+            await streamer.drain()
+            return stalling, after, streamer.stats()
+
+    stalling, after, stats = arun(session())
+    underruns = [e for e in events if e["event"] == "underrun"]
+    assert underruns and underruns[0]["id"] == stalling.id
+    assert stats["underruns"] >= 1
+    assert stats["underrun_frames"] * 10 >= 1000 * stall_s - 100, stats
+    assert stalling.started_at is not None and stalling.finished_at is not None
+    assert stalling.started_at < underruns[0]["t"] < stalling.finished_at
+    assert stalling.finished_at - stalling.started_at >= len(expected) / output.rate + stall_s - 0.1
+    assert stalling.state == "finished" and stalling.position_ms == pytest.approx(1000 * real / output.rate)
+    assert after.state == "finished"
+    # Remove the silent frames: what is left is exactly both renders, in order, nothing lost or repeated.
+    sent = nonzero_frames(read_pcm(capture), output.frame_samples)
+    wanted = np.concatenate((nonzero_frames(expected, output.frame_samples),
+                             nonzero_frames(speech_pcm, output.frame_samples)))
+    np.testing.assert_array_equal(sent, wanted)
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+def test_events_iterator_yields_what_listeners_get(tmp_path: Path) -> None:
+    """An events() subscriber sees exactly the listener's events, from stream_started to stream_finished, then ends."""
+    listened: list[Event] = []
+    iterated: list[Event] = []
+    wav = tmp_path / "short.wav"
+    soundfile.write(wav, tone(IN_RATE, 0.2), IN_RATE, subtype="PCM_16")
+
+    async def session() -> None:
+        streamer = Streamer(StreamerConfig(gap_ms=40))
+        streamer.add_listener(listened.append)
+
+        async def consume() -> None:
+            async for event in streamer.events():
+                iterated.append(event)
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0)  # let the subscriber register before the first event
+        async with streamer:
+            streamer.play(str(wav))
+            streamer.stream(chunked(tone(IN_RATE, 0.2, 880.0)[:, 0], 500), IN_RATE)
+            streamer.play(str(tmp_path / "missing.wav"))
+            await streamer.drain()
+        await asyncio.wait_for(consumer, 2.0)
+
+    arun(session())
+    names = [event["event"] for event in listened]
+    assert names[0] == "stream_started" and names[-1] == "stream_finished"
+    assert names.count("item_started") == 2 and names.count("item_finished") == 3 and "error" in names
+    assert iterated == listened
+
+
+# -- close ---------------------------------------------------------------------------------
+
+
+def test_close_during_playback_is_prompt_and_releases_segments(speech_file: Path, tmp_path: Path) -> None:
+    """close() mid-segment returns in < 1 s; the playing segment ends interrupted (with an
+    item_finished event at its position), the queued ones are cancelled, every wait() returns,
+    the capture holds frames_sent whole frames, and the streamer refuses new audio."""
+    capture = tmp_path / "capture.wav"
+    long_wav = tmp_path / "long.wav"
+    soundfile.write(long_wav, tone(IN_RATE, 3.0), IN_RATE, subtype="PCM_16")
+    events: list[Event] = []
+
+    async def session() -> tuple[list[Segment], float, float, dict[str, Any]]:
+        streamer = Streamer(StreamerConfig(frame_ms=20, rate=16000, capture_path=str(capture)))
+        streamer.add_listener(events.append)
+        await streamer.start()
+        segments = [streamer.play(str(long_wav)), streamer.play(str(speech_file)),
+                    streamer.stream(chunked(tone(IN_RATE, 1.0)[:, 0], 441), IN_RATE)]
+        while segments[0].state != "playing":
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        began = time.monotonic()
+        await streamer.close()
+        closing = time.monotonic() - began
+        began = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*(segment.wait() for segment in segments)), 2.0)
+        waiting = time.monotonic() - began
+        with pytest.raises(RuntimeError):
+            streamer.play(str(speech_file))
+        await streamer.close()  # a second close is harmless
+        return segments, closing, waiting, streamer.stats()
+
+    segments, closing, waiting, stats = arun(session())
+    assert closing < 1.0, f"close() took {closing:.2f} s"
+    assert waiting < 0.5
+    assert [segment.state for segment in segments] == ["interrupted", "cancelled", "cancelled"]
+    assert 0 < segments[0].position_ms < 3000
+    finished = [e for e in events if e["event"] == "item_finished"]
+    assert len(finished) == 1 and finished[0]["id"] == segments[0].id and finished[0]["interrupted"] is True
+    assert finished[0]["position_ms"] == round(segments[0].position_ms, 1)
+    assert segments[1].position_ms == 0 and segments[2].position_ms == 0
+    assert [e["event"] for e in events].count("stream_finished") == 1
+    assert events[-1]["event"] == "stream_finished"
+    assert stats["frames_sent"] == stats["frames_played"]
+    assert len(read_pcm(capture)) == stats["frames_sent"] * 320
