@@ -1,0 +1,126 @@
+"""Shared helpers for the benchmarks: test inputs, subprocess timing, peak RSS, a busy core, tables."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+OUT_DIR = BENCH_DIR / "out"
+VENV_BIN = Path(sys.executable).parent
+ECHO_STREAMER = str(VENV_BIN / "echo-streamer")
+BUSY_LOOP = "while True: pass"
+
+
+def out_path(name: str) -> Path:
+    """A path under bench/out/ (created on demand)."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    return OUT_DIR / name
+
+
+def noise_sweep_flac(seconds: int, rate: int = 48_000, name: str | None = None) -> Path:
+    """A 16-bit stereo FLAC that does not compress trivially, cached in bench/out/.
+
+    Each channel is its own pink noise mixed with its own sine sweep, so FLAC can use neither
+    inter-channel nor long-term prediction much (about 1.2 Mbit/s at 48 kHz).
+    """
+    path = out_path(name or f"noise-sweep-{seconds}s-{rate // 1000}k.flac")
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    partial = path.with_suffix(".partial.flac")
+    run_checked(["sox", "-n", "-r", str(rate), "-c", "2", "-b", "16", str(partial),
+                 "synth", str(seconds), "pinknoise", "pinknoise",
+                 "synth", str(seconds), "sine", "mix", "20-20000", "sine", "mix", "30-15000",
+                 "vol", "0.5"])  # fmt: skip
+    partial.rename(path)
+    return path
+
+
+def run_checked(command: Sequence[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``command`` quietly; raise with its stderr if it fails."""
+    result = subprocess.run(list(command), check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}: "
+                           f"{result.stderr.decode(errors='replace').strip()}")
+    return result
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds, start to exit
+    cpu: float  # user + system seconds of the process and its children
+
+
+def time_command(command: Sequence[str], env: dict[str, str] | None = None) -> Timing:
+    """Time one run of ``command``, which must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    run_checked(command, env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timing(wall, cpu)
+
+
+def peak_rss_mb(command: Sequence[str]) -> float:
+    """Peak resident set size of ``command`` in MiB, from GNU time's 'Maximum resident set size'."""
+    time_bin = shutil.which("time", path="/usr/bin") or "/usr/bin/time"
+    result = subprocess.run([time_bin, "-v", *command], check=False, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}: {result.stderr.strip()[-2000:]}")
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
+    if match is None:
+        raise RuntimeError(f"no 'Maximum resident set size' in /usr/bin/time output:\n{result.stderr}")
+    return int(match[1]) / 1024
+
+
+@contextmanager
+def busy_cores(count: int) -> Iterator[list[int]]:
+    """Keep ``count`` processes spinning ``python3 -c 'while True: pass'`` for the duration; yield their pids."""
+    python = shutil.which("python3") or sys.executable
+    spinners = [subprocess.Popen([python, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL) for _ in range(count)]
+    try:
+        yield [spinner.pid for spinner in spinners]
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def clean_env() -> dict[str, str]:
+    """The current environment without a room URL, so ``play`` streams offline."""
+    env = dict(os.environ)
+    env.pop("ECHO_STREAMER_ROOM_URL", None)
+    env.pop("ECHO_STREAMER_MEETING_TOKEN", None)
+    return env
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print a plain-text table (also valid Markdown)."""
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for index, row in enumerate(cells):
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def verdict(passed: bool, message: str) -> int:
+    """Print the PASS/FAIL line and return the exit status."""
+    print(f"{'PASS' if passed else 'FAIL'}: {message}")
+    return 0 if passed else 1
