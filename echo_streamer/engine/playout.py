@@ -47,6 +47,7 @@ class Playout:
         self.underrun_frames = 0
         self.first_completion: float | None = None
         self.max_lag_ms = 0.0
+        self.late_completions = 0
 
     def enqueue(self, segment: Segment) -> None:
         self._waiting.append(segment)
@@ -137,9 +138,16 @@ class Playout:
         return self._silence
 
     def _track_clock(self, now: float) -> None:
-        """How far the SDK's consumption lags the wall clock since the first completion."""
+        """How far the SDK's consumption lags the wall clock since the first completion.
+
+        A completion more than one frame late means the next write was late too: the SDK may
+        have had nothing to send for a moment (it catches up by consuming faster afterwards).
+        """
         if self.first_completion is None:
             self.first_completion = now
         expected = self.first_completion + self.frames_consumed * self.frame_seconds
         self.frames_consumed += 1
-        self.max_lag_ms = max(self.max_lag_ms, 1000 * (now - expected))
+        lag_ms = 1000 * (now - expected)
+        self.max_lag_ms = max(self.max_lag_ms, lag_ms)
+        if lag_ms > 1000 * self.frame_seconds:
+            self.late_completions += 1

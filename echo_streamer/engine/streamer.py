@@ -231,7 +231,8 @@ class Streamer:
         playout = self._playout
         return {"frames_sent": playout.frames_sent, "frames_played": playout.frames_consumed,
                 "underruns": playout.underruns, "underrun_frames": playout.underrun_frames,
-                "max_lag_ms": round(playout.max_lag_ms, 2), "lead_frames": self.config.lead_frames,
+                "max_lag_ms": round(playout.max_lag_ms, 2), "late_completions": playout.late_completions,
+                "lead_frames": self.config.lead_frames,
                 "last_error": self.last_error}
 
     # -- real-time path (SDK threads) ------------------------------------------------------
