@@ -124,3 +124,14 @@ def verdict(passed: bool, message: str) -> int:
     """Print the PASS/FAIL line and return the exit status."""
     print(f"{'PASS' if passed else 'FAIL'}: {message}")
     return 0 if passed else 1
+
+
+def measure_alternating(commands: dict[str, list[str]], runs: int) -> dict[str, list[Timing]]:
+    """One untimed warm-up round, then ``runs`` rounds running every command once, in turn (A/B/A/B...)."""
+    for command in commands.values():
+        time_command(command)
+    timings: dict[str, list[Timing]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, command in commands.items():
+            timings[name].append(time_command(command))
+    return timings

@@ -11,20 +11,9 @@ import statistics
 import sys
 from collections.abc import Sequence
 
-from _common import ECHO_STREAMER, print_table, time_command, verdict
+from _common import ECHO_STREAMER, measure_alternating, print_table, verdict
 
 TARGET_MS = 150.0
-
-
-def measure(commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
-    """One untimed warm-up each, then ``runs`` alternating rounds; wall milliseconds per run."""
-    for command in commands.values():
-        time_command(command)
-    walls: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(runs):
-        for name, command in commands.items():
-            walls[name].append(1000 * time_command(command).wall)
-    return walls
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -43,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.echo_streamer} --help": [args.echo_streamer, "--help"],
         f"{sys.executable} -c pass (floor)": [sys.executable, "-c", "pass"],
     }
-    walls = measure(commands, args.runs)
+    timings = measure_alternating(commands, args.runs)
+    walls = {name: [1000 * timing.wall for timing in runs] for name, runs in timings.items()}
     rows = [[name, f"{statistics.median(ms):.1f}", f"{min(ms):.1f}", f"{max(ms):.1f}"] for name, ms in walls.items()]
     print(f"{args.runs} alternating runs each")
     print_table(["command", "median ms", "min ms", "max ms"], rows)

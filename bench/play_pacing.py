@@ -142,10 +142,11 @@ def report(results: list[RunResult]) -> None:
         stats = result.stats
         for item in result.items:
             rows.append([result.scenario.name, item.item, f"{item.audio_s:.3f}", f"{item.wall_s:.4f}",
-                         f"{item.diff_ms:+.2f}", f"{stats['max_lag_ms']:.2f}", stats["underruns"],
+                         f"{item.diff_ms:+.2f}", f"{stats['max_lag_ms']:.2f}", stats["late_completions"],
+                         stats["underruns"],
                          stats["underrun_frames"], f"{stats['frames_played']}/{stats['frames_sent']}",
                          f"{result.probe_max_ms:.1f}"])
-    print_table(["scenario", "item", "audio s", "wall s", "wall-audio ms", "max_lag_ms", "underruns",
+    print_table(["scenario", "item", "audio s", "wall s", "wall-audio ms", "max_lag_ms", "late", "underruns",
                  "underrun frames", "played/sent frames", "probe oversleep ms"], rows)
 
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import ECHO_STREAMER, Timing, noise_sweep_flac, out_path, print_table, time_command, verdict
+from _common import ECHO_STREAMER, Timing, measure_alternating, noise_sweep_flac, out_path, print_table, verdict
 
 TARGET_RATIO = 1.5
 AIM_RATIO = 1.2
@@ -48,17 +48,6 @@ def contenders(source: Path, rate: int, echo_streamer: str) -> dict[str, list[st
         "soundfile+soxr, 1 s blocks": [*me, "--baseline-block", "1.0", "--rate", str(rate), "--input", str(source),
                                        "--output", str(out_path("speed-baseline-1s.raw"))],
     }  # fmt: skip
-
-
-def measure(commands: dict[str, list[str]], runs: int) -> dict[str, list[Timing]]:
-    """One untimed warm-up round, then ``runs`` rounds running every command once, in turn (A/B/A/B...)."""
-    for command in commands.values():
-        time_command(command)
-    timings: dict[str, list[Timing]] = {name: [] for name in commands}
-    for _ in range(runs):
-        for name, command in commands.items():
-            timings[name].append(time_command(command))
-    return timings
 
 
 def report(timings: dict[str, list[Timing]], audio_seconds: float) -> float:
@@ -99,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     audio_seconds = soundfile.info(str(source)).duration
     print(f"input: {source} ({audio_seconds:.0f} s), output {args.rate} Hz mono, {args.runs} runs each, alternating")
-    ratio = report(measure(contenders(source, args.rate, args.echo_streamer), args.runs), audio_seconds)
+    ratio = report(measure_alternating(contenders(source, args.rate, args.echo_streamer), args.runs), audio_seconds)
     return verdict(ratio <= args.target,
                    f"render/ffmpeg median ratio {ratio:.2f}x (target <= {args.target:g}x, aim {AIM_RATIO:g}x)")
 
