@@ -6,11 +6,13 @@ test loudly rather than skipping it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import wave
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -40,6 +42,51 @@ def ffmpeg_decode(path: Path) -> tuple[np.ndarray, int]:
     rate, channels = int(probe[0]), int(probe[1])
     raw = run("ffmpeg", "-v", "error", "-i", path, "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-")
     return np.frombuffer(raw, dtype=np.float32).reshape(-1, channels), rate
+
+
+def read_pcm(path: Path | str, rate: int | None = None) -> np.ndarray:
+    """Read a mono PCM16 WAV (checking that it is one, at ``rate`` if given); return int16 samples."""
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2), f"{path} is not mono PCM16"
+        if rate is not None:
+            assert wav.getframerate() == rate, f"{path} is at {wav.getframerate()} Hz, not {rate}"
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.int16)
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Parse an events file, checking that every line is one JSON object with float ``t`` and ``event``."""
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n"), "the events file must end with a complete line"
+    events = []
+    for number, line in enumerate(text.splitlines(), 1):
+        event = json.loads(line)
+        assert isinstance(event, dict), f"line {number} is not a JSON object: {line!r}"
+        assert isinstance(event.get("t"), float), f"line {number} has no float 't': {line!r}"
+        assert isinstance(event.get("event"), str) and event["event"], f"line {number} has no 'event': {line!r}"
+        events.append(event)
+    return events
+
+
+def locate(capture: np.ndarray, references: list[np.ndarray], frame_samples: int) -> list[int]:
+    """Find each reference, in order, bit-exact in ``capture``; everything else must be exact zeros.
+
+    Returns the sample offset of each reference. Each reference starts on a frame boundary.
+    """
+    starts: list[int] = []
+    position = 0
+    for index, reference in enumerate(references):
+        lead = int(np.flatnonzero(reference)[0])
+        nonzero = np.flatnonzero(capture[position:])
+        assert len(nonzero), f"reference {index} is missing from the capture"
+        start = position + int(nonzero[0]) - lead
+        assert start >= position, f"reference {index} overlaps the one before it"
+        assert start % frame_samples == 0, f"reference {index} does not start on a frame boundary ({start})"
+        np.testing.assert_array_equal(capture[start:start + len(reference)], reference,
+                                      err_msg=f"reference {index} differs from what was captured")
+        starts.append(start)
+        position = start + len(reference)
+    assert not capture[position:].any(), "non-zero samples after the last reference"
+    return starts
 
 
 def tone(rate: int, seconds: float, freq: float = 440.0, channels: int = 1, level: float = 0.5) -> np.ndarray:

@@ -6,7 +6,6 @@ Every bad file is made on the spot (cut, corrupted, or with header bytes written
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import run, tone
+from conftest import read_events, run, tone
 
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render
@@ -185,11 +184,6 @@ def test_bad_stdin_is_one_line(case: str, data: bytes, reason: str, cli: Cli, tm
     result = cli("render", "-", "-o", out, stdin=data)
     assert_one_line_about(result, "render", "-", reason)
     assert not out.exists()
-
-
-def read_events(path: Path) -> list[dict[str, object]]:
-    """The JSON-lines event log as a list of dicts."""
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_play_skips_bad_file_and_plays_the_rest(cli: Cli, tmp_path: Path) -> None:

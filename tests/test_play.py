@@ -7,13 +7,11 @@ SDK was given, the events file, the offline / failed-join messages and clean sto
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from conftest import run, tone
+from conftest import locate, read_events, read_pcm, run, tone
 
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render as render_file
@@ -51,52 +49,6 @@ def cli_command(*args: str | Path | int) -> list[str]:
     return [sys.executable, "-m", "echo_streamer", *[str(a) for a in args]]
 
 
-def read_pcm(path: Path) -> tuple[np.ndarray, int]:
-    """Read a mono PCM16 WAV with the standard library: (int16 samples, rate)."""
-    with wave.open(str(path), "rb") as wav:
-        assert wav.getnchannels() == 1
-        assert wav.getsampwidth() == 2
-        rate = wav.getframerate()
-        data = wav.readframes(wav.getnframes())
-    return np.frombuffer(data, dtype="<i2").astype(np.int16), rate
-
-
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """Parse an events file, checking that every line is one JSON object with float ``t`` and ``event``."""
-    text = path.read_text(encoding="utf-8")
-    assert text.endswith("\n"), "the events file must end with a complete line"
-    events = []
-    for number, line in enumerate(text.splitlines(), 1):
-        event = json.loads(line)
-        assert isinstance(event, dict), f"line {number} is not a JSON object: {line!r}"
-        assert isinstance(event.get("t"), float), f"line {number} has no float 't': {line!r}"
-        assert isinstance(event.get("event"), str) and event["event"], f"line {number} has no 'event': {line!r}"
-        events.append(event)
-    return events
-
-
-def locate(capture: np.ndarray, references: list[np.ndarray], frame_samples: int) -> list[int]:
-    """Find each reference, in order, bit-exact in ``capture``; everything else must be exact zeros.
-
-    Returns the sample offset of each reference. Each reference starts on a frame boundary.
-    """
-    starts: list[int] = []
-    position = 0
-    for index, reference in enumerate(references):
-        lead = int(np.flatnonzero(reference)[0])
-        nonzero = np.flatnonzero(capture[position:])
-        assert len(nonzero), f"reference {index} is missing from the capture"
-        start = position + int(nonzero[0]) - lead
-        assert start >= position, f"reference {index} overlaps the one before it"
-        assert start % frame_samples == 0, f"reference {index} does not start on a frame boundary ({start})"
-        np.testing.assert_array_equal(capture[start:start + len(reference)], reference,
-                                      err_msg=f"reference {index} differs from what was captured")
-        starts.append(start)
-        position = start + len(reference)
-    assert not capture[position:].any(), "non-zero samples after the last reference"
-    return starts
-
-
 def no_crash_text(stderr: str) -> None:
     for marker in CRASH_MARKERS:
         assert marker not in stderr, f"{marker!r} on stderr:\n{stderr}"
@@ -115,7 +67,6 @@ class Session:
     references: list[np.ndarray]  # what ``echo-streamer render`` produced for each file
     real_samples: list[int]  # unpadded output samples of each file
     capture: np.ndarray
-    capture_rate: int
     events: list[dict[str, Any]]
     result: subprocess.CompletedProcess[str]
     wall_s: float
@@ -154,9 +105,7 @@ def session(request: pytest.FixtureRequest, inputs: list[Path], tmp_path_factory
     for index, path in enumerate(inputs):
         rendered = folder / f"render-{index}.wav"
         run(*cli_command("render", path, "-o", rendered, "--rate", rate, "--frame-ms", frame_ms))
-        samples, rendered_rate = read_pcm(rendered)
-        assert rendered_rate == rate
-        references.append(samples)
+        references.append(read_pcm(rendered, rate))
         real_samples.append(render_file(str(path), str(folder / f"api-{index}.wav"), OutputFormat(rate, frame_ms)).samples)
     capture, events = folder / "capture.wav", folder / "events.jsonl"
     began = time.monotonic()
@@ -166,8 +115,8 @@ def session(request: pytest.FixtureRequest, inputs: list[Path], tmp_path_factory
         capture_output=True, text=True, env=offline_env(), timeout=60, check=False)
     wall_s = time.monotonic() - began
     assert result.returncode == 0, result.stderr
-    captured, capture_rate = read_pcm(capture)
-    return Session(rate, frame_ms, list(inputs), references, real_samples, captured, capture_rate,
+    captured = read_pcm(capture, rate)
+    return Session(rate, frame_ms, list(inputs), references, real_samples, captured,
                    read_events(events), result, wall_s)
 
 
@@ -214,7 +163,6 @@ def test_no_underruns_and_small_lag(session: Session) -> None:
 
 def test_capture_is_render_output_in_order_with_gap(session: Session) -> None:
     """The capture holds each file's rendered frames bit-exact, in order, separated by >= gap of zeros."""
-    assert session.capture_rate == session.rate
     starts = locate(session.capture, session.references, session.frame_samples)
     silence = starts[1] - (starts[0] + len(session.references[0]))
     assert silence >= GAP_MS * session.rate // 1000, f"only {silence} zero samples between the files"

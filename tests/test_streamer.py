@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 import soundfile
-from conftest import run, tone
+from conftest import locate, read_pcm, run, tone
 
 from echo_streamer import Segment, Streamer, StreamerConfig
 from echo_streamer.dsp.pipeline import OutputFormat
@@ -42,12 +42,6 @@ def arun(coroutine: Awaitable[T], timeout: float = 30.0) -> T:
         return await asyncio.wait_for(coroutine, timeout)
 
     return asyncio.run(guarded())
-
-
-def read_pcm(path: Path | str) -> np.ndarray:
-    with wave.open(str(path), "rb") as wav:
-        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.int16)
 
 
 def chunked(samples: np.ndarray, size: int, stall_at: int | None = None, stall_s: float = 0.0) -> Iterator[np.ndarray]:
@@ -73,24 +67,6 @@ def render_of(path: Path, output: OutputFormat) -> tuple[np.ndarray, int]:
     rendered = path.with_name(path.stem + f"-render-{output.rate}-{output.frame_ms}.wav")
     result = render_file(str(path), str(rendered), output)
     return read_pcm(rendered), result.samples
-
-
-def locate(capture: np.ndarray, references: list[np.ndarray], frame_samples: int) -> list[int]:
-    """Find each reference, in order, bit-exact in ``capture``; everything else must be exact zeros."""
-    starts: list[int] = []
-    position = 0
-    for index, expected in enumerate(references):
-        lead = int(np.flatnonzero(expected)[0])
-        nonzero = np.flatnonzero(capture[position:])
-        assert len(nonzero), f"segment {index} is missing from the capture"
-        start = position + int(nonzero[0]) - lead
-        assert start >= position and start % frame_samples == 0, (index, start)
-        np.testing.assert_array_equal(capture[start:start + len(expected)], expected,
-                                      err_msg=f"segment {index} differs from its render")
-        starts.append(start)
-        position = start + len(expected)
-    assert not capture[position:].any(), "non-zero samples after the last segment"
-    return starts
 
 
 def nonzero_frames(pcm: np.ndarray, frame_samples: int) -> np.ndarray:
