@@ -134,23 +134,28 @@ async def _play(files: list[str], config: StreamerConfig, events_path: str | Non
     if event_log is not None:
         streamer.add_listener(event_log.write)
     streamer.add_listener(_report_problems)
-    stop = _stop_on_signals()
     if config.room_url is None:
         _say("echo-streamer: no room URL given: streaming offline through a Daily audio source not joined to any call")
     try:
-        if not await _until_stopped(streamer.start(), stop):
-            return 0
+        return await _play_until_done(streamer, files, show_progress)
     except JoinError as error:
         _say(f"echo-streamer: {error}")
         return EXIT_JOIN_FAILED
-    try:
-        segments = [streamer.play(path) for path in files]
-        progress = _Progress(streamer) if show_progress else None
-        await _until_stopped(streamer.drain(), stop, progress)
     finally:
-        await streamer.close()
         if event_log is not None:
             event_log.close()
+
+
+async def _play_until_done(streamer: Streamer, files: list[str], show_progress: bool) -> int:
+    """Start, queue ``files`` and wait for them, or stop early on SIGINT / SIGTERM (status 0)."""
+    stop = _stop_on_signals()
+    if not await _until_stopped(streamer.start(), stop):
+        return 0
+    try:
+        segments = [streamer.play(path) for path in files]
+        await _until_stopped(streamer.drain(), stop, _Progress(streamer) if show_progress else None)
+    finally:
+        await streamer.close()
     return EXIT_BAD_INPUT if any(segment.error for segment in segments) else 0
 
 
