@@ -1,0 +1,66 @@
+"""The command line's own surface: version, help with examples, and option checks made before any audio."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import echo_streamer
+from echo_streamer.sources import open_audio
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+SAMPLES = sorted((Path(__file__).resolve().parent.parent / "samples").glob("*.wav"))
+
+
+def test_version(cli: Cli) -> None:
+    """``--version`` prints the package version and exits 0."""
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"echo-streamer, version {echo_streamer.__version__}"
+
+
+@pytest.mark.parametrize("command", [(), ("play",), ("render",)], ids=["main", "play", "render"])
+def test_help_has_examples(command: tuple[str, ...], cli: Cli) -> None:
+    """Every command's ``--help`` exits 0 and shows runnable examples."""
+    result = cli(*command, "--help")
+    assert result.returncode == 0
+    examples = result.stdout.split("Examples:", 1)
+    assert len(examples) == 2, result.stdout
+    assert "echo-streamer " in examples[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (("--transport", "virtual-mic"), "--transport virtual-mic needs --room"),
+        (("--room", "not-a-url"), "is not an http(s) URL"),
+        (("--rate", "44100"), "'44100' is not one of '16000', '24000'"),
+        (("--frame-ms", "15"), "'15' is not one of '10', '20'"),
+    ],
+    ids=["virtual-mic-offline", "bad-room-url", "bad-rate", "bad-frame"],
+)
+def test_play_rejects_bad_options_before_streaming(args: tuple[str, ...], complaint: str, cli: Cli,
+                                                   tmp_path: Path) -> None:
+    """Options that cannot work are usage errors (status 2) naming the problem, and nothing is captured."""
+    capture = tmp_path / "capture.wav"
+    result = cli("play", SAMPLES[0], "--capture", capture, *args)
+    assert result.returncode == 2
+    assert complaint in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not capture.exists()
+
+
+def test_samples_are_short_speech() -> None:
+    """The clips the README's first command plays: a few small, decodable mono speech files."""
+    assert len(SAMPLES) >= 3
+    for path in SAMPLES:
+        source = open_audio(str(path))
+        try:
+            seconds = sum(len(block) for block in source.blocks()) / source.rate
+        finally:
+            source.close()
+        assert source.channels == 1 and 1.0 <= seconds <= 6.0, (path, seconds)
+        assert path.stat().st_size < 300_000
