@@ -64,3 +64,14 @@ def test_samples_are_short_speech() -> None:
             source.close()
         assert source.channels == 1 and 1.0 <= seconds <= 6.0, (path, seconds)
         assert path.stat().st_size < 300_000
+
+
+def test_play_progress_line(cli: Cli) -> None:
+    """``--progress`` draws a status line per file: a bar, elapsed / total, and the file name."""
+    short = min(SAMPLES, key=lambda path: path.stat().st_size)
+    result = cli("play", short, "--gap-ms", "0", "--progress")
+    assert result.returncode == 0, result.stderr
+    updates = [line for line in result.stderr.split("\r") if short.name in line]
+    assert len(updates) >= 5  # refreshed ten times a second while the file plays
+    assert all(line.startswith("[") and " / 00:0" in line for line in updates)
+    assert "#" in updates[-1]
