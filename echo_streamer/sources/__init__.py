@@ -21,8 +21,19 @@ def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float
 
     libsndfile decodes what it recognises (WAV, FLAC, Ogg/Vorbis, MP3, AIFF, ...); ffmpeg decodes
     everything else. Blocks of ``block_seconds`` are read, so memory stays flat for any length.
-    Raises :class:`InputError` naming the input and the reason when it cannot be decoded.
+    Raises :class:`InputError` naming the input and the reason when it cannot be decoded or its
+    sample rate or channel count is outside what the pipeline supports.
     """
+    source = _open_decoder(path, stdin, block_seconds)
+    try:
+        check_format(source.name, source.rate, source.channels)
+    except InputError:
+        source.close()
+        raise
+    return source
+
+
+def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> AudioSource:
     if path == "-":
         return FfmpegSource(path, block_seconds, stdin or sys.stdin.buffer)
     if _prefers_ffmpeg(_check_file(path)):

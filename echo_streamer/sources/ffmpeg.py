@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import InputError
-from .base import check_complete, check_format
+from .base import check_complete
 from .wavheader import read_wav_header
 
 _DURATION = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
@@ -57,11 +57,6 @@ class FfmpegSource:
             raise self._failure("ffmpeg did not deliver float32 PCM")
         self.rate = header.rate
         self.channels = header.channels
-        try:
-            check_format(path, self.rate, self.channels)
-        except InputError:
-            self.close()
-            raise
         self.duration = self._logged_duration()
         self._block_frames = max(1, round(block_seconds * self.rate))
 
@@ -83,11 +78,14 @@ class FfmpegSource:
         check_complete(self.name, decoded / self.rate, self.duration)
 
     def close(self) -> None:
+        self._stop()
+        self._stdout.close()
+        self._log.close()
+
+    def _stop(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
-        self._stdout.close()
-        self._log.close()
 
     def _failure(self, reason: str) -> InputError:
         self.close()
@@ -95,9 +93,7 @@ class FfmpegSource:
 
     def _ffmpeg_reason(self, default: str) -> str:
         """The last error ffmpeg logged, without the input path it often starts with."""
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        self._stop()
         errors = self._logged_errors()
         if not errors:
             return default

@@ -9,7 +9,7 @@ import numpy as np
 import soundfile
 
 from ..errors import InputError
-from .base import check_complete, check_format
+from .base import check_complete
 
 # libsndfile notes a WAV data chunk (AIFF: SSND chunk) that claims more than the file holds as
 # "data : N (should be M)".
@@ -36,11 +36,6 @@ class SoundFileSource:
         self.duration: float | None = self._file.frames / self.rate if self.rate > 0 else None
         self._declared_duration = self._declared_wav_duration()
         self._block_frames = max(1, round(block_seconds * self.rate))
-        try:
-            check_format(path, self.rate, self.channels)
-        except InputError:
-            self.close()
-            raise
 
     def blocks(self) -> Iterator[np.ndarray]:
         decoded = 0
