@@ -165,8 +165,7 @@ class Streamer:
             self._capture.close()
         if self._started:
             self._emit("stream_finished", time.monotonic(), self.stats())
-        for subscriber in self._subscribers:
-            subscriber.put_nowait({"t": time.monotonic(), "event": "closed"})
+        self._publish({"t": time.monotonic(), "event": "closed"})
 
     async def __aenter__(self) -> Streamer:
         await self.start()
@@ -340,6 +339,10 @@ class Streamer:
             self._idle.set()
         for listener in self._listeners:
             listener(event)
+        self._publish(event)
+
+    def _publish(self, event: Event) -> None:
+        """Hand ``event`` to every :meth:`events` subscriber, dropping its oldest if it is full."""
         for subscriber in self._subscribers:
             if subscriber.full():
                 subscriber.get_nowait()
