@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
+
+import numpy as np
 
 from .dsp.pipeline import Conditioner, OutputFormat, condition
 from .sources import open_audio
@@ -17,10 +19,24 @@ BLOCK_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
+class InterruptPoint:
+    """Where the stream may be cut: ``ms`` from the start of the segment, at a frame boundary.
+
+    ``kind`` is ``"pause"`` (every frame start from ``ms`` up to ``until_ms`` is a point) or
+    ``"end"`` (the end of the segment, where ``until_ms`` equals ``ms``).
+    """
+
+    ms: int
+    kind: str
+    until_ms: int
+
+
+@dataclass(frozen=True)
 class RenderResult:
     frames: int
     samples: int
     clipped: int
+    points: list[InterruptPoint] = field(default_factory=list)
 
 
 def render(input_path: str, output_path: str, output: OutputFormat = OutputFormat(),
@@ -28,24 +44,37 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
     """Decode ``input_path`` (``"-"`` for stdin) and write exactly the frames ``play`` would send.
 
     The output is a mono PCM16 WAV at ``output.rate``; its length is a whole number of frames
-    (the last one padded with silence). Runs as fast as decoding allows. On
+    (the last one padded with silence). The result lists the interrupt points the streamer
+    would find in it. Runs as fast as decoding allows. On
     :class:`~echo_streamer.errors.InputError` no output file is left behind.
     """
     source = open_audio(input_path, stdin=stdin, block_seconds=BLOCK_SECONDS)
     conditioner = Conditioner(source.name, source.rate, output)
     frames = 0
+    pause_marks: list[np.ndarray] = []
     try:
         with wave.open(output_path, "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)
             wav.setframerate(output.rate)
-            for block in condition(prefetched(source.blocks()), conditioner):
+            for block, pauses in condition(prefetched(source.blocks()), conditioner):
                 wav.writeframesraw(block.astype("<i2", copy=False).tobytes())
                 frames += len(block)
+                pause_marks.append(pauses)
     except BaseException:
         if os.path.exists(output_path):
             os.remove(output_path)
         raise
     finally:
         source.close()
-    return RenderResult(frames=frames, samples=conditioner.samples, clipped=conditioner.clipped)
+    points = pause_points(np.concatenate(pause_marks) if pause_marks else np.zeros(0, dtype=bool), output.frame_ms)
+    end_ms = frames * output.frame_ms
+    points.append(InterruptPoint(end_ms, "end", end_ms))
+    return RenderResult(frames=frames, samples=conditioner.samples, clipped=conditioner.clipped, points=points)
+
+
+def pause_points(marks: np.ndarray, frame_ms: int) -> list[InterruptPoint]:
+    """One point per run of frames marked as interrupt points."""
+    edges = np.diff(np.concatenate(([0], marks.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [InterruptPoint(int(start) * frame_ms, "pause", int(end) * frame_ms) for start, end in zip(starts, ends)]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from .convert import downmix, to_pcm16
 from .framer import Framer
+from .pauses import PauseDetector
 from .resample import StreamResampler
 
 OUTPUT_RATES = (16_000, 24_000)
@@ -47,6 +48,7 @@ class Conditioner:
 
     def __init__(self, name: str, in_rate: int, output: OutputFormat) -> None:
         self.name = name
+        self.output = output
         self._resampler = StreamResampler(in_rate, output.rate)
         self._framer = Framer(output.frame_samples)
         self.samples = 0
@@ -67,12 +69,17 @@ class Conditioner:
         return self._framer.push(pcm)
 
 
-def condition(blocks: Iterable[np.ndarray], conditioner: Conditioner) -> Iterator[np.ndarray]:
-    """Run every block through ``conditioner``; yield non-empty arrays of whole frames."""
+def condition(blocks: Iterable[np.ndarray], conditioner: Conditioner) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Run every block through ``conditioner``; yield ``(frames, pauses)`` for each non-empty run.
+
+    ``frames`` is a ``(count, frame_samples)`` int16 array; ``pauses`` marks which of them are
+    interrupt points inside the audio (see :class:`~echo_streamer.dsp.pauses.PauseDetector`).
+    """
+    pauses = PauseDetector(conditioner.output.frame_ms)
     for block in blocks:
         frames = conditioner.push(block)
         if len(frames):
-            yield frames
+            yield frames, pauses.mark(frames)
     last = conditioner.finish()
     if len(last):
-        yield last
+        yield last, pauses.mark(last)

@@ -1,7 +1,8 @@
 """Frame-by-frame playout: what the SDK gets next, and what it has consumed.
 
-Runs on SDK completion threads, under the streamer's lock. Nothing here blocks: a segment
-whose decoder is behind gets silence (an underrun), never a wait.
+Runs on SDK completion threads (and, for interrupt requests, the event loop), always under the
+streamer's lock. Nothing here blocks: a segment whose decoder is behind gets silence (an
+underrun), never a wait.
 """
 
 from __future__ import annotations
@@ -9,42 +10,54 @@ from __future__ import annotations
 import math
 import queue
 from collections import deque
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
+from ..dsp.fade import FADE_MS, fade_out
 from ..dsp.pipeline import OutputFormat
-from .segment import Segment, SegmentEnd
+from .interrupt import Interruption
+from .segment import Frame, Segment, SegmentEnd
 
-Emit = Callable[[str, float, dict[str, Any], "Segment | None"], None]
+# emit(name, t, fields, resolves): ``resolves`` is the segment or interruption the event completes.
+Emit = Callable[[str, float, dict[str, Any], "Segment | Interruption | None"], None]
 
-# What a frame handed to the SDK was, so its completion can be accounted.
-_IDLE, _GAP, _AUDIO, _END, _STARVED = range(5)
+# What a frame handed to the SDK was, so its completion can be accounted. _FADE is the faded
+# frame that ends a cut segment, _CUT a silent one (nothing audible to fade).
+_IDLE, _GAP, _AUDIO, _END, _STARVED, _FADE, _CUT = range(7)
 
 
 class Playout:
-    """Chooses each frame (segment audio, gap silence, idle silence) and accounts completions.
+    """Chooses each frame (segment audio, gap silence, idle silence), cuts segments on interrupt,
+    and accounts completions.
 
     Between segments that played audio it inserts ``gap_ms`` of digital silence, rounded up to
-    whole frames. ``emit(name, t, fields, segment)`` reports ``item_started``,
-    ``item_finished``, ``underrun`` and ``idle``; it must not block.
+    whole frames; after a cut, the fade frame and then the full gap. ``emit(name, t, fields,
+    resolves)`` reports ``item_started``, ``item_finished``, ``item_dropped``, ``underrun``,
+    ``idle``, ``interrupt_requested`` and ``interrupt_done``; it must not block.
     """
 
     def __init__(self, output: OutputFormat, gap_ms: int, emit: Emit) -> None:
         self.frame_samples = output.frame_samples
         self.frame_seconds = output.frame_ms / 1000
         self._gap_frames = max(1, math.ceil(gap_ms / output.frame_ms))
+        self._fade_samples = output.rate * FADE_MS // 1000
         self._silence = bytes(output.frame_bytes)
         self._emit = emit
         self._waiting: deque[Segment] = deque()
         self._current: Segment | None = None
         self._gap_left = 0
         self._starving = False
+        self._last_kind = _IDLE
         self._in_flight: deque[tuple[int, Segment | None]] = deque()
         self._was_idle = True
+        # An interrupt waiting for its cut, and one whose cut frame the SDK has not consumed yet.
+        self._pending: Interruption | None = None
+        self._cutting: Interruption | None = None
         self.frames_sent = 0
         self.frames_consumed = 0
         self.underruns = 0
         self.underrun_frames = 0
+        self.interrupts = 0
         self.first_completion: float | None = None
         self.max_lag_ms = 0.0
         self.late_completions = 0
@@ -61,6 +74,11 @@ class Playout:
         return self._current is None and not self._waiting and self._gap_left == 0
 
     @property
+    def busy(self) -> bool:
+        """Something is playing, queued or being cut."""
+        return bool(self._current or self._waiting or self._pending or self._cutting)
+
+    @property
     def current(self) -> Segment | None:
         return self._current
 
@@ -71,6 +89,7 @@ class Playout:
         """The frame to hand to the SDK now; never blocks."""
         kind, segment, frame = self._choose(now)
         self._in_flight.append((kind, segment))
+        self._last_kind = kind
         self.frames_sent += 1
         return frame
 
@@ -81,21 +100,61 @@ class Playout:
         if kind == _AUDIO and segment is not None:
             if segment.started_at is None:
                 segment.started_at = now
-                self._emit("item_started", now, {"id": segment.id, "item": segment.name}, segment)
-            segment.played_samples += self.frame_samples
-            if segment.total_samples is not None:
-                segment.played_samples = min(segment.played_samples, segment.total_samples)
-        elif kind == _END and segment is not None:
-            self._finish(segment, now, interrupted=False)
+                self._emit("item_started", now, {"id": segment.id, "item": segment.name}, None)
+            self._count_played(segment, self.frame_samples)
+        elif kind in (_END, _FADE, _CUT) and segment is not None:
+            if kind == _FADE:
+                self._count_played(segment, self._fade_samples)
+            self._finish(segment, now, interrupted=kind != _END)
+            if self._cutting is not None and self._cutting.segment is segment:
+                self._resolve(self._cutting, now)
         if kind == _IDLE and not self._was_idle:
             self._emit("idle", now, {}, None)
         self._was_idle = kind == _IDLE
 
-    def cut_current(self, now: float) -> None:
-        """End the segment now playing where the SDK stopped consuming it (used at shutdown)."""
-        segment, self._current = self._current, None
-        if segment is not None and segment.started_at is not None:
-            self._finish(segment, now, interrupted=True)
+    def interrupt(self, request: Interruption, now: float) -> Interruption:
+        """Register an interrupt; return the interruption that carries it out.
+
+        The cut happens in the next frame chosen (``"now"``) or at the next interrupt point
+        before ``request.deadline`` (``"next_pause"``). A request made while another is still in
+        progress joins it (:meth:`Interruption.absorb`) and the earlier one is returned.
+        """
+        active = self._pending or self._cutting or request
+        current = self._current
+        self._emit("interrupt_requested", now, {
+            "interrupt": active.id, "mode": request.mode, "keep_queue": request.keep_queue,
+            "max_wait_ms": request.max_wait_ms, "id": current.id if current else None}, None)
+        if active is not request:
+            active.absorb(request.mode, request.keep_queue)
+            if self._cutting is not None and not active.keep_queue:
+                active.dropped += self._drop_waiting(now)
+            return active
+        self.interrupts += 1
+        if current is not None and current.handed_frames == 0:
+            # Not a sample of it has gone out (its decoder is starting): drop it like a queued one.
+            self._current = None
+            self._drop(current, now)
+            request.dropped.append(current)
+        if self._current is None:
+            if not request.keep_queue:
+                request.dropped += self._drop_waiting(now)
+            self._resolve(request, now)
+        else:
+            self._pending = request
+        return request
+
+    def _resolve(self, request: Interruption, now: float) -> None:
+        if request.segment is not None:
+            request.position_ms = request.segment.position_ms
+        request.done_at = now
+        if self._cutting is request:
+            self._cutting = None
+        self._emit("interrupt_done", now, request.fields(), request)
+
+    def _count_played(self, segment: Segment, samples: int) -> None:
+        segment.played_samples += samples
+        if segment.total_samples is not None:
+            segment.played_samples = min(segment.played_samples, segment.total_samples)
 
     def _finish(self, segment: Segment, now: float, interrupted: bool) -> None:
         segment.finished_at = now
@@ -105,6 +164,18 @@ class Playout:
         if segment.error:
             fields["error"] = segment.error
         self._emit("item_finished", now, fields, segment)
+
+    def _drop(self, segment: Segment, now: float) -> None:
+        segment.cancelled = True
+        segment.discard()
+        self._emit("item_dropped", now, {"id": segment.id, "item": segment.name}, segment)
+
+    def _drop_waiting(self, now: float) -> list[Segment]:
+        dropped = list(self._waiting)
+        self._waiting.clear()
+        for segment in dropped:
+            self._drop(segment, now)
+        return dropped
 
     def _choose(self, now: float) -> tuple[int, Segment | None, bytes]:
         if self._gap_left:
@@ -116,8 +187,12 @@ class Playout:
             self._current = self._waiting.popleft()
         segment = self._current
         try:
-            item = segment.frames.get_nowait()
+            item: Frame | SegmentEnd | None = segment.frames.get_nowait()
         except queue.Empty:
+            item = None
+        if self._pending is not None and (cut := self._cut_reason(self._pending, item, now)):
+            return self._cut(segment, item, cut, now)
+        if item is None:
             return _STARVED, segment, self._starved(segment, now)
         self._starving = False
         if isinstance(item, SegmentEnd):
@@ -125,7 +200,40 @@ class Playout:
             self._gap_left = self._gap_frames - 1 if segment.handed_frames else 0
             return _END, segment, self._silence
         segment.handed_frames += 1
-        return _AUDIO, segment, item
+        return _AUDIO, segment, item.pcm
+
+    @staticmethod
+    def _cut_reason(request: Interruption, item: Frame | SegmentEnd | None, now: float) -> str | None:
+        if isinstance(item, SegmentEnd):
+            return "end"
+        if request.mode == "now":
+            return "now"
+        if item is None:
+            return "underrun"
+        if item.pause:
+            return "pause"
+        return "deadline" if now >= request.deadline else None
+
+    def _cut(self, segment: Segment, item: Frame | SegmentEnd | None, cut: str,
+             now: float) -> tuple[int, Segment | None, bytes]:
+        """End ``segment`` at this frame: fade it if the last one carried its audio, then the gap."""
+        request, self._pending = self._pending, None
+        assert request is not None
+        request.cut = cut
+        request.segment = segment
+        self._cutting = request
+        self._current = None
+        self._starving = False
+        if not request.keep_queue:
+            request.dropped += self._drop_waiting(now)
+        if isinstance(item, SegmentEnd):
+            self._gap_left = self._gap_frames - 1
+            return _END, segment, self._silence
+        segment.discard()
+        self._gap_left = self._gap_frames
+        if item is not None and self._last_kind == _AUDIO:
+            return _FADE, segment, fade_out(item.pcm, self._fade_samples)
+        return _CUT, segment, self._silence
 
     def _starved(self, segment: Segment, now: float) -> bytes:
         # Before its first frame a segment is still starting (decoder start-up), not starving.
@@ -134,7 +242,7 @@ class Playout:
             if not self._starving:
                 self._starving = True
                 self.underruns += 1
-                self._emit("underrun", now, {"id": segment.id, "item": segment.name}, segment)
+                self._emit("underrun", now, {"id": segment.id, "item": segment.name}, None)
         return self._silence
 
     def _track_clock(self, now: float) -> None:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..sources import AudioSource
+
+
+class Frame(NamedTuple):
+    """One frame of PCM16 on its way to the SDK; ``pause`` marks an interrupt point at its start."""
+
+    pcm: bytes
+    pause: bool
 
 
 @dataclass(frozen=True)
@@ -37,11 +45,12 @@ class Segment:
         self.error: str | None = None
         self.open_source = open_source
         # Decoded frames waiting for the SDK; bounded so a fast decoder stays only this far ahead.
-        self.frames: queue.Queue[bytes | SegmentEnd] = queue.Queue(maxsize=buffer_frames)
+        self.frames: queue.Queue[Frame | SegmentEnd] = queue.Queue(maxsize=buffer_frames)
         self.total_samples: int | None = None
         self.handed_frames = 0
         self.cancelled = False
         self.interrupted = False
+        self.discarded = False
         self._done = loop.create_future()
 
     @property
@@ -69,7 +78,11 @@ class Segment:
         if not self._done.done():
             self._done.set_result(None)
 
-    def cancel(self) -> None:
-        """Mark the segment dropped unplayed (or part-played) because the streamer closed."""
-        self.cancelled = True
-        self.mark_done()
+    def discard(self) -> None:
+        """Stop its decoder and free its buffered frames (it was cut or dropped); never blocks."""
+        self.discarded = True
+        while True:
+            try:
+                self.frames.get_nowait()
+            except queue.Empty:
+                return

@@ -9,9 +9,9 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import AsyncIterator, Callable, Iterable
 
 import numpy as np
 
@@ -19,10 +19,12 @@ from ..dsp.pipeline import Conditioner, OutputFormat, condition
 from ..errors import InputError
 from ..output.capture import WavCapture
 from ..output.daily import DEFAULT_BITRATE, DailyMicrophone
+from ..output.tavus import interrupt_message
 from ..sources import AudioSource, open_audio
 from ..sources.arrays import ArraySource
+from .interrupt import DEFAULT_MAX_WAIT_MS, Interruption
 from .playout import Playout
-from .segment import Segment, SegmentEnd
+from .segment import Frame, Segment, SegmentEnd
 
 Event = dict[str, Any]
 Listener = Callable[[Event], None]
@@ -37,7 +39,9 @@ class StreamerConfig:
     ``room_url`` None streams through a Daily audio source that is not joined to any call (the SDK
     still paces it in real time). ``lead_ms`` is how much audio is handed to the SDK ahead of
     playout (rounded up to whole frames); everything else waits in our own queue, where it can
-    still be changed. ``buffer_ms`` is how far each segment's decoder may run ahead.
+    still be changed. ``buffer_ms`` is how far each segment's decoder may run ahead. With
+    ``tavus_conversation_id`` set, every interrupt also sends Tavus's ``conversation.interrupt``
+    app message for that conversation once its cut has played out.
     """
 
     room_url: str | None = None
@@ -51,6 +55,7 @@ class StreamerConfig:
     bitrate: int = DEFAULT_BITRATE
     join_timeout: float = 20.0
     capture_path: str | None = None
+    tavus_conversation_id: str | None = None
 
     def __post_init__(self) -> None:
         OutputFormat(self.rate, self.frame_ms)  # raises ValueError for an unsupported rate or frame length
@@ -87,6 +92,7 @@ class Streamer:
         self._listeners: list[Listener] = []
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._segment_ids = itertools.count(1)
+        self._interrupt_ids = itertools.count(1)
         self._segments: list[Segment] = []
         self._lock = threading.RLock()
         self._stopping = False
@@ -137,15 +143,18 @@ class Streamer:
                 self._write_next(time.monotonic())
 
     async def close(self) -> None:
-        """Stop writing, wait for the SDK to consume what it holds, then leave and shut down.
-
-        Whatever is still queued is dropped. Safe to call more than once.
+        """Fade out what is playing, drop the queue, wait for the SDK to consume what it holds,
+        then leave and shut down. Safe to call more than once.
         """
         if self._closed or self._loop is None:
             return
         self._closed = True
         if self._started:
             assert self._drained is not None
+            with self._lock:
+                busy = self._playout.busy
+            if busy:
+                await self.interrupt("now").wait()
             with self._lock:
                 self._stopping = True
                 if self._playout.in_flight == 0:
@@ -154,10 +163,6 @@ class Streamer:
             self._feed_queue.put(None)
             # The decoder notices the stop within one block; give up on one stuck in a read.
             await asyncio.to_thread(self._feeder.join, 1.0)
-            self._playout.cut_current(time.monotonic())
-            for segment in self._segments:
-                if segment.started_at is None:
-                    segment.cancel()
         if self._output is not None:
             await self._output.close()
             self._output = None
@@ -192,6 +197,25 @@ class Streamer:
         and reports an ``underrun``.
         """
         return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id)
+
+    def interrupt(self, mode: str = "now", *, keep_queue: bool = False,
+                  max_wait_ms: int = DEFAULT_MAX_WAIT_MS) -> Interruption:
+        """Cut the segment now playing, and unless ``keep_queue`` drop everything queued behind it.
+
+        ``mode="now"``: the next frame handed to the SDK fades the audio to zero over 4 ms (the
+        frames already handed to it, ``lead_ms``, still play). ``mode="next_pause"``: the same
+        fade at the next interrupt point (a pause in the speech, or the segment's end), or after
+        ``max_wait_ms`` at the latest. At least ``gap_ms`` of silence follows either way. Returns
+        at once, never blocks; ``await interruption.wait()`` for what was cut and where. With
+        nothing playing it is a no-op, reported as such (``interruption.noop``).
+        """
+        if not self._started:
+            raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
+        assert self._loop is not None
+        now = time.monotonic()
+        request = Interruption(f"int-{next(self._interrupt_ids)}", mode, keep_queue, max_wait_ms, now, self._loop)
+        with self._lock:
+            return self._playout.interrupt(request, now)
 
     async def drain(self) -> None:
         """Wait until every queued segment has played and the trailing gap has gone out."""
@@ -230,6 +254,7 @@ class Streamer:
         playout = self._playout
         return {"frames_sent": playout.frames_sent, "frames_played": playout.frames_consumed,
                 "underruns": playout.underruns, "underrun_frames": playout.underrun_frames,
+                "interrupts": playout.interrupts,
                 "max_lag_ms": round(playout.max_lag_ms, 2), "late_completions": playout.late_completions,
                 "lead_frames": self.config.lead_frames,
                 "last_error": self.last_error}
@@ -274,15 +299,17 @@ class Streamer:
             self._feed(segment)
 
     def _feed(self, segment: Segment) -> None:
+        if segment.discarded:
+            return
         end = SegmentEnd()
         source: AudioSource | None = None
         try:
             source = segment.open_source()
             segment.duration = source.duration
             conditioner = Conditioner(source.name, source.rate, self._format)
-            for frames in condition(source.blocks(), conditioner):
-                for frame in frames:
-                    if not self._offer(segment, frame.tobytes()):
+            for frames, pauses in condition(source.blocks(), conditioner):
+                for pcm, pause in zip(frames, pauses.tolist()):
+                    if not self._offer(segment, Frame(pcm.tobytes(), pause)):
                         return
             segment.total_samples = conditioner.samples
             if conditioner.clipped:
@@ -303,9 +330,10 @@ class Streamer:
                               None)
         return SegmentEnd(message)
 
-    def _offer(self, segment: Segment, item: bytes | SegmentEnd) -> bool:
-        """Put into the segment's bounded queue, waiting while it is full; False once stopping."""
-        while not self._stopping:
+    def _offer(self, segment: Segment, item: Frame | SegmentEnd) -> bool:
+        """Put into the segment's bounded queue, waiting while it is full; False once stopping
+        or once the segment is discarded."""
+        while not self._stopping and not segment.discarded:
             try:
                 segment.frames.put(item, timeout=0.05)
                 return True
@@ -315,31 +343,47 @@ class Streamer:
 
     # -- events ----------------------------------------------------------------------------
 
-    def _emit_threadsafe(self, name: str, t: float, fields: dict[str, Any], segment: Segment | None) -> None:
+    def _emit_threadsafe(self, name: str, t: float, fields: dict[str, Any],
+                         resolves: Segment | Interruption | None) -> None:
         """Emit from any thread: directly on the loop's own thread, else scheduled onto it."""
         assert self._loop is not None
         if threading.get_ident() == self._loop_thread:
-            self._emit(name, t, fields, segment)
+            self._emit(name, t, fields, resolves)
         else:
-            self._loop.call_soon_threadsafe(self._emit, name, t, fields, segment)
+            self._loop.call_soon_threadsafe(self._emit, name, t, fields, resolves)
 
     def _sdk_event(self, name: str, fields: dict[str, Any]) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._emit_threadsafe(name, time.monotonic(), fields, None)
 
-    def _emit(self, name: str, t: float, fields: dict[str, Any], segment: Segment | None = None) -> None:
+    def _emit(self, name: str, t: float, fields: dict[str, Any],
+              resolves: Segment | Interruption | None = None) -> None:
+        """Deliver an event; ``resolves`` is the segment or interruption whose wait() it completes."""
         event: Event = {"t": t, "event": name, **fields}
+        if resolves is not None:
+            resolves.mark_done()
+            if isinstance(resolves, Segment):
+                self._segments.remove(resolves)
         if name == "error":
             self.last_error = fields.get("message")
-        elif name == "item_finished" and segment is not None:
-            segment.mark_done()
-            self._segments.remove(segment)
         elif name == "idle" and self._playout.idle:
             assert self._idle is not None
             self._idle.set()
         for listener in self._listeners:
             listener(event)
         self._publish(event)
+        if name == "interrupt_done" and self.config.tavus_conversation_id is not None:
+            # Not inline: this may run under the playout lock, and the SDK call must not.
+            assert self._loop is not None
+            self._loop.call_soon(self._send_tavus_interrupt, self.config.tavus_conversation_id)
+
+    def _send_tavus_interrupt(self, conversation_id: str) -> None:
+        def on_sent(error: str | None) -> None:
+            self._emit_threadsafe("tavus_interrupt", time.monotonic(),
+                                  {"conversation_id": conversation_id, "error": error}, None)
+
+        if self._output is not None:
+            self._output.send_app_message(interrupt_message(conversation_id), on_sent)
 
     def _publish(self, event: Event) -> None:
         """Hand ``event`` to every :meth:`events` subscriber, dropping its oldest if it is full."""

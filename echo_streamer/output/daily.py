@@ -122,9 +122,16 @@ class DailyMicrophone:
         self._source = None
         _daily_deinit()
 
-    def send_app_message(self, message: Any) -> None:
-        if self._client is not None and self._joined:
-            self._client.send_app_message(message)
+    def send_app_message(self, message: Any, on_sent: Callable[[str | None], None]) -> None:
+        """Broadcast ``message`` to the room without blocking.
+
+        ``on_sent(error)`` fires once, with None on success; on an SDK thread when the message
+        went to the SDK, at once when no room is joined.
+        """
+        if self._client is None or not self._joined:
+            on_sent("not joined to a room")
+            return
+        self._client.send_app_message(message, None, completion=on_sent)
 
     def _client_settings(self) -> dict[str, Any]:
         return {

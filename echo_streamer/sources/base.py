@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import InputError
 

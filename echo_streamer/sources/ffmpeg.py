@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
-from typing import BinaryIO
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 

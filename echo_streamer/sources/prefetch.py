@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import TypeVar
 from collections.abc import Iterator
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -1,0 +1,81 @@
+"""An interrupt request and what it cut."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .segment import Segment
+
+MODES = ("now", "next_pause")
+DEFAULT_MAX_WAIT_MS = 400
+
+
+class Interruption:
+    """One interrupt of a :class:`~echo_streamer.Streamer`, returned by ``streamer.interrupt()``.
+
+    ``mode`` is ``"now"`` (fade out after the frames already handed to the SDK) or
+    ``"next_pause"`` (fade out at the next interrupt point, or after ``max_wait_ms`` at the
+    latest). Once done: ``cut`` says where the audio stopped (``"now"``, ``"pause"``,
+    ``"deadline"``, ``"underrun"`` for a segment already starved into silence, ``"end"`` when the
+    segment ended first, None when nothing was playing), ``segment`` and ``position_ms`` name
+    the segment cut and how much of it was played (from SDK completions), and ``dropped`` lists
+    segments removed before they played. ``done_at`` is the SDK completion time of the last frame
+    that carried the segment's audio (the fade frame), or the request time when nothing played.
+    Times are ``time.monotonic()`` values. ``await interruption.wait()`` returns once done.
+    """
+
+    def __init__(self, interrupt_id: str, mode: str, keep_queue: bool, max_wait_ms: int, requested_at: float,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        if mode not in MODES:
+            raise ValueError(f"interrupt mode must be one of {MODES}, not {mode!r}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, not {max_wait_ms}")
+        self.id = interrupt_id
+        self.mode = mode
+        self.keep_queue = keep_queue
+        self.max_wait_ms = max_wait_ms
+        self.requested_at = requested_at
+        self.done_at: float | None = None
+        self.cut: str | None = None
+        self.segment: Segment | None = None
+        self.position_ms: float | None = None
+        self.dropped: list[Segment] = []
+        self._done = loop.create_future()
+
+    @property
+    def deadline(self) -> float:
+        return self.requested_at + (0.0 if self.mode == "now" else self.max_wait_ms / 1000)
+
+    @property
+    def noop(self) -> bool:
+        """True when there was nothing to cut and nothing to drop."""
+        return self.segment is None and not self.dropped
+
+    def absorb(self, mode: str, keep_queue: bool) -> None:
+        """Merge a second request made before this one is done: "now" wins, and so does dropping the queue."""
+        if mode == "now":
+            self.mode = "now"
+        self.keep_queue = self.keep_queue and keep_queue
+
+    def fields(self) -> dict[str, Any]:
+        """The ``interrupt_done`` event's fields."""
+        latency = None if self.done_at is None else round(1000 * (self.done_at - self.requested_at), 2)
+        return {"interrupt": self.id, "mode": self.mode, "cut": self.cut, "noop": self.noop,
+                "id": self.segment.id if self.segment else None,
+                "item": self.segment.name if self.segment else None,
+                "position_ms": None if self.position_ms is None else round(self.position_ms, 1),
+                "dropped": [segment.id for segment in self.dropped], "latency_ms": latency}
+
+    def done(self) -> bool:
+        return self._done.done()
+
+    async def wait(self) -> Interruption:
+        """Wait until the cut has been played out (or found to be a no-op); return self."""
+        await asyncio.shield(self._done)
+        return self
+
+    def mark_done(self) -> None:
+        """Resolve :meth:`wait` (on the event loop)."""
+        if not self._done.done():
+            self._done.set_result(None)
