@@ -1,6 +1,6 @@
 """echo-streamer: stream audio into a Daily room as a microphone, for Tavus microphone echo mode.
 
-The public API is :class:`Streamer` (play files, stream your own audio, watch events) and
+The public API is :class:`Streamer` (play files, stream your own audio, interrupt it, watch events) and
 :func:`render` (the same pipeline without pacing). Both are imported lazily so that
 ``echo-streamer --help`` does not pay for numpy, soundfile or daily.
 """
@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["InputError", "JoinError", "Segment", "Streamer", "StreamerConfig", "render", "__version__"]
+__all__ = ["InputError", "Interruption", "JoinError", "Segment", "Streamer", "StreamerConfig", "__version__", "render"]
 
 if TYPE_CHECKING:
+    from .engine.interrupt import Interruption
     from .engine.segment import Segment
     from .engine.streamer import Streamer, StreamerConfig
     from .errors import InputError, JoinError
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "InputError": "errors",
     "JoinError": "errors",
+    "Interruption": "engine.interrupt",
     "Segment": "engine.segment",
     "Streamer": "engine.streamer",
     "StreamerConfig": "engine.streamer",

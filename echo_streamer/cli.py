@@ -74,42 +74,74 @@ def main() -> None:
               help="Show a progress line per file (default: when stderr is a terminal).")
 @click.option("--sdk-log", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
               help="Append the Daily SDK's own log lines here (default: discarded).")
+@click.option("--keep-queue", is_flag=True,
+              help="An interrupt (SIGUSR1/SIGUSR2) skips only the current file instead of also dropping the rest.")
+@click.option("--max-wait-ms", type=click.IntRange(0, 60_000), default=400, show_default=True,
+              help="How long a soft interrupt (SIGUSR2) waits for a pause before it cuts anyway.")
+@click.option("--tavus-interrupt", is_flag=True,
+              help="Also send Tavus's conversation.interrupt app message at every interrupt.")
+@click.option("--conversation-id", metavar="ID",
+              help="Tavus conversation id for --tavus-interrupt (default: the room URL's last path segment).")
 def play(files: tuple[str, ...], room: str | None, meeting_token: str | None, rate: str, frame_ms: str,
          gap_ms: int, lead_ms: int, transport: str, bitrate: int, join_timeout: float, capture: str | None,
-         events_path: str | None, progress: bool | None, sdk_log: str | None) -> None:
+         events_path: str | None, progress: bool | None, sdk_log: str | None, keep_queue: bool, max_wait_ms: int,
+         tavus_interrupt: bool, conversation_id: str | None) -> None:
     """Play FILES into the room in real time, one after another.
 
     Any format libsndfile or ffmpeg decodes, at any rate from 8 to 192 kHz and any channel
     count. A file that cannot be decoded is reported in one line and skipped; the exit status
-    is then 1. A room that cannot be joined exits with status 2. Ctrl-C or SIGTERM stops
-    cleanly (status 0).
+    is then 1. A room that cannot be joined exits with status 2. Ctrl-C or SIGTERM fades out
+    and stops cleanly (status 0).
+
+    Interrupts: SIGUSR1 cuts the current file now (a 4 ms fade, then --gap-ms of silence);
+    SIGUSR2 cuts it at the next pause in the speech, within --max-wait-ms. Either drops the
+    files queued behind it unless --keep-queue is given.
 
     \b
     Examples:
       echo-streamer play samples/*.wav
       echo-streamer play a.mp3 b.flac --room https://tavus.daily.co/c123456 --rate 16000
       echo-streamer play talk.m4a --capture sent.wav --events events.jsonl
+      echo-streamer play story.wav & sleep 2; kill -USR2 $!       # stop at the next pause
     """
     from .engine.streamer import StreamerConfig
 
-    config = StreamerConfig(room_url=room or None, meeting_token=meeting_token, rate=int(rate), frame_ms=int(frame_ms),
-                            gap_ms=gap_ms, lead_ms=lead_ms, transport=transport, bitrate=bitrate,
-                            join_timeout=join_timeout, capture_path=capture)
-    if config.room_url is None and transport == "virtual-mic":
+    room = room or None
+    if room is not None and not room.startswith(("https://", "http://")):
+        raise click.BadParameter(f"{room!r} is not an http(s) URL", param_hint="--room")
+    if room is None and transport == "virtual-mic":
         raise click.UsageError("--transport virtual-mic needs --room: a virtual microphone drops audio until joined")
-    if config.room_url is not None and not config.room_url.startswith(("https://", "http://")):
-        raise click.BadParameter(f"{config.room_url!r} is not an http(s) URL", param_hint="--room")
+    config = StreamerConfig(room_url=room, meeting_token=meeting_token, rate=int(rate), frame_ms=int(frame_ms),
+                            gap_ms=gap_ms, lead_ms=lead_ms, transport=transport, bitrate=bitrate,
+                            join_timeout=join_timeout, capture_path=capture,
+                            tavus_conversation_id=_tavus_conversation_id(tavus_interrupt, room, conversation_id))
     import asyncio
 
     show_progress = sys.stderr.isatty() if progress is None else progress
     _divert_native_stderr(sdk_log)
-    status = asyncio.run(_play(list(files), config, events_path, show_progress))
+    interrupts = _InterruptSignals(keep_queue, max_wait_ms)
+    status = asyncio.run(_play(list(files), config, events_path, show_progress, interrupts))
     if status == EXIT_JOIN_FAILED:
         # The SDK is still finishing the failed join on its own threads and would call back
         # into a finalising interpreter (a Rust panic on stderr); skip finalisation instead.
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)
+
+
+def _tavus_conversation_id(enabled: bool, room: str | None, conversation_id: str | None) -> str | None:
+    if not enabled:
+        return None
+    if conversation_id:
+        return conversation_id
+    if room is None:
+        raise click.UsageError("--tavus-interrupt needs --room or --conversation-id")
+    from .output.tavus import conversation_id_from_url
+
+    try:
+        return conversation_id_from_url(room)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--room") from None
 
 
 def _divert_native_stderr(log_path: str | None) -> None:
@@ -124,7 +156,8 @@ def _divert_native_stderr(log_path: str | None) -> None:
     os.close(target)
 
 
-async def _play(files: list[str], config: StreamerConfig, events_path: str | None, show_progress: bool) -> int:
+async def _play(files: list[str], config: StreamerConfig, events_path: str | None, show_progress: bool,
+                interrupts: _InterruptSignals) -> int:
     from .engine.streamer import Streamer
     from .errors import JoinError
     from .output.eventlog import EventLog
@@ -137,7 +170,7 @@ async def _play(files: list[str], config: StreamerConfig, events_path: str | Non
     if config.room_url is None:
         _say("echo-streamer: no room URL given: streaming offline through a Daily audio source not joined to any call")
     try:
-        return await _play_until_done(streamer, files, show_progress)
+        return await _play_until_done(streamer, files, show_progress, interrupts)
     except JoinError as error:
         _say(f"echo-streamer: {error}")
         return EXIT_JOIN_FAILED
@@ -146,9 +179,11 @@ async def _play(files: list[str], config: StreamerConfig, events_path: str | Non
             event_log.close()
 
 
-async def _play_until_done(streamer: Streamer, files: list[str], show_progress: bool) -> int:
+async def _play_until_done(streamer: Streamer, files: list[str], show_progress: bool,
+                           interrupts: _InterruptSignals) -> int:
     """Start, queue ``files`` and wait for them, or stop early on SIGINT / SIGTERM (status 0)."""
     stop = _stop_on_signals()
+    interrupts.install(streamer)
     if not await _until_stopped(streamer.start(), stop):
         return 0
     try:
@@ -168,6 +203,26 @@ def _stop_on_signals() -> asyncio.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     return stop
+
+
+class _InterruptSignals:
+    """SIGUSR1: interrupt now; SIGUSR2: interrupt at the next pause. Ignored until the stream runs."""
+
+    def __init__(self, keep_queue: bool, max_wait_ms: int) -> None:
+        self.keep_queue = keep_queue
+        self.max_wait_ms = max_wait_ms
+
+    def install(self, streamer: Streamer) -> None:
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for signum, mode in ((signal.SIGUSR1, "now"), (signal.SIGUSR2, "next_pause")):
+            loop.add_signal_handler(signum, self._interrupt, streamer, mode)
+
+    def _interrupt(self, streamer: Streamer, mode: str) -> None:
+        if streamer.running:
+            streamer.interrupt(mode, keep_queue=self.keep_queue, max_wait_ms=self.max_wait_ms)
 
 
 async def _until_stopped(work: Any, stop: asyncio.Event, progress: _Progress | None = None) -> bool:
@@ -199,6 +254,8 @@ def _report_problems(event: dict[str, Any]) -> None:
         _say(f"echo-streamer: {event['message']}")
     elif event["event"] == "clipped":
         _say(f"echo-streamer: {event['item']}: {event['samples']} samples clipped at full scale")
+    elif event["event"] == "tavus_interrupt" and event["error"]:
+        _say(f"echo-streamer: conversation.interrupt for {event['conversation_id']} not sent: {event['error']}")
 
 
 def _say(line: str) -> None:
@@ -248,18 +305,21 @@ def _clock(seconds: float) -> str:
               help="Output WAV file.")
 @_rate_option
 @_frame_option
-def render(input_path: str, output_path: str, rate: str, frame_ms: str) -> None:
+@click.option("--points", "points_path", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+              help="Write the interrupt points (pauses and the end) to this JSON file.")
+def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_path: str | None) -> None:
     """Run the play pipeline without pacing and write the frames to a WAV file.
 
     The output holds exactly the frames `play` would send for INPUT (mono PCM16, a whole
     number of frames, the last one padded with silence), as fast as decoding allows.
-    INPUT may be - for standard input.
+    INPUT may be - for standard input. --points lists where a soft interrupt may cut it:
+    {"ms", "kind": "pause" | "end", "until_ms"}, times from the start of the output.
 
     \b
     Examples:
       echo-streamer render speech.flac -o speech-24k.wav
       echo-streamer render song.mp3 -o song-16k.wav --rate 16000 --frame-ms 20
-      espeak-ng --stdout "Hello there" | echo-streamer render - -o hello.wav
+      espeak-ng --stdout "Hello there" | echo-streamer render - -o hello.wav --points hello-points.json
     """
     from .dsp.pipeline import OutputFormat
     from .errors import InputError
@@ -272,3 +332,10 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str) -> None:
         sys.exit(EXIT_BAD_INPUT)
     if result.clipped:
         _say(f"echo-streamer: {input_path}: {result.clipped} samples clipped at full scale")
+    if points_path is not None:
+        import dataclasses
+        import json
+
+        with open(points_path, "w", encoding="utf-8") as points:
+            json.dump([dataclasses.asdict(point) for point in result.points], points, indent=1)
+            points.write("\n")

@@ -6,26 +6,43 @@ test loudly rather than skipping it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
 import sys
 import wave
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 import soundfile
 
+from echo_streamer.dsp.fade import FADE_MS, fade_out
+from echo_streamer.dsp.pipeline import OutputFormat
+from echo_streamer.renderer import RenderResult
+from echo_streamer.renderer import render as render_file
+
 REQUIRED_TOOLS = ("ffmpeg", "ffprobe", "sox", "espeak-ng")
+
+T = TypeVar("T")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if missing:
         raise pytest.UsageError(f"tests need {', '.join(missing)} on PATH: run scripts/setup")
+
+
+def arun(coroutine: Awaitable[T], timeout: float = 30.0) -> T:
+    """Run ``coroutine`` on a fresh event loop; fail (rather than hang) after ``timeout`` seconds."""
+
+    async def guarded() -> T:
+        return await asyncio.wait_for(coroutine, timeout)
+
+    return asyncio.run(guarded())
 
 
 def run(*command: str | Path, stdin: bytes | None = None) -> bytes:
@@ -88,6 +105,47 @@ def locate(capture: np.ndarray, references: list[np.ndarray], frame_samples: int
         position = start + len(reference)
     assert not capture[position:].any(), "non-zero samples after the last reference"
     return starts
+
+
+def frames_of(pcm: np.ndarray, frame_samples: int) -> np.ndarray:
+    assert len(pcm) % frame_samples == 0, "the capture must hold whole frames"
+    return pcm.reshape(-1, frame_samples)
+
+
+def rendered(path: Path, output: OutputFormat) -> tuple[np.ndarray, RenderResult]:
+    """The frames play sends for ``path`` (a ``(count, frame_samples)`` array) and the render result."""
+    out = path.with_name(f"{path.stem}-{output.rate}-{output.frame_ms}.wav")
+    result = render_file(str(path), str(out), output)
+    return frames_of(read_pcm(out, output.rate), output.frame_samples), result
+
+
+def cut_in_capture(capture: np.ndarray, reference: np.ndarray, output: OutputFormat,
+                   position_ms: float | None) -> tuple[int, bool]:
+    """Check that ``capture`` holds, from the segment's start: ``reference[:k]``, then
+    ``fade_out(reference[k])`` (or a silent frame when the cut had nothing audible to fade), then
+    zeros to the end, where ``k`` whole frames and the fade are what ``position_ms`` reports.
+    Returns ``(k, faded)``."""
+    assert position_ms is not None
+    frames = frames_of(capture, output.frame_samples)
+    first = segment_start(frames, reference)
+    k, extra_ms = divmod(round(position_ms * 1000), output.frame_ms * 1000)
+    assert extra_ms in (0, FADE_MS * 1000), f"position {position_ms} ms is neither whole frames nor frames and a fade"
+    faded = extra_ms > 0
+    np.testing.assert_array_equal(frames[first:first + k], reference[:k],
+                                  err_msg="the frames played before the cut differ from the segment's")
+    fade_samples = output.rate * FADE_MS // 1000
+    expected = fade_out(reference[k].tobytes(), fade_samples) if faded else bytes(output.frame_bytes)
+    np.testing.assert_array_equal(frames[first + k], np.frombuffer(expected, np.int16),
+                                  err_msg=f"frame {k} of the segment is not its {'fade' if faded else 'silent cut'}")
+    assert not frames[first + k + 1:].any(), "audio after the cut"
+    return k, faded
+
+
+def segment_start(frames: np.ndarray, reference: np.ndarray) -> int:
+    """The frame index where ``reference`` (which may begin with silent frames) starts in ``frames``."""
+    audible = np.flatnonzero(frames.any(axis=1))
+    assert len(audible), "no audio reached the SDK"
+    return int(audible[0]) - int(np.flatnonzero(reference.any(axis=1))[0])
 
 
 def tone(rate: int, seconds: float, freq: float = 440.0, channels: int = 1, level: float = 0.5) -> np.ndarray:

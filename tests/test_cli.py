@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import echo_streamer
+from echo_streamer.output.tavus import conversation_id_from_url, interrupt_message
 from echo_streamer.sources import open_audio
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -39,8 +40,10 @@ def test_help_has_examples(command: tuple[str, ...], cli: Cli) -> None:
         (("--room", "not-a-url"), "is not an http(s) URL"),
         (("--rate", "44100"), "'44100' is not one of '16000', '24000'"),
         (("--frame-ms", "15"), "'15' is not one of '10', '20'"),
+        (("--tavus-interrupt",), "--tavus-interrupt needs --room or --conversation-id"),
+        (("--tavus-interrupt", "--room", "https://tavus.daily.co/"), "has no path segment"),
     ],
-    ids=["virtual-mic-offline", "bad-room-url", "bad-rate", "bad-frame"],
+    ids=["virtual-mic-offline", "bad-room-url", "bad-rate", "bad-frame", "tavus-without-id", "tavus-url-without-id"],
 )
 def test_play_rejects_bad_options_before_streaming(args: tuple[str, ...], complaint: str, cli: Cli,
                                                    tmp_path: Path) -> None:
@@ -75,3 +78,15 @@ def test_play_progress_line(cli: Cli) -> None:
     assert len(updates) >= 5  # refreshed ten times a second while the file plays
     assert all(line.startswith("[") and " / 00:0" in line for line in updates)
     assert "#" in updates[-1]
+
+
+@pytest.mark.parametrize(
+    ("url", "conversation_id"),
+    [("https://tavus.daily.co/c123456", "c123456"), ("https://tavus.daily.co/c123456/", "c123456"),
+     ("https://tavus.daily.co/c9?t=abc#x", "c9"), ("https://example.daily.co/rooms/team-1", "team-1")],
+)
+def test_conversation_id_is_the_last_path_segment(url: str, conversation_id: str) -> None:
+    assert conversation_id_from_url(url) == conversation_id
+    assert interrupt_message(conversation_id) == {"message_type": "conversation",
+                                                  "event_type": "conversation.interrupt",
+                                                  "conversation_id": conversation_id}

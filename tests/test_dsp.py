@@ -1,7 +1,9 @@
-"""The numeric stages: streaming resampler, framer, PCM16 conversion, downmix, and the whole conditioner."""
+"""The numeric stages: streaming resampler, framer, PCM16 conversion, downmix, the whole
+conditioner, and the pause detector that marks interrupt points."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from echo_streamer.dsp.convert import downmix, to_pcm16
 from echo_streamer.dsp.framer import Framer
+from echo_streamer.dsp.pauses import MIN_PAUSE_MS, PauseDetector
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
 from echo_streamer.dsp.resample import StreamResampler, resample
 from echo_streamer.errors import InputError
@@ -282,3 +285,77 @@ def test_conditioner_rejects_nan_naming_the_source() -> None:
     with pytest.raises(InputError) as caught:
         Conditioner("music/broken.wav", 48000, OutputFormat()).push(block)
     assert caught.value.source == "music/broken.wav"
+
+
+# -- PauseDetector --------------------------------------------------------------------------------
+
+FRAME_MS = 10
+FRAME = 240  # samples per 10 ms frame at 24 kHz
+
+
+def bursts(pattern: list[tuple[str, int]], seed: int = 0) -> np.ndarray:
+    """24 kHz int16 frames built from ``(kind, ms)`` pieces: "tone" (-9 dBFS 300 Hz), "soft" (the
+    tone 25 dB lower, like an unvoiced consonant) or "silence"."""
+    pieces = []
+    for kind, ms in pattern:
+        t = np.arange(24 * ms) / 24000
+        level = {"tone": 0.5, "soft": 0.5 * 10 ** (-25 / 20), "silence": 0.0}[kind]
+        pieces.append(level * np.sin(2 * np.pi * 300 * t))
+    return to_pcm16(np.concatenate(pieces).astype(np.float32))[0].reshape(-1, FRAME)
+
+
+def marked_ranges(marks: np.ndarray) -> list[tuple[int, int]]:
+    """(first, end) frame indices of each run of marked frames."""
+    edges = np.diff(np.concatenate(([0], marks.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
+
+
+def test_a_pause_is_marked_from_its_100th_ms_to_its_end() -> None:
+    """Silences of 150 and 400 ms are marked from the frame that completes 100 ms of quiet to
+    their last frame; a 60 ms gap (a stop closure inside a word) and a long soft passage 25 dB
+    down (an unvoiced consonant) are not."""
+    frames = bursts([("tone", 300), ("silence", 60), ("tone", 300), ("silence", 150), ("tone", 300),
+                     ("soft", 150), ("tone", 200), ("silence", 400), ("tone", 100)])
+    marks = PauseDetector(FRAME_MS).mark(frames)
+    first_pause = (300 + 60 + 300) // FRAME_MS
+    second_pause = (300 + 60 + 300 + 150 + 300 + 150 + 200) // FRAME_MS
+    assert marked_ranges(marks) == [(first_pause + 9, first_pause + 15), (second_pause + 9, second_pause + 40)]
+    assert MIN_PAUSE_MS == 100
+
+
+def test_leading_silence_is_a_pause_and_a_steady_tone_has_none() -> None:
+    detector = PauseDetector(FRAME_MS)
+    assert marked_ranges(detector.mark(bursts([("silence", 200), ("tone", 2000)]))) == [(9, 20)]
+    detector.clear()
+    assert not detector.mark(bursts([("tone", 3000)])).any()
+
+
+def test_pauses_in_background_noise_are_found() -> None:
+    """With noise at -50 dBFS under everything, the noise-only stretches still count as pauses."""
+    clean = bursts([("tone", 500), ("silence", 300), ("tone", 500), ("silence", 300), ("tone", 200)])
+    hiss = np.random.default_rng(3).standard_normal(clean.shape) * 32768 * 10 ** (-50 / 20)
+    frames = np.clip(np.rint(clean + hiss), -32768, 32767).astype(np.int16)
+    assert [start for start, _end in marked_ranges(PauseDetector(FRAME_MS).mark(frames))] == [59, 139]
+
+
+@settings(max_examples=40, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=8))
+def test_marks_do_not_depend_on_how_frames_are_grouped(cuts: list[int]) -> None:
+    """Causal and stateful: marking in any grouping gives the one-shot marks."""
+    frames = bursts([("silence", 120), ("tone", 400), ("silence", 250), ("soft", 300), ("silence", 900),
+                     ("tone", 1000)])
+    one_shot = PauseDetector(FRAME_MS).mark(frames)
+    detector = PauseDetector(FRAME_MS)
+    edges = [0, *sorted(cuts), len(frames)]
+    grouped = np.concatenate([detector.mark(frames[a:b]) for a, b in itertools.pairwise(edges)])
+    np.testing.assert_array_equal(grouped, one_shot)
+    assert one_shot.any() and not one_shot.all()
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20])
+def test_pause_length_does_not_depend_on_frame_length(frame_ms: int) -> None:
+    """The first marked frame is where 100 ms of quiet completes, at either frame length."""
+    silence_then_tone = np.concatenate([np.zeros(24 * 300, np.int16), bursts([("tone", 300)]).reshape(-1)])
+    frames = silence_then_tone.reshape(-1, 24 * frame_ms)
+    marks = PauseDetector(frame_ms).mark(frames)
+    assert int(np.flatnonzero(marks)[0]) * frame_ms == 100 - frame_ms

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from conftest import locate, read_events, read_pcm, run, tone
+from conftest import cut_in_capture, locate, read_events, read_pcm, rendered, run, tone
 
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render as render_file
@@ -317,3 +317,71 @@ def test_signal_stops_cleanly(signum: signal.Signals, make_wav: Callable[..., Pa
     assert logged[-1]["event"] == "stream_finished"
     assert logged[-1]["frames_sent"] * frame_samples == captured_frames
     assert captured_frames < 4.0 * rate, "the whole file played although it was stopped"
+
+
+# -- 6. interrupt signals ------------------------------------------------------------------
+
+
+def play_and_signal(args: list[str | Path | int], events: Path, signum: signal.Signals,
+                    after_ms: float) -> tuple[int, str, list[dict[str, Any]]]:
+    """Run play, send ``signum`` once the first item has played ``after_ms``, and let it finish by itself."""
+    process = subprocess.Popen(cli_command("play", *args, "--events", events), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=offline_env())
+    try:
+        wait_for_event(events, "item_started", process)
+        time.sleep(after_ms / 1000)
+        process.send_signal(signum)
+        _stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    text = stderr.decode(errors="replace")
+    no_crash_text(text)
+    return process.returncode, text, read_events(events)
+
+
+def test_sigusr1_cuts_now_drops_the_rest_and_tells_tavus(make_wav: Callable[..., Path], tmp_path: Path) -> None:
+    """SIGUSR1: the current file fades out where the events say, the next file is dropped, play
+    exits 0 on its own; with --tavus-interrupt the conversation.interrupt attempt is an event and
+    (offline, not joined) a one-line complaint."""
+    output = OutputFormat(24000, 10)
+    long_file = make_wav(tone(44100, 6.0, freq=330.0), 44100, name="long.wav")
+    other = make_wav(tone(44100, 1.0, freq=990.0), 44100, name="other.wav")
+    capture, events = tmp_path / "cap.wav", tmp_path / "events.jsonl"
+    status, stderr, logged = play_and_signal(
+        [long_file, other, "--capture", capture, "--tavus-interrupt", "--conversation-id", "c42"],
+        events, signal.SIGUSR1, 500)
+    assert status == 0, stderr
+    names = [event["event"] for event in logged]
+    assert names.count("interrupt_requested") == 1 and names.count("interrupt_done") == 1
+    done = next(event for event in logged if event["event"] == "interrupt_done")
+    assert (done["mode"], done["cut"], done["id"], done["dropped"]) == ("now", "now", "seg-1", ["seg-2"])
+    assert {"event": "item_dropped", "id": "seg-2", "item": str(other)}.items() <= \
+        next(event for event in logged if event["event"] == "item_dropped").items()
+    reference, _ = rendered(long_file, output)
+    _k, faded = cut_in_capture(read_pcm(capture), reference, output, done["position_ms"])
+    assert faded and 400 <= done["position_ms"] < 3000
+    tavus = next(event for event in logged if event["event"] == "tavus_interrupt")
+    assert tavus["conversation_id"] == "c42" and tavus["error"] == "not joined to a room"
+    assert "conversation.interrupt for c42 not sent: not joined to a room" in stderr
+
+
+def test_sigusr2_with_keep_queue_cuts_at_a_pause_and_plays_the_rest(speech: Path, make_wav: Callable[..., Path],
+                                                                     tmp_path: Path) -> None:
+    """SIGUSR2 on real speech: the cut lands in a pause render --points reports; with --keep-queue
+    the next file still plays in full."""
+    output = OutputFormat(24000, 10)
+    other = make_wav(tone(44100, 0.5, freq=990.0), 44100, name="other.wav")
+    events = tmp_path / "events.jsonl"
+    status, stderr, logged = play_and_signal([speech, other, "--keep-queue", "--max-wait-ms", "3000"], events,
+                                             signal.SIGUSR2, 200)
+    assert status == 0, stderr
+    done = next(event for event in logged if event["event"] == "interrupt_done")
+    assert (done["mode"], done["cut"], done["dropped"]) == ("next_pause", "pause", [])
+    _reference, result = rendered(speech, output)
+    cut_ms = done["position_ms"] // 10 * 10
+    assert any(point.ms <= cut_ms < point.until_ms for point in result.points if point.kind == "pause")
+    finished = {event["id"]: event for event in logged if event["event"] == "item_finished"}
+    assert finished["seg-1"]["interrupted"] is True
+    assert finished["seg-2"]["interrupted"] is False and finished["seg-2"]["position_ms"] == 500.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 from collections.abc import Callable
@@ -147,3 +148,32 @@ def test_clipping_is_counted_and_reported(make_wav: Callable[..., Path], cli: Cl
     assert completed.returncode == 0
     assert completed.stderr.splitlines() == [f"echo-streamer: {source}: {clipped} samples clipped at full scale"]
     assert_frames_match(read_output(out, 24000), ref, 240)
+
+
+def test_points_mark_the_pauses_of_real_speech(speech: Path, cli: Cli, tmp_path: Path) -> None:
+    """--points on an espeak-ng sentence: at least the two phrase pauses, each quiet in the output
+    (every 10 ms frame more than 30 dB under the loudest one) from 90 ms before its point to its
+    end, in order, and the end point last at the output's length."""
+    out, points_path = tmp_path / "out.wav", tmp_path / "points.json"
+    result = cli("render", speech, "-o", out, "--points", points_path)
+    assert result.returncode == 0, result.stderr
+    points = json.loads(points_path.read_text(encoding="utf-8"))
+    pcm = read_output(out, 24000)
+    assert points[-1] == {"ms": len(pcm) // 24, "kind": "end", "until_ms": len(pcm) // 24}
+    pauses = points[:-1]
+    assert len(pauses) >= 2 and {point["kind"] for point in pauses} == {"pause"}
+    rms = np.sqrt(np.mean(np.square(pcm.reshape(-1, 240), dtype=np.float64), axis=1))
+    for point in pauses:
+        assert point["until_ms"] > point["ms"]
+        quiet = rms[(point["ms"] - 90) // 10:point["until_ms"] // 10]
+        assert quiet.max() < rms.max() * 10 ** (-30 / 20), f"pause at {point['ms']} ms is not quiet"
+    starts = [point["ms"] for point in points]
+    assert starts == sorted(starts)
+
+
+def test_points_of_a_tone_are_only_its_end(make_wav: Callable[..., Path], cli: Cli, tmp_path: Path) -> None:
+    points_path = tmp_path / "points.json"
+    result = cli("render", make_wav(tone(48000, 1.234), 48000), "-o", tmp_path / "out.wav", "--rate", "16000",
+                 "--frame-ms", "20", "--points", points_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(points_path.read_text(encoding="utf-8")) == [{"ms": 1240, "kind": "end", "until_ms": 1240}]

@@ -12,20 +12,19 @@ import itertools
 import sys
 import time
 import wave
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile
-from conftest import locate, read_pcm, run, tone
+from conftest import arun, locate, read_pcm, run, tone
 
 from echo_streamer import Segment, Streamer, StreamerConfig
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render as render_file
 
-T = TypeVar("T")
 Event = dict[str, Any]
 
 IN_RATE = 22050
@@ -33,15 +32,6 @@ MAX_LAG_MS = 60.0
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def arun(coroutine: Awaitable[T], timeout: float = 30.0) -> T:
-    """Run ``coroutine`` on a fresh event loop; fail (rather than hang) after ``timeout`` seconds."""
-
-    async def guarded() -> T:
-        return await asyncio.wait_for(coroutine, timeout)
-
-    return asyncio.run(guarded())
 
 
 def chunked(samples: np.ndarray, size: int, stall_at: int | None = None, stall_s: float = 0.0) -> Iterator[np.ndarray]:

@@ -244,6 +244,11 @@ class Streamer:
             self._subscribers.discard(subscriber)
 
     @property
+    def running(self) -> bool:
+        """Started and not closing: segments can be queued and interrupts requested."""
+        return self._started and not self._closed
+
+    @property
     def current(self) -> Segment | None:
         return self._playout.current
 
@@ -307,7 +312,9 @@ class Streamer:
             source = segment.open_source()
             segment.duration = source.duration
             conditioner = Conditioner(source.name, source.rate, self._format)
-            for frames, pauses in condition(source.blocks(), conditioner):
+            # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
+            blocks = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
+            for frames, pauses in condition(blocks, conditioner):
                 for pcm, pause in zip(frames, pauses.tolist()):
                     if not self._offer(segment, Frame(pcm.tobytes(), pause)):
                         return
