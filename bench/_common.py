@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: test inputs, subprocess timing, peak RSS, a busy core, tables."""
+"""Shared helpers for the benchmarks: test inputs, subprocess timing, peak RSS, a busy core, a sleep probe, tables."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -96,6 +97,33 @@ def busy_cores(count: int) -> Iterator[list[int]]:
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
+
+
+@dataclass
+class SleepProbe:
+    """A thread in this (otherwise idle) process sleeping ``period`` in a loop, recording how late it wakes.
+
+    Its worst oversleep shows scheduling hiccups of the machine itself, outside echo-streamer.
+    """
+
+    period: float = 0.01
+    worst_ms: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> SleepProbe:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            time.sleep(self.period)
+            self.worst_ms = max(self.worst_ms, 1000 * (time.perf_counter() - start - self.period))
 
 
 def clean_env() -> dict[str, str]:

@@ -15,14 +15,14 @@ import json
 import math
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import ECHO_STREAMER, busy_cores, clean_env, noise_sweep_flac, out_path, print_table, verdict
+from _common import (ECHO_STREAMER, SleepProbe, busy_cores, clean_env, noise_sweep_flac, out_path, print_table,
+                     verdict)
 
 TARGET_MS = 10.0
 FRAME_MS = 10
@@ -58,33 +58,6 @@ class RunResult:
     def passed(self, target_ms: float) -> bool:
         return (len(self.items) == len(self.scenario.files) and self.stats["underruns"] == 0
                 and self.stats["max_lag_ms"] <= target_ms and all(abs(i.diff_ms) <= target_ms for i in self.items))
-
-
-@dataclass
-class SleepProbe:
-    """A thread in this (otherwise idle) process sleeping ``period`` in a loop, recording how late it wakes.
-
-    Its worst oversleep shows scheduling hiccups of the machine itself, outside echo-streamer.
-    """
-
-    period: float = 0.01
-    worst_ms: float = 0.0
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> SleepProbe:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            start = time.perf_counter()
-            time.sleep(self.period)
-            self.worst_ms = max(self.worst_ms, 1000 * (time.perf_counter() - start - self.period))
 
 
 def m4a_copy(source: Path) -> Path:

@@ -59,6 +59,7 @@ class Playout:
         self.underrun_frames = 0
         self.interrupts = 0
         self.first_completion: float | None = None
+        self.lag_ms = 0.0
         self.max_lag_ms = 0.0
         self.late_completions = 0
 
@@ -246,7 +247,8 @@ class Playout:
         return self._silence
 
     def _track_clock(self, now: float) -> None:
-        """How far the SDK's consumption lags the wall clock since the first completion.
+        """How far the SDK's consumption lags the wall clock since the first completion (``lag_ms``
+        now, ``max_lag_ms`` at worst); a lag that stays is time the stream lost for good.
 
         A completion more than one frame late means the next write was late too: the SDK may
         have had nothing to send for a moment (it catches up by consuming faster afterwards).
@@ -256,6 +258,7 @@ class Playout:
         expected = self.first_completion + self.frames_consumed * self.frame_seconds
         self.frames_consumed += 1
         lag_ms = 1000 * (now - expected)
+        self.lag_ms = lag_ms
         self.max_lag_ms = max(self.max_lag_ms, lag_ms)
         if lag_ms > 1000 * self.frame_seconds:
             self.late_completions += 1

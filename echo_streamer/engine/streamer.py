@@ -260,7 +260,8 @@ class Streamer:
         return {"frames_sent": playout.frames_sent, "frames_played": playout.frames_consumed,
                 "underruns": playout.underruns, "underrun_frames": playout.underrun_frames,
                 "interrupts": playout.interrupts,
-                "max_lag_ms": round(playout.max_lag_ms, 2), "late_completions": playout.late_completions,
+                "lag_ms": round(playout.lag_ms, 2), "max_lag_ms": round(playout.max_lag_ms, 2),
+                "late_completions": playout.late_completions,
                 "lead_frames": self.config.lead_frames,
                 "last_error": self.last_error}
 
@@ -315,7 +316,7 @@ class Streamer:
             # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
             blocks = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
             for frames, pauses in condition(blocks, conditioner):
-                for pcm, pause in zip(frames, pauses.tolist()):
+                for pcm, pause in zip(frames, pauses.tolist(), strict=True):
                     if not self._offer(segment, Frame(pcm.tobytes(), pause)):
                         return
             segment.total_samples = conditioner.samples
