@@ -103,11 +103,15 @@ def busy_cores(count: int) -> Iterator[list[int]]:
 class SleepProbe:
     """A thread in this (otherwise idle) process sleeping ``period`` in a loop, recording how late it wakes.
 
-    Its worst oversleep shows scheduling hiccups of the machine itself, outside echo-streamer.
+    Its worst oversleep shows scheduling hiccups of the machine itself, outside echo-streamer;
+    ``stalled_ms`` adds up the oversleeps longer than ``STALL_MS``, the time the machine was frozen.
     """
+
+    STALL_MS = 20.0
 
     period: float = 0.01
     worst_ms: float = 0.0
+    stalled_ms: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> SleepProbe:
@@ -123,7 +127,10 @@ class SleepProbe:
         while not self._stop.is_set():
             start = time.perf_counter()
             time.sleep(self.period)
-            self.worst_ms = max(self.worst_ms, 1000 * (time.perf_counter() - start - self.period))
+            oversleep = 1000 * (time.perf_counter() - start - self.period)
+            self.worst_ms = max(self.worst_ms, oversleep)
+            if oversleep > self.STALL_MS:
+                self.stalled_ms += oversleep
 
 
 def clean_env() -> dict[str, str]:

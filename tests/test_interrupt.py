@@ -129,6 +129,8 @@ def test_now_fades_the_next_frame_then_silence_and_drops_the_queue(rate: int, fr
     names = [e["event"] for e in events]
     assert names.index("interrupt_requested") < names.index("item_dropped") < names.index("item_finished") \
         < names.index("interrupt_done")
+    requested = next(e for e in events if e["event"] == "interrupt_requested")
+    assert requested["id"] == segments[0].id and 700 <= requested["position_ms"] <= segments[0].position_ms
     done = next(e for e in events if e["event"] == "interrupt_done")
     assert done["id"] == segments[0].id and done["dropped"] == [segments[1].id] and done["cut"] == "now"
     assert done["position_ms"] == round(segments[0].position_ms, 1)

@@ -385,3 +385,17 @@ def test_sigusr2_with_keep_queue_cuts_at_a_pause_and_plays_the_rest(speech: Path
     finished = {event["id"]: event for event in logged if event["event"] == "item_finished"}
     assert finished["seg-1"]["interrupted"] is True
     assert finished["seg-2"]["interrupted"] is False and finished["seg-2"]["position_ms"] == 500.0
+
+
+def test_interrupt_signals_during_the_join_are_ignored(short_wav: Path) -> None:
+    """SIGUSR1/SIGUSR2 before the stream runs (here: while an unreachable room is being joined)
+    neither kill play (their default action) nor crash it: the join failure still decides the exit."""
+    process = subprocess.Popen(cli_command("play", short_wav, "--room", UNREACHABLE_ROOM, "--join-timeout", "2"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
+    time.sleep(0.8)
+    process.send_signal(signal.SIGUSR1)
+    process.send_signal(signal.SIGUSR2)
+    _stdout, stderr = process.communicate(timeout=30)
+    text = stderr.decode(errors="replace")
+    assert process.returncode == 2, (process.returncode, text)
+    no_crash_text(text)

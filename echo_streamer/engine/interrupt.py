@@ -6,12 +6,13 @@ import asyncio
 from typing import Any
 
 from .segment import Segment
+from .waitable import Waitable
 
 MODES = ("now", "next_pause")
 DEFAULT_MAX_WAIT_MS = 400
 
 
-class Interruption:
+class Interruption(Waitable):
     """One interrupt of a :class:`~echo_streamer.Streamer`, returned by ``streamer.interrupt()``.
 
     ``mode`` is ``"now"`` (fade out after the frames already handed to the SDK) or
@@ -41,7 +42,7 @@ class Interruption:
         self.segment: Segment | None = None
         self.position_ms: float | None = None
         self.dropped: list[Segment] = []
-        self._done = loop.create_future()
+        super().__init__(loop)
 
     @property
     def deadline(self) -> float:
@@ -66,16 +67,3 @@ class Interruption:
                 "item": self.segment.name if self.segment else None,
                 "position_ms": None if self.position_ms is None else round(self.position_ms, 1),
                 "dropped": [segment.id for segment in self.dropped], "latency_ms": latency}
-
-    def done(self) -> bool:
-        return self._done.done()
-
-    async def wait(self) -> Interruption:
-        """Wait until the cut has been played out (or found to be a no-op); return self."""
-        await asyncio.shield(self._done)
-        return self
-
-    def mark_done(self) -> None:
-        """Resolve :meth:`wait` (on the event loop)."""
-        if not self._done.done():
-            self._done.set_result(None)

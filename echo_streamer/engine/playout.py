@@ -124,7 +124,8 @@ class Playout:
         current = self._current
         self._emit("interrupt_requested", now, {
             "interrupt": active.id, "mode": request.mode, "keep_queue": request.keep_queue,
-            "max_wait_ms": request.max_wait_ms, "id": current.id if current else None}, None)
+            "max_wait_ms": request.max_wait_ms, "id": current.id if current else None,
+            "position_ms": round(current.position_ms, 1) if current else None}, None)
         if active is not request:
             active.absorb(request.mode, request.keep_queue)
             if self._cutting is not None and not active.keep_queue:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..sources import AudioSource
+from .waitable import Waitable
 
 
 class Frame(NamedTuple):
@@ -25,12 +26,12 @@ class SegmentEnd:
     error: str | None = None
 
 
-class Segment:
+class Segment(Waitable):
     """One item queued on a :class:`~echo_streamer.Streamer`.
 
     Counters are updated from SDK completions, so ``position_ms`` is audio actually consumed by
     the SDK, never an estimate. ``started_at`` / ``finished_at`` are ``time.monotonic()``
-    values. ``await segment.wait()`` returns once it has finished or failed.
+    values. ``await segment.wait()`` returns it once it has finished, failed or been dropped.
     """
 
     def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource], rate: int,
@@ -51,7 +52,7 @@ class Segment:
         self.cancelled = False
         self.interrupted = False
         self.discarded = False
-        self._done = loop.create_future()
+        super().__init__(loop)
 
     @property
     def position_ms(self) -> float:
@@ -59,24 +60,11 @@ class Segment:
 
     @property
     def state(self) -> str:
-        if self._done.done():
+        if self.done():
             if self.error:
                 return "failed"
             return "cancelled" if self.cancelled else "interrupted" if self.interrupted else "finished"
         return "queued" if self.started_at is None else "playing"
-
-    def done(self) -> bool:
-        return self._done.done()
-
-    async def wait(self) -> Segment:
-        """Wait until the segment has finished playing (or failed); return it."""
-        await asyncio.shield(self._done)
-        return self
-
-    def mark_done(self) -> None:
-        """Resolve :meth:`wait` (on the event loop)."""
-        if not self._done.done():
-            self._done.set_result(None)
 
     def discard(self) -> None:
         """Stop its decoder and free its buffered frames (it was cut or dropped); never blocks."""
