@@ -10,7 +10,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .dsp.pipeline import Conditioner, OutputFormat, condition
-from .sources import open_audio
+from .sources.files import open_audio
 from .sources.prefetch import prefetched
 
 # Bigger blocks than playback uses: render has no start-up latency to protect, and libsndfile

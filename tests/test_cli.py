@@ -10,7 +10,7 @@ import pytest
 
 import echo_streamer
 from echo_streamer.output.tavus import conversation_id_from_url, interrupt_message
-from echo_streamer.sources import open_audio
+from echo_streamer.sources.files import open_audio
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 SAMPLES = sorted((Path(__file__).resolve().parent.parent / "samples").glob("*.wav"))

@@ -16,7 +16,7 @@ import pytest
 import soundfile
 from conftest import ffmpeg_decode, run, tone
 
-from echo_streamer.sources import open_audio
+from echo_streamer.sources.files import open_audio
 
 # Both decoders land within float32 rounding of each other (0 for PCM, ~4e-7 for Vorbis, where
 # libvorbis and ffmpeg's decoder differ); 1e-5 is far below one 16-bit LSB (3e-5) and any real error.

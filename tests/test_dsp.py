@@ -15,12 +15,13 @@ from echo_streamer.dsp.convert import downmix, to_pcm16
 from echo_streamer.dsp.framer import Framer
 from echo_streamer.dsp.pauses import MIN_PAUSE_MS, PauseDetector
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
-from echo_streamer.dsp.resample import StreamResampler, resample
+from echo_streamer.dsp.resample import LOW_LATENCY_QUALITY, QUALITY, StreamResampler, resample
 from echo_streamer.errors import InputError
 
 IN_RATES = (8000, 22050, 44100, 48000, 96000)
 OUT_RATES = (16000, 24000)
 RATE_PAIRS = [(i, o) for i in IN_RATES for o in OUT_RATES]
+QUALITIES = (QUALITY, LOW_LATENCY_QUALITY)  # files: soxr HQ; streams: libsamplerate sinc_best
 
 block_sizes = st.lists(st.integers(min_value=1, max_value=6000), min_size=1, max_size=20)
 
@@ -42,9 +43,10 @@ def split(samples: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
     return blocks
 
 
-def stream_resample(samples: np.ndarray, in_rate: int, out_rate: int, sizes: list[int]) -> np.ndarray:
+def stream_resample(samples: np.ndarray, in_rate: int, out_rate: int, sizes: list[int],
+                    quality: str = QUALITY) -> np.ndarray:
     """Everything a :class:`StreamResampler` emits for ``samples`` pushed in blocks of ``sizes``, plus flush."""
-    resampler = StreamResampler(in_rate, out_rate)
+    resampler = StreamResampler(in_rate, out_rate, quality)
     parts = [resampler.process(block) for block in split(samples, sizes)]
     parts.append(resampler.flush())
     return np.concatenate(parts)
@@ -61,43 +63,63 @@ def assert_within_one_lsb(got: np.ndarray, want: np.ndarray) -> None:
 # -- StreamResampler ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("quality", QUALITIES)
 @settings(max_examples=60, deadline=None)
 @given(rates=st.sampled_from(RATE_PAIRS), sizes=block_sizes, seed=st.integers(0, 2**16))
-def test_stream_equals_one_shot(rates: tuple[int, int], sizes: list[int], seed: int) -> None:
+def test_stream_equals_one_shot(quality: str, rates: tuple[int, int], sizes: list[int], seed: int) -> None:
     """Resampling in arbitrary blocks gives the one-shot result within 1 LSB, sample for sample."""
     in_rate, out_rate = rates
     samples = noise(sum(sizes), seed)
-    streamed, _ = to_pcm16(stream_resample(samples, in_rate, out_rate, sizes))
-    reference, _ = to_pcm16(resample(samples, in_rate, out_rate))
+    streamed, _ = to_pcm16(stream_resample(samples, in_rate, out_rate, sizes, quality))
+    reference, _ = to_pcm16(resample(samples, in_rate, out_rate, quality))
     assert_within_one_lsb(streamed, reference)
 
 
+@pytest.mark.parametrize("quality", QUALITIES)
 @pytest.mark.parametrize(("in_rate", "out_rate"), RATE_PAIRS)
-def test_one_sample_blocks(in_rate: int, out_rate: int) -> None:
+def test_one_sample_blocks(in_rate: int, out_rate: int, quality: str) -> None:
     """Even one input sample at a time, the stream equals the one-shot result."""
     samples = noise(3000, seed=in_rate)
-    streamed, _ = to_pcm16(stream_resample(samples, in_rate, out_rate, [1]))
-    reference, _ = to_pcm16(resample(samples, in_rate, out_rate))
+    streamed, _ = to_pcm16(stream_resample(samples, in_rate, out_rate, [1], quality))
+    reference, _ = to_pcm16(resample(samples, in_rate, out_rate, quality))
     assert_within_one_lsb(streamed, reference)
 
 
+@pytest.mark.parametrize("quality", QUALITIES)
 @settings(max_examples=40, deadline=None)
 @given(rates=st.sampled_from(RATE_PAIRS), length=st.integers(1, 50_000), sizes=block_sizes)
-def test_tail_is_flushed(rates: tuple[int, int], length: int, sizes: list[int]) -> None:
+def test_tail_is_flushed(quality: str, rates: tuple[int, int], length: int, sizes: list[int]) -> None:
     """The flushed output is as long as the input lasts: in_len * out_rate / in_rate within 2 samples."""
     in_rate, out_rate = rates
-    out = stream_resample(noise(length), in_rate, out_rate, sizes)
+    out = stream_resample(noise(length), in_rate, out_rate, sizes, quality)
     assert abs(len(out) - length * out_rate / in_rate) <= 2
 
 
+@pytest.mark.parametrize("quality", QUALITIES)
+def test_clear_forgets_the_last_stream(quality: str) -> None:
+    """After clear() (mid-stream, as an interrupt does) a new signal comes out as from a fresh resampler."""
+    resampler = StreamResampler(22050, 24000, quality)
+    resampler.process(noise(5000, seed=1))
+    resampler.clear()
+    fresh = noise(4000, seed=2)
+    again = np.concatenate((resampler.process(fresh), resampler.flush()))
+    np.testing.assert_array_equal(again, stream_resample(fresh, 22050, 24000, [4000], quality))
+
+
+def test_unknown_quality_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown resampler quality"):
+        StreamResampler(22050, 24000, "best")
+
+
+@pytest.mark.parametrize("quality", QUALITIES)
 @settings(max_examples=20, deadline=None)
 @given(rates=st.sampled_from(RATE_PAIRS), sizes=block_sizes)
-def test_no_click_at_block_boundaries(rates: tuple[int, int], sizes: list[int]) -> None:
+def test_no_click_at_block_boundaries(quality: str, rates: tuple[int, int], sizes: list[int]) -> None:
     """A 1 kHz sine resampled in blocks stays a clean sine: no jump beyond its slope, no sample lost or repeated."""
     in_rate, out_rate = rates
     freq, level = 1000.0, 0.5
     samples = (level * np.sin(2 * np.pi * freq * np.arange(in_rate) / in_rate)).astype(np.float32)  # 1 s
-    out = stream_resample(samples, in_rate, out_rate, sizes).astype(np.float64)
+    out = stream_resample(samples, in_rate, out_rate, sizes, quality).astype(np.float64)
     inner = slice(out_rate // 50, len(out) - out_rate // 50)  # leave out the 20 ms edges (onset, abrupt end)
     max_step = 2 * level * math.sin(math.pi * freq / out_rate)  # largest step between samples of the sine
     assert np.max(np.abs(np.diff(out[inner]))) <= max_step * 1.01

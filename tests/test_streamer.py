@@ -22,8 +22,9 @@ import soundfile
 from conftest import arun, locate, read_pcm, run, tone
 
 from echo_streamer import Segment, Streamer, StreamerConfig
-from echo_streamer.dsp.pipeline import OutputFormat
+from echo_streamer.dsp.pipeline import Conditioner, OutputFormat, condition
 from echo_streamer.renderer import render as render_file
+from echo_streamer.sources.arrays import ArraySource
 
 Event = dict[str, Any]
 
@@ -46,11 +47,14 @@ def as_int16(samples: np.ndarray) -> np.ndarray:
     return np.rint(samples * 32767).astype(np.int16)
 
 
-def reference(samples: np.ndarray, rate: int, output: OutputFormat, path: Path) -> tuple[np.ndarray, int]:
-    """Write ``samples`` losslessly to a WAV and render it: (the frames play must send, real sample count)."""
-    subtype = {np.dtype(np.int16): "PCM_16", np.dtype(np.float32): "FLOAT", np.dtype(np.float64): "DOUBLE"}
-    soundfile.write(path, samples, rate, subtype=subtype[samples.dtype])
-    return render_of(path, output)
+def reference(samples: np.ndarray, rate: int, output: OutputFormat) -> tuple[np.ndarray, int]:
+    """What stream() must send for ``samples``: the low-latency pipeline over the whole signal in
+    one block (the frames as one PCM16 vector, and the real sample count)."""
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    conditioner = Conditioner("reference", rate, output, low_latency=True)
+    blocks = ArraySource([samples], rate, channels).blocks()
+    frames = np.concatenate([frames for frames, _pauses in condition(blocks, conditioner)])
+    return frames.reshape(-1), conditioner.samples
 
 
 def render_of(path: Path, output: OutputFormat) -> tuple[np.ndarray, int]:
@@ -132,8 +136,8 @@ def test_supported_output_formats_stream(rate: int, frame_ms: int, tmp_path: Pat
 
 def test_streams_and_files_play_fifo_bit_exact_with_gaps(speech_file: Path, tmp_path: Path) -> None:
     """stream() generators (int16/float, mono/stereo, 22050 Hz) and play() of a file, in one session:
-    each reaches the SDK bit-exact as its render, in queue order, >= gap_ms of zeros apart, with
-    item events in that order reporting the real sample count."""
+    each reaches the SDK bit-exact as its one-block reference (the render, for the file), in queue
+    order, >= gap_ms of zeros apart, with item events in that order reporting the real sample count."""
     output, gap_ms = OutputFormat(24000, 10), 120
     sources: list[tuple[str, np.ndarray | Path, int]] = [
         ("int16-mono", as_int16(tone(IN_RATE, 0.31, 440.0)[:, 0]), 1000),
@@ -147,7 +151,7 @@ def test_streams_and_files_play_fifo_bit_exact_with_gaps(speech_file: Path, tmp_
         if isinstance(source, Path):
             expected.append(render_of(source, output))
         else:
-            expected.append(reference(source, IN_RATE, output, tmp_path / f"{name}.wav"))
+            expected.append(reference(source, IN_RATE, output))
     capture = tmp_path / "capture.wav"
     events: list[Event] = []
 
@@ -310,7 +314,7 @@ def test_stalled_generator_underruns_then_resumes(speech_file: Path, tmp_path: P
     samples = tone(IN_RATE, 0.8, 440.0)[:, 0]
     chunk = 441  # 20 ms
     stall_at, stall_s = 20 * chunk, 0.3
-    expected, real = reference(samples, IN_RATE, output, tmp_path / "stalling.wav")
+    expected, real = reference(samples, IN_RATE, output)
     speech_pcm, _speech_real = render_of(speech_file, output)
     capture = tmp_path / "capture.wav"
     events: list[Event] = []

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..sources import AudioSource
+from ..sources.base import AudioSource
 from .waitable import Waitable
 
 
@@ -35,7 +35,7 @@ class Segment(Waitable):
     """
 
     def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource], rate: int,
-                 buffer_frames: int, loop: asyncio.AbstractEventLoop) -> None:
+                 buffer_frames: int, loop: asyncio.AbstractEventLoop, low_latency: bool = False) -> None:
         self.id = segment_id
         self.name = name
         self.rate = rate
@@ -45,6 +45,8 @@ class Segment(Waitable):
         self.played_samples = 0
         self.error: str | None = None
         self.open_source = open_source
+        # Audio produced as it plays (a pipe, a generator): resample with the low-latency filter.
+        self.low_latency = low_latency
         # Decoded frames waiting for the SDK; bounded so a fast decoder stays only this far ahead.
         self.frames: queue.Queue[Frame | SegmentEnd] = queue.Queue(maxsize=buffer_frames)
         self.total_samples: int | None = None

@@ -20,8 +20,11 @@ from ..errors import InputError
 from ..output.capture import WavCapture
 from ..output.daily import DEFAULT_BITRATE, DailyMicrophone
 from ..output.tavus import interrupt_message
-from ..sources import AudioSource, open_audio
 from ..sources.arrays import ArraySource
+from ..sources.base import AudioSource
+from ..sources.bytestream import open_byte_stream
+from ..sources.files import open_audio
+from ..sources.formats import AUTO, RAW_FORMATS
 from .interrupt import DEFAULT_MAX_WAIT_MS, Interruption
 from .playout import Playout
 from .segment import Frame, Segment, SegmentEnd
@@ -196,7 +199,7 @@ class Streamer:
         synthesises speech can be passed directly; if it falls behind, the stream carries silence
         and reports an ``underrun``.
         """
-        return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id)
+        return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id, low_latency=True)
 
     def interrupt(self, mode: str = "now", *, keep_queue: bool = False,
                   max_wait_ms: int = DEFAULT_MAX_WAIT_MS) -> Interruption:
@@ -216,6 +219,26 @@ class Streamer:
         request = Interruption(f"int-{next(self._interrupt_ids)}", mode, keep_queue, max_wait_ms, now, self._loop)
         with self._lock:
             return self._playout.interrupt(request, now)
+
+    def stream_bytes(self, chunks: Iterable[bytes], *, sample_format: str = "auto", rate: int | None = None,
+                     channels: int | None = None, name: str = "stream", segment_id: str | None = None) -> Segment:
+        """Queue audio that arrives as bytes (a pipe, a socket, an HTTP upload), decoded as it comes.
+
+        ``chunks`` yields ``bytes`` of any length as they arrive and is read in the decode worker
+        (it may block). ``sample_format="auto"`` reads a WAV header if the stream starts with one
+        (size fields are not trusted) and otherwise decodes with ffmpeg (MP3, Ogg, ...); a raw
+        format from ``RAW_FORMATS`` (``"s16le"``, ``"f32le"``, ``"mulaw"``, ...) needs ``rate``
+        and ``channels``. A stream that stalls plays silence (an ``underrun``) until bytes come;
+        its end ends the segment. Bad data fails the segment with an ``error`` event.
+        """
+        if sample_format != AUTO:
+            if sample_format not in RAW_FORMATS:
+                raise ValueError(f"sample_format must be 'auto' or one of {', '.join(RAW_FORMATS)}, "
+                                 f"not {sample_format!r}")
+            if rate is None or channels is None:
+                raise ValueError(f"raw {sample_format} needs rate and channels")
+        return self._enqueue(name, lambda: open_byte_stream(chunks, name, sample_format, rate, channels), segment_id,
+                             low_latency=True)
 
     async def drain(self) -> None:
         """Wait until every queued segment has played and the trailing gap has gone out."""
@@ -287,13 +310,14 @@ class Streamer:
 
     # -- decode worker ---------------------------------------------------------------------
 
-    def _enqueue(self, name: str, open_source: Callable[[], AudioSource], segment_id: str | None) -> Segment:
+    def _enqueue(self, name: str, open_source: Callable[[], AudioSource], segment_id: str | None,
+                 low_latency: bool = False) -> Segment:
         if not self._started or self._stopping:
             raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
         assert self._loop is not None and self._idle is not None
         buffer_frames = max(2, self.config.buffer_ms // self._format.frame_ms)
         segment = Segment(segment_id or f"seg-{next(self._segment_ids)}", name, open_source, self._format.rate,
-                          buffer_frames, self._loop)
+                          buffer_frames, self._loop, low_latency)
         self._segments.append(segment)
         self._idle.clear()
         self._playout.enqueue(segment)
@@ -312,7 +336,7 @@ class Streamer:
         try:
             source = segment.open_source()
             segment.duration = source.duration
-            conditioner = Conditioner(source.name, source.rate, self._format)
+            conditioner = Conditioner(source.name, source.rate, self._format, low_latency=segment.low_latency)
             # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
             blocks = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
             for frames, pauses in condition(blocks, conditioner):

@@ -6,6 +6,7 @@ pipe keeps memory flat however long the file is, and starts producing audio at o
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import tempfile
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import check_complete
+from .rawpcm import SampleDecoder
 from .wavheader import read_wav_header
 
 _DURATION = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
@@ -26,16 +28,24 @@ class FfmpegSource:
     """Streams ``path`` (or, for ``"-"``, the given ``stdin``) through ``ffmpeg`` as float32 PCM.
 
     Blocks of ``block_seconds`` are read from ffmpeg's stdout as it decodes; the first audio stream
-    is used. Decoder errors reported by ffmpeg raise :class:`InputError` at the end of the stream.
+    is used. Decoder errors reported by ffmpeg raise :class:`InputError` (naming ``name``, by
+    default ``path``) at the end of the stream. ``streaming=True`` is for input that arrives over
+    time: ffmpeg probes only the first 32 KiB and flushes every packet, and each block is whatever
+    has been decoded so far (at most ``block_seconds``), so audio moves on as soon as it exists.
     """
 
-    def __init__(self, path: str, block_seconds: float, stdin: BinaryIO | None = None) -> None:
-        self.name = path
+    def __init__(self, path: str, block_seconds: float, stdin: BinaryIO | None = None, *, name: str | None = None,
+                 streaming: bool = False) -> None:
+        self.name = name or path
+        self._input = "pipe:0" if path == "-" else path
+        self._streaming = streaming
         self._log = tempfile.TemporaryFile()
+        low_delay = ["-probesize", "32768"] if streaming else []
         command = [
-            "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info",
-            "-i", "pipe:0" if path == "-" else path,
-            "-map", "0:a:0", "-f", "wav", "-acodec", "pcm_f32le", "pipe:1",
+            "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info", *low_delay,
+            "-i", self._input,
+            "-map", "0:a:0", "-f", "wav", "-acodec", "pcm_f32le",
+            *(["-flush_packets", "1"] if streaming else []), "pipe:1",
         ]  # fmt: skip
         try:
             self._process = subprocess.Popen(
@@ -47,13 +57,13 @@ class FfmpegSource:
         except FileNotFoundError as error:
             self._log.close()
             raise InputError(path, "needs ffmpeg, which is not installed") from error
-        assert self._process.stdout is not None
+        assert isinstance(self._process.stdout, io.BufferedReader)
         self._stdout = self._process.stdout
         try:
-            header = read_wav_header(self._stdout, path)
+            header = read_wav_header(self._stdout, self.name)
         except InputError as error:
             raise self._failure(f"cannot decode ({self._ffmpeg_reason(error.reason)})") from None
-        if not (header.is_float and header.bits == 32):
+        if header.sample_format != "f32le":
             raise self._failure("ffmpeg did not deliver float32 PCM")
         self.rate = header.rate
         self.channels = header.channels
@@ -61,16 +71,14 @@ class FfmpegSource:
         self._block_frames = max(1, round(block_seconds * self.rate))
 
     def blocks(self) -> Iterator[np.ndarray]:
-        frame_bytes = 4 * self.channels
+        samples = SampleDecoder(self.name, "f32le", self.channels)
+        read = self._stdout.read1 if self._streaming else self._stdout.read
         decoded = 0
-        while True:
-            data = self._stdout.read(self._block_frames * frame_bytes)
-            usable = len(data) - len(data) % frame_bytes
-            decoded += usable // frame_bytes
-            if usable:
-                yield np.frombuffer(data[:usable], dtype=np.float32).reshape(-1, self.channels)
-            if len(data) < self._block_frames * frame_bytes:
-                break
+        while data := read(self._block_frames * 4 * self.channels):
+            block = samples.push(data)
+            decoded += len(block)
+            if len(block):
+                yield block
         self._process.wait()
         if self._process.returncode != 0 or self._logged_errors():
             default = f"ffmpeg exited with status {self._process.returncode}"
@@ -97,7 +105,7 @@ class FfmpegSource:
         errors = self._logged_errors()
         if not errors:
             return default
-        prefix = f"{self.name}: "
+        prefix = f"{self._input}: "
         return errors[-1][len(prefix):] if errors[-1].startswith(prefix) else errors[-1]
 
     def _log_text(self) -> bytes:

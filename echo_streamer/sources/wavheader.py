@@ -4,32 +4,42 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import IO
+from typing import Protocol
 
 from ..errors import InputError
 
 _FORMAT_PCM = 1
 _FORMAT_FLOAT = 3
+_FORMAT_ALAW = 6
+_FORMAT_MULAW = 7
 _FORMAT_EXTENSIBLE = 0xFFFE
 _MAX_SKIPPED_CHUNK = 1 << 20
+
+# (format tag, bits per sample) -> the raw sample format of the data chunk.
+_SAMPLE_FORMATS = {(_FORMAT_PCM, 8): "u8", (_FORMAT_PCM, 16): "s16le", (_FORMAT_PCM, 24): "s24le",
+                   (_FORMAT_PCM, 32): "s32le", (_FORMAT_FLOAT, 32): "f32le", (_FORMAT_FLOAT, 64): "f64le",
+                   (_FORMAT_MULAW, 8): "mulaw", (_FORMAT_ALAW, 8): "alaw"}
+
+
+class Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
 class WavHeader:
     rate: int
     channels: int
-    is_float: bool
-    bits: int
+    sample_format: str  # a name in rawpcm.RAW_FORMATS
 
 
-def _read_exact(stream: IO[bytes], size: int, name: str) -> bytes:
+def _read_exact(stream: Readable, size: int, name: str) -> bytes:
     data = stream.read(size)
     if len(data) != size:
         raise InputError(name, "stream ended inside the WAV header")
     return data
 
 
-def read_wav_header(stream: IO[bytes], name: str) -> WavHeader:
+def read_wav_header(stream: Readable, name: str) -> WavHeader:
     """Read up to the start of the ``data`` chunk and return the sample format.
 
     The RIFF and data sizes are ignored: streamed WAVs (ffmpeg to a pipe, ``espeak-ng --stdout``)
@@ -59,6 +69,7 @@ def _parse_fmt(fmt: bytes, name: str) -> WavHeader:
     tag, channels, rate, _byte_rate, _align, bits = struct.unpack("<HHIIHH", fmt[:16])
     if tag == _FORMAT_EXTENSIBLE and len(fmt) >= 26:
         tag = struct.unpack("<H", fmt[24:26])[0]
-    if tag not in (_FORMAT_PCM, _FORMAT_FLOAT):
-        raise InputError(name, f"unsupported WAV sample format tag {tag:#x}")
-    return WavHeader(rate=rate, channels=channels, is_float=tag == _FORMAT_FLOAT, bits=bits)
+    sample_format = _SAMPLE_FORMATS.get((tag, bits))
+    if sample_format is None:
+        raise InputError(name, f"unsupported WAV sample format (tag {tag:#x}, {bits} bits)")
+    return WavHeader(rate=rate, channels=channels, sample_format=sample_format)

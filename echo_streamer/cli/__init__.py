@@ -1,0 +1,37 @@
+"""The ``echo-streamer`` command line: thin drivers over :class:`echo_streamer.Streamer` and ``render``.
+
+Only click and the standard library are imported at start-up; numpy, soundfile and daily load
+inside the commands, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .pipe import pipe
+from .play import play
+from .render import render
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="echo-streamer")
+def main() -> None:
+    """Stream audio into a Daily room as a microphone, for Tavus microphone echo mode.
+
+    The replica lip-syncs whatever arrives on our microphone track. Files are decoded,
+    downmixed, resampled to 16 or 24 kHz mono PCM16, cut into exact frames and paced in
+    real time by the Daily SDK.
+
+    \b
+    Examples:
+      echo-streamer play samples/*.wav                      # offline: no room needed
+      echo-streamer play intro.mp3 answer.m4a --room https://tavus.daily.co/c123456
+      espeak-ng --stdout "Hello there" | echo-streamer pipe
+      echo-streamer render speech.flac -o speech-24k.wav
+    """
+
+
+main.add_command(play)
+main.add_command(pipe)
+main.add_command(render)

@@ -1,0 +1,141 @@
+"""``echo-streamer pipe``: audio from standard input or a named FIFO, streamed as the bytes arrive."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from ..sources.formats import AUTO, STREAM_FORMATS
+from .session import run_streaming, streaming_options
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ..engine.segment import Segment
+    from ..engine.streamer import Streamer
+    from ..sources.pipe import PipeReader
+
+T = TypeVar("T")
+
+
+@click.command()
+@click.option("--input", "input_path", metavar="PATH", help="Read this file or named FIFO instead of standard input.")
+@click.option("--format", "sample_format", type=click.Choice(STREAM_FORMATS), default=AUTO, show_default=True,
+              help="auto: a WAV header if there is one (its sizes are not trusted), else whatever ffmpeg "
+                   "decodes (MP3, Ogg, ...); or raw samples, which need --input-rate.")
+@click.option("--input-rate", type=click.IntRange(8_000, 192_000), metavar="HZ", help="Sample rate of raw input.")
+@click.option("--channels", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Channels of raw input (interleaved).")
+@click.option("--follow", is_flag=True,
+              help="Reopen --input (a named FIFO) each time its writer closes: one segment per writer.")
+@streaming_options
+def pipe(input_path: str | None, sample_format: str, input_rate: int | None, channels: int, follow: bool,
+         **options: Any) -> None:
+    """Stream audio from standard input (or --input) into the room as it arrives.
+
+    Nothing waits for the end of the input: each chunk a TTS process writes is decoded,
+    resampled and framed at once. While the writer is silent the stream carries silence (an
+    underrun while a segment is open); when it closes, the segment ends and --gap-ms of silence
+    follows. SIGUSR1 / SIGUSR2 interrupt as in `play`; what the writer sends after a cut, until it
+    closes, is read and dropped.
+
+    \b
+    Examples:
+      espeak-ng --stdout "Hello there" | echo-streamer pipe
+      piper -m voice.onnx --output-raw < story.txt | echo-streamer pipe --format s16le --input-rate 22050
+      mkfifo /tmp/say; echo-streamer pipe --input /tmp/say --follow &
+      espeak-ng --stdout "One sentence." > /tmp/say; espeak-ng --stdout "Another." > /tmp/say
+    """
+    if sample_format != AUTO and input_rate is None:
+        raise click.UsageError(f"--format {sample_format} needs --input-rate")
+    if input_path is not None:
+        _check_input(input_path, follow)
+    elif follow:
+        raise click.UsageError("--follow needs --input PATH (a named FIFO to reopen)")
+
+    async def pipe_segments(streamer: Streamer, segments: list[Segment]) -> None:
+        reader = await _opened(input_path)
+        while True:
+            segment = streamer.stream_bytes(reader.chunks(), sample_format=sample_format, rate=input_rate,
+                                            channels=channels, name=reader.name)
+            segments.append(segment)
+            await _writer_closed(reader, segment)
+            if not follow:
+                reader.close()
+                break
+            # Open the next reader before closing this one: while no reader is open the FIFO
+            # drops what a writer already put in it.
+            next_reader = await _opened(input_path)
+            reader.close()
+            reader = next_reader
+        await streamer.drain()
+
+    run_streaming(options, pipe_segments)
+
+
+def _check_input(path: str, follow: bool) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise click.BadParameter(f"{path}: {error.strerror}", param_hint="--input") from None
+    if stat.S_ISDIR(mode):
+        raise click.BadParameter(f"{path}: is a directory", param_hint="--input")
+    if follow and not stat.S_ISFIFO(mode):
+        raise click.BadParameter(f"{path}: --follow needs a named FIFO (mkfifo), not a regular file",
+                                 param_hint="--input")
+
+
+async def _opened(path: str | None) -> PipeReader:
+    from ..sources.pipe import PipeReader
+
+    if path is None:
+        return PipeReader(os.dup(sys.stdin.fileno()), "-")
+    return await _in_thread(PipeReader.open, path)
+
+
+async def _writer_closed(reader: PipeReader, segment: Segment) -> None:
+    """Wait until the writer closes; once the segment is over before that (cut, dropped or
+    failed), read and drop the rest so that the writer is never blocked."""
+    import asyncio
+
+    ended: asyncio.Future[Any] = _in_thread(reader.ended.wait)
+    done: asyncio.Future[Any] = asyncio.ensure_future(segment.wait())
+    try:
+        await asyncio.wait({ended, done}, return_when=asyncio.FIRST_COMPLETED)
+        if not reader.ended.is_set():
+            await _in_thread(reader.discard_rest)
+    finally:
+        done.cancel()
+
+
+def _in_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run a blocking call in a daemon thread (it may block on a pipe forever and must not hold up exit)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        outcome: tuple[Callable[[Any], None], Any]
+        try:
+            outcome = (future.set_result, function(*args))
+        except BaseException as error:  # handed to the awaiting task
+            outcome = (future.set_exception, error)
+        try:
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            pass
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
+def _settle(future: asyncio.Future[Any], setter: Callable[[Any], None], value: Any) -> None:
+    if not future.done():
+        setter(value)

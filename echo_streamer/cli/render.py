@@ -1,0 +1,51 @@
+"""``echo-streamer render``: the pipeline without pacing, to a WAV file."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .session import EXIT_BAD_INPUT, frame_option, rate_option, say
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Output WAV file.")
+@rate_option
+@frame_option
+@click.option("--points", "points_path", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+              help="Write the interrupt points (pauses and the end) to this JSON file.")
+def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_path: str | None) -> None:
+    """Run the play pipeline without pacing and write the frames to a WAV file.
+
+    The output holds exactly the frames `play` would send for INPUT (mono PCM16, a whole
+    number of frames, the last one padded with silence), as fast as decoding allows.
+    INPUT may be - for standard input. --points lists where a soft interrupt may cut it:
+    {"ms", "kind": "pause" | "end", "until_ms"}, times from the start of the output.
+
+    \b
+    Examples:
+      echo-streamer render speech.flac -o speech-24k.wav
+      echo-streamer render song.mp3 -o song-16k.wav --rate 16000 --frame-ms 20
+      espeak-ng --stdout "Hello there" | echo-streamer render - -o hello.wav --points hello-points.json
+    """
+    from ..dsp.pipeline import OutputFormat
+    from ..errors import InputError
+    from ..renderer import render as render_file
+
+    try:
+        result = render_file(input_path, output_path, OutputFormat(int(rate), int(frame_ms)))
+    except InputError as error:
+        say(f"echo-streamer: {error}")
+        sys.exit(EXIT_BAD_INPUT)
+    if result.clipped:
+        say(f"echo-streamer: {input_path}: {result.clipped} samples clipped at full scale")
+    if points_path is not None:
+        import dataclasses
+        import json
+
+        with open(points_path, "w", encoding="utf-8") as points:
+            json.dump([dataclasses.asdict(point) for point in result.points], points, indent=1)
+            points.write("\n")

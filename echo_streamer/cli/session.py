@@ -1,0 +1,281 @@
+"""Running a Streamer from the command line: options, signals, events file, progress line, exit status.
+
+Commands that stream (``play``, ``pipe``) share :func:`streaming_options` and hand
+:func:`run_streaming` the work to do once the stream is up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ..engine.segment import Segment
+    from ..engine.streamer import Streamer, StreamerConfig
+
+EXIT_BAD_INPUT = 1
+EXIT_JOIN_FAILED = 2
+
+# work(streamer, segments): queue audio, append each segment queued to ``segments``, return when done.
+Work = Callable[["Streamer", "list[Segment]"], Awaitable[None]]
+
+rate_option = click.option("--rate", type=click.Choice(["16000", "24000"]), default="24000", show_default=True,
+                           help="Output sample rate in Hz.")
+frame_option = click.option("--frame-ms", type=click.Choice(["10", "20"]), default="10", show_default=True,
+                            help="Frame length handed to the SDK, in ms.")
+
+_STREAMING_OPTIONS = [
+    click.option("--room", envvar="ECHO_STREAMER_ROOM_URL", metavar="URL",
+                 help="Daily room URL (a Tavus conversation_url). Default: $ECHO_STREAMER_ROOM_URL; "
+                      "with neither, stream offline."),
+    click.option("--meeting-token", envvar="ECHO_STREAMER_MEETING_TOKEN",
+                 help="Daily meeting token, if the room needs one."),
+    rate_option,
+    frame_option,
+    click.option("--gap-ms", type=click.IntRange(0, 60_000), default=300, show_default=True,
+                 help="Digital silence between segments, in ms."),
+    click.option("--lead-ms", type=click.IntRange(1, 200), default=10, show_default=True,
+                 help="Audio handed to the SDK ahead of playout, in ms (rounded up to whole frames)."),
+    click.option("--transport", type=click.Choice(["custom-track", "virtual-mic"]), default="custom-track",
+                 show_default=True, help="How audio reaches the call: a custom track used as the microphone, "
+                                         "or a virtual microphone device (needs a room)."),
+    click.option("--bitrate", type=click.IntRange(6_000, 510_000), default=96_000, show_default=True,
+                 help="Opus send bitrate in bit/s."),
+    click.option("--join-timeout", type=click.FloatRange(0.1, 600), default=20.0, show_default=True,
+                 help="Seconds to wait for the room join."),
+    click.option("--capture", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+                 help="Write exactly the PCM handed to the SDK to this WAV file."),
+    click.option("--events", "events_path", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+                 help="Write events as JSON lines to this file."),
+    click.option("--progress/--no-progress", default=None,
+                 help="Show a progress line per segment (default: when stderr is a terminal)."),
+    click.option("--sdk-log", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+                 help="Append the Daily SDK's own log lines here (default: discarded)."),
+    click.option("--keep-queue", is_flag=True,
+                 help="An interrupt (SIGUSR1/SIGUSR2) skips only the current segment instead of also "
+                      "dropping the ones queued after it."),
+    click.option("--max-wait-ms", type=click.IntRange(0, 60_000), default=400, show_default=True,
+                 help="How long a soft interrupt (SIGUSR2) waits for a pause before it cuts anyway."),
+    click.option("--tavus-interrupt", is_flag=True,
+                 help="Also send Tavus's conversation.interrupt app message at every interrupt."),
+    click.option("--conversation-id", metavar="ID",
+                 help="Tavus conversation id for --tavus-interrupt (default: the room URL's last path segment)."),
+]
+
+
+def streaming_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options every streaming command takes (room, format, pacing, outputs, interrupts)."""
+    for option in reversed(_STREAMING_OPTIONS):
+        command = option(command)
+    return command
+
+
+def run_streaming(options: dict[str, Any], work: Work) -> None:
+    """Check ``options`` (from :func:`streaming_options`), stream until ``work`` is done or a
+    signal stops it, and exit with the status: 0, 1 (a segment failed) or 2 (no join)."""
+    import asyncio
+
+    config = _config(options)
+    progress = options["progress"]
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    _divert_native_stderr(options["sdk_log"])
+    interrupts = _InterruptSignals(options["keep_queue"], options["max_wait_ms"])
+    status = asyncio.run(_session(config, options["events_path"], show_progress, interrupts, work))
+    if status == EXIT_JOIN_FAILED:
+        # The SDK is still finishing the failed join on its own threads and would call back
+        # into a finalising interpreter (a Rust panic on stderr); skip finalisation instead.
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
+def say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _config(options: dict[str, Any]) -> StreamerConfig:
+    from ..engine.streamer import StreamerConfig
+
+    room = options["room"] or None
+    if room is not None and not room.startswith(("https://", "http://")):
+        raise click.BadParameter(f"{room!r} is not an http(s) URL", param_hint="--room")
+    if room is None and options["transport"] == "virtual-mic":
+        raise click.UsageError("--transport virtual-mic needs --room: a virtual microphone drops audio until joined")
+    conversation_id = _tavus_conversation_id(options["tavus_interrupt"], room, options["conversation_id"])
+    return StreamerConfig(room_url=room, meeting_token=options["meeting_token"], rate=int(options["rate"]),
+                          frame_ms=int(options["frame_ms"]), gap_ms=options["gap_ms"], lead_ms=options["lead_ms"],
+                          transport=options["transport"], bitrate=options["bitrate"],
+                          join_timeout=options["join_timeout"], capture_path=options["capture"],
+                          tavus_conversation_id=conversation_id)
+
+
+def _tavus_conversation_id(enabled: bool, room: str | None, conversation_id: str | None) -> str | None:
+    if not enabled:
+        return None
+    if conversation_id:
+        return conversation_id
+    if room is None:
+        raise click.UsageError("--tavus-interrupt needs --room or --conversation-id")
+    from ..output.tavus import conversation_id_from_url
+
+    try:
+        return conversation_id_from_url(room)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--room") from None
+
+
+def _divert_native_stderr(log_path: str | None) -> None:
+    """Send file descriptor 2 to ``log_path`` (or /dev/null) and keep our messages on the real stderr.
+
+    The Daily SDK writes JSON log lines straight to descriptor 2, whatever its log level.
+    """
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+    target = os.open(log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 2)
+    os.close(target)
+
+
+async def _session(config: StreamerConfig, events_path: str | None, show_progress: bool,
+                   interrupts: _InterruptSignals, work: Work) -> int:
+    from ..engine.streamer import Streamer
+    from ..errors import JoinError
+    from ..output.eventlog import EventLog
+
+    streamer = Streamer(config)
+    event_log = EventLog(events_path) if events_path else None
+    if event_log is not None:
+        streamer.add_listener(event_log.write)
+    streamer.add_listener(_report_problems)
+    if config.room_url is None:
+        say("echo-streamer: no room URL given: streaming offline through a Daily audio source not joined to any call")
+    try:
+        return await _stream_until_done(streamer, show_progress, interrupts, work)
+    except JoinError as error:
+        say(f"echo-streamer: {error}")
+        return EXIT_JOIN_FAILED
+    finally:
+        if event_log is not None:
+            event_log.close()
+
+
+async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts: _InterruptSignals,
+                             work: Work) -> int:
+    """Start, run ``work``, or stop early on SIGINT / SIGTERM (status 0 unless a segment failed)."""
+    stop = _stop_on_signals()
+    interrupts.install(streamer)
+    if not await _until_stopped(streamer.start(), stop):
+        return 0
+    segments: list[Segment] = []
+    try:
+        await _until_stopped(work(streamer, segments), stop, _Progress(streamer) if show_progress else None)
+    finally:
+        await streamer.close()
+    return EXIT_BAD_INPUT if any(segment.error for segment in segments) else 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+class _InterruptSignals:
+    """SIGUSR1: interrupt now; SIGUSR2: interrupt at the next pause. Ignored until the stream runs."""
+
+    def __init__(self, keep_queue: bool, max_wait_ms: int) -> None:
+        self.keep_queue = keep_queue
+        self.max_wait_ms = max_wait_ms
+
+    def install(self, streamer: Streamer) -> None:
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for signum, mode in ((signal.SIGUSR1, "now"), (signal.SIGUSR2, "next_pause")):
+            loop.add_signal_handler(signum, self._interrupt, streamer, mode)
+
+    def _interrupt(self, streamer: Streamer, mode: str) -> None:
+        if streamer.running:
+            streamer.interrupt(mode, keep_queue=self.keep_queue, max_wait_ms=self.max_wait_ms)
+
+
+async def _until_stopped(work: Any, stop: asyncio.Event, progress: _Progress | None = None) -> bool:
+    """Run ``work`` until it finishes (True) or ``stop`` is set (False, ``work`` cancelled)."""
+    import asyncio
+
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while not task.done() and not stop.is_set():
+            await asyncio.wait({task, stopped}, timeout=0.1 if progress else None,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if progress is not None:
+                progress.refresh()
+    finally:
+        stopped.cancel()
+        if progress is not None:
+            progress.done()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
+
+
+def _report_problems(event: dict[str, Any]) -> None:
+    if event["event"] == "error":
+        say(f"echo-streamer: {event['message']}")
+    elif event["event"] == "clipped":
+        say(f"echo-streamer: {event['item']}: {event['samples']} samples clipped at full scale")
+    elif event["event"] == "tavus_interrupt" and event["error"]:
+        say(f"echo-streamer: conversation.interrupt for {event['conversation_id']} not sent: {event['error']}")
+
+
+class _Progress:
+    """One status line on stderr for the segment now playing: elapsed / total, and its name."""
+
+    def __init__(self, streamer: Streamer) -> None:
+        self._streamer = streamer
+        self._shown: Segment | None = None
+
+    def refresh(self) -> None:
+        segment = self._streamer.current
+        if segment is None or segment.started_at is None:
+            return
+        if self._shown is not None and segment is not self._shown:
+            click.echo("", err=True)
+        self._shown = segment
+        total = "?" if segment.duration is None else _clock(segment.duration)
+        name = os.path.basename(segment.name)
+        click.echo(f"\r{_bar(segment)} {_clock(segment.position_ms / 1000)} / {total}  {name}\033[K", err=True,
+                   nl=False)
+
+    def done(self) -> None:
+        if self._shown is not None:
+            click.echo("", err=True)
+            self._shown = None
+
+
+def _bar(segment: Segment, width: int = 24) -> str:
+    if not segment.duration:
+        return "[" + " " * width + "]"
+    filled = min(width, int(width * segment.position_ms / 1000 / segment.duration))
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:04.1f}"

@@ -1,0 +1,134 @@
+"""Audio that arrives as bytes over time (a pipe, a FIFO, an HTTP upload), decoded as it comes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import InputError
+from .base import AudioSource, check_format
+from .ffmpeg import FfmpegSource
+from .formats import AUTO
+from .rawpcm import SampleDecoder
+from .wavheader import read_wav_header
+
+# ffmpeg's output for a compressed stream: small blocks, so audio moves on as soon as it is decoded.
+_FFMPEG_BLOCK_SECONDS = 0.02
+
+
+class ChunkReader:
+    """Reads an iterable of byte chunks: exact reads for headers, then the rest as it arrives."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._source = chunks
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def peek(self, size: int) -> bytes:
+        """Up to ``size`` bytes without consuming them (fewer only at the end of the stream)."""
+        while len(self._buffer) < size and (chunk := next(self._chunks, None)) is not None:
+            self._buffer += chunk
+        return self._buffer[:size]
+
+    def read(self, size: int) -> bytes:
+        data = self.peek(size)
+        self._buffer = self._buffer[len(data):]
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The remaining bytes, each chunk as soon as it arrives."""
+        if self._buffer:
+            data, self._buffer = self._buffer, b""
+            yield data
+        yield from self._chunks
+
+    def close(self) -> None:
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+
+
+class RawStreamSource:
+    """Raw samples (or a WAV's data chunk) from a :class:`ChunkReader`, one block per chunk received.
+
+    Never reads ahead: a block is yielded as soon as its bytes arrive, which is what keeps a pipe's
+    latency low. A partial sample left at the end of the stream is dropped (``dropped_bytes``).
+    """
+
+    duration: float | None = None
+
+    def __init__(self, reader: ChunkReader, name: str, sample_format: str, rate: int, channels: int) -> None:
+        check_format(name, rate, channels)
+        self.name = name
+        self.rate = rate
+        self.channels = channels
+        self.dropped_bytes = 0
+        self._reader = reader
+        self._decoder = SampleDecoder(name, sample_format, channels)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        for chunk in self._reader:
+            block = self._decoder.push(chunk)
+            if len(block):
+                yield block
+        self.dropped_bytes = self._decoder.pending
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AUTO, rate: int | None = None,
+                     channels: int | None = None) -> AudioSource:
+    """Open a byte stream for decoding as it arrives; blocks until its first bytes (or header) are in.
+
+    ``sample_format="auto"`` reads a WAV header if there is one (its size fields are not trusted:
+    streamed WAVs write placeholders there) and hands anything else to a streaming ffmpeg decoder
+    (MP3, Ogg, ...). A raw format (one of ``formats.RAW_FORMATS``) needs ``rate`` and ``channels``.
+    Raises :class:`InputError` naming the stream for an empty stream, a bad header or a format
+    ffmpeg cannot decode.
+    """
+    reader = ChunkReader(chunks)
+    try:
+        if sample_format != AUTO:
+            if rate is None or channels is None:
+                raise InputError(name, f"raw {sample_format} needs a sample rate and a channel count")
+            return RawStreamSource(reader, name, sample_format, rate, channels)
+        head = reader.peek(4)
+        if not head:
+            raise InputError(name, "empty stream")
+        if head == b"RIFF":
+            header = read_wav_header(reader, name)
+            return RawStreamSource(reader, name, header.sample_format, header.rate, header.channels)
+    except BaseException:
+        reader.close()
+        raise
+    return _ffmpeg_stream(reader, name)
+
+
+def _ffmpeg_stream(reader: ChunkReader, name: str) -> AudioSource:
+    """Decode with ffmpeg, fed from ``reader`` by a thread through a pipe."""
+    read_end, write_end = os.pipe()
+    feeder = threading.Thread(target=_pump, args=(reader, write_end), name="echo-streamer-ffmpeg-feed", daemon=True)
+    feeder.start()
+    with os.fdopen(read_end, "rb", buffering=0) as stdin:
+        source = FfmpegSource("-", _FFMPEG_BLOCK_SECONDS, stdin, name=name, streaming=True)
+    try:
+        check_format(name, source.rate, source.channels)
+    except InputError:
+        source.close()
+        raise
+    return source
+
+
+def _pump(reader: ChunkReader, write_end: int) -> None:
+    try:
+        with os.fdopen(write_end, "wb", buffering=0) as pipe:
+            for chunk in reader:
+                pipe.write(chunk)
+    except BrokenPipeError:  # ffmpeg gave up on the stream; it reports why
+        pass
+    finally:
+        reader.close()

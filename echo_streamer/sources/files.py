@@ -1,0 +1,73 @@
+"""Opening a file (or standard input) for decoding, with whichever decoder suits it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import BinaryIO
+
+from ..errors import InputError
+from .base import AudioSource, check_format
+from .ffmpeg import FfmpegSource
+from .libsndfile import NotForLibsndfile, SoundFileSource
+
+BLOCK_SECONDS = 0.5
+
+
+def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float = BLOCK_SECONDS) -> AudioSource:
+    """Open ``path`` for streamed decoding; ``"-"`` decodes ``stdin`` (default: the process's stdin).
+
+    libsndfile decodes what it recognises (WAV, FLAC, Ogg/Vorbis, MP3, AIFF, ...); ffmpeg decodes
+    everything else. Blocks of ``block_seconds`` are read, so memory stays flat for any length.
+    Raises :class:`InputError` naming the input and the reason when it cannot be decoded or its
+    sample rate or channel count is outside what the pipeline supports.
+    """
+    source = _open_decoder(path, stdin, block_seconds)
+    try:
+        check_format(source.name, source.rate, source.channels)
+    except InputError:
+        source.close()
+        raise
+    return source
+
+
+def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> AudioSource:
+    if path == "-":
+        return FfmpegSource(path, block_seconds, stdin or sys.stdin.buffer)
+    if _prefers_ffmpeg(_check_file(path)):
+        return FfmpegSource(path, block_seconds)
+    try:
+        return SoundFileSource(path, block_seconds)
+    except NotForLibsndfile:
+        return FfmpegSource(path, block_seconds)
+
+
+def _prefers_ffmpeg(head: bytes) -> bool:
+    """MP3 and Ogg Opus go to ffmpeg although libsndfile opens them.
+
+    libsndfile's MP3 decoder (mpg123) prints warnings straight to stderr on damaged files and does
+    not report truncation; its Opus decoder picks an output rate of its own, so its result differs
+    from ffmpeg's decode of the same file.
+    """
+    is_mp3 = head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+    is_ogg_opus = head.startswith(b"OggS") and b"OpusHead" in head
+    return is_mp3 or is_ogg_opus
+
+
+def _check_file(path: str) -> bytes:
+    """Reject what is plainly not an audio file; return its first bytes for sniffing."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except OSError as error:
+        raise InputError(path, error.strerror or str(error)) from None
+    if os.path.isdir(path):
+        raise InputError(path, "is a directory, not an audio file")
+    if status.st_size == 0:
+        raise InputError(path, "empty file")
+    try:
+        with open(path, "rb") as file:
+            return file.read(64)
+    except OSError as error:
+        raise InputError(path, error.strerror or str(error)) from None

@@ -1,0 +1,336 @@
+"""Byte streams: raw sample formats, streaming WAV headers, ``echo-streamer pipe`` with real pipes and FIFOs.
+
+Raw formats are checked against ffmpeg's own decode of the same bytes. End to end, audio at 24 kHz
+(the output rate, so the resampler passes it through untouched) makes the capture comparable bit
+for bit; real espeak-ng output checks the usual 22050 Hz case.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import arun, frames_of, locate, read_events, read_pcm, run, tone
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from echo_streamer import Streamer, StreamerConfig
+from echo_streamer.errors import InputError
+from echo_streamer.sources.bytestream import open_byte_stream
+from echo_streamer.sources.formats import RAW_FORMATS
+from echo_streamer.sources.rawpcm import SampleDecoder, decode_samples
+
+RATE = 24000
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def pcm16_tone(seconds: float, freq: float) -> np.ndarray:
+    return np.rint(tone(RATE, seconds, freq)[:, 0] * 32767).astype("<i2")
+
+
+def wav_header(rate: int, channels: int, data_size: int, riff_size: int | None = None, bits: int = 16,
+               tag: int = 1) -> bytes:
+    """A canonical 44-byte WAV header with whatever size fields a streaming writer puts there."""
+    align = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
+    riff = 36 + data_size if riff_size is None else riff_size
+    return b"RIFF" + struct.pack("<I", riff & 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt \
+        + b"data" + struct.pack("<I", data_size & 0xFFFFFFFF)
+
+
+def pieces(data: bytes, sizes: list[int]) -> Iterator[bytes]:
+    start, index = 0, 0
+    while start < len(data):
+        size = max(1, sizes[index % len(sizes)]) if sizes else len(data)
+        yield data[start:start + size]
+        start += size
+        index += 1
+
+
+def decode_all(chunks: Iterator[bytes], name: str = "stream", **kwargs: object) -> tuple[np.ndarray, int, int]:
+    source = open_byte_stream(chunks, name, **kwargs)  # type: ignore[arg-type]
+    try:
+        blocks = list(source.blocks())
+    finally:
+        source.close()
+    return (np.concatenate(blocks) if blocks else np.zeros((0, source.channels), np.float32)), source.rate, \
+        source.channels
+
+
+def pipe_command(*args: str | Path | int) -> list[str]:
+    return [sys.executable, "-m", "echo_streamer", "pipe", *[str(a) for a in args]]
+
+
+def offline_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("ECHO_STREAMER_ROOM_URL", None)
+    return env
+
+
+# -- raw sample formats --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample_format", sorted(RAW_FORMATS))
+def test_raw_formats_decode_as_ffmpeg_decodes_them(sample_format: str, make_wav: Callable[..., Path],
+                                                   tmp_path: Path) -> None:
+    """ffmpeg encodes a tone with noise to each raw format; our decode of those bytes equals ffmpeg's."""
+    rng = np.random.default_rng(7)
+    samples = (tone(RATE, 0.2, 440.0)[:, 0] * 1.6 + rng.uniform(-0.2, 0.2, 4800)).clip(-1, 1).astype(np.float32)
+    source = make_wav(samples, RATE, subtype="FLOAT")
+    raw = run("ffmpeg", "-v", "error", "-i", source, "-f", sample_format, "-")
+    reference = np.frombuffer(run("ffmpeg", "-v", "error", "-f", sample_format, "-ar", str(RATE), "-ac", "1",
+                                  "-i", "-", "-f", "f32le", "-", stdin=raw), np.float32)
+    ours = decode_samples(raw, sample_format)
+    assert ours.dtype == np.float32 and len(ours) == len(reference) == 4800
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sample_format=st.sampled_from(sorted(RAW_FORMATS)), channels=st.integers(1, 3),
+       sizes=st.lists(st.integers(1, 40), min_size=1, max_size=10), extra=st.integers(0, 20))
+def test_any_chunking_decodes_the_same(sample_format: str, channels: int, sizes: list[int], extra: int) -> None:
+    """Odd byte counts anywhere: the blocks join up to the one-shot decode; a partial frame at the
+    end stays pending (it is not a sample)."""
+    frame_bytes = RAW_FORMATS[sample_format] * channels
+    data = np.random.default_rng(len(sizes)).integers(0, 256, 30 * frame_bytes + extra % frame_bytes, np.uint8)
+    data = data.tobytes()
+    if sample_format.startswith("f"):  # random bytes make NaNs there; use real floats
+        width = RAW_FORMATS[sample_format]
+        values = np.linspace(-1, 1, len(data) // width).astype("<f4" if width == 4 else "<f8")
+        data = values.tobytes() + data[:extra % frame_bytes]
+    decoder = SampleDecoder("stream", sample_format, channels)
+    blocks = [decoder.push(chunk) for chunk in pieces(data, sizes)]
+    whole = len(data) // frame_bytes * frame_bytes
+    np.testing.assert_array_equal(np.concatenate(blocks), decode_samples(data[:whole], sample_format).reshape(-1,
+                                                                                                              channels))
+    assert decoder.pending == len(data) - whole
+
+
+# -- streaming WAV headers and the auto format ----------------------------------------------
+
+
+@pytest.mark.parametrize("data_size", [0, 0xFFFFFFFF, 0x7FFFF000, 1000], ids=["zero", "all-ones", "espeak", "short"])
+def test_wav_size_fields_are_not_trusted(data_size: int) -> None:
+    """Streaming writers put placeholders (0, 0xFFFFFFFF, just under 2^31) or stale values in the
+    size fields: the data runs to the end of the stream anyway, read one byte at a time here."""
+    pcm = pcm16_tone(0.1, 440.0)
+    stream = wav_header(RATE, 1, data_size) + pcm.tobytes()
+    samples, rate, channels = decode_all(pieces(stream, [1]))
+    assert (rate, channels) == (RATE, 1)
+    np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), pcm)
+
+
+def test_real_espeak_stdout_is_read_whole() -> None:
+    """espeak-ng --stdout: a streaming WAV at 22050 Hz, decoded to the same samples as the file it writes."""
+    streamed = run("espeak-ng", "--stdout", "Testing the pipe.")
+    assert streamed[:4] == b"RIFF"
+    samples, rate, _channels = decode_all(pieces(streamed, [4096]))
+    data_start = streamed.index(b"data") + 8
+    expected = np.frombuffer(streamed[data_start:data_start + (len(streamed) - data_start) // 2 * 2], "<i2")
+    assert rate == 22050
+    np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), expected)
+
+
+def test_compressed_streams_go_through_ffmpeg(make_wav: Callable[..., Path]) -> None:
+    """An MP3 arriving in small chunks decodes (through ffmpeg) to about its length."""
+    mp3 = run("ffmpeg", "-v", "error", "-i", make_wav(tone(44100, 1.0), 44100), "-f", "mp3", "-")
+    samples, rate, _channels = decode_all(pieces(mp3, [500]), "tts.mp3")
+    assert rate == 44100 and abs(len(samples) / rate - 1.0) < 0.06
+
+
+@pytest.mark.parametrize(("stream", "reason"), [
+    (b"", "empty stream"),
+    (b"this is not audio at all, just some text that a broken TTS wrote" * 20, "cannot decode"),
+    (wav_header(1, 1, 0) + bytes(100), "sample rate 1 Hz is outside"),
+    (wav_header(RATE, 1, 0, tag=0x55, bits=16) + bytes(100), "unsupported WAV sample format"),
+    (b"RIFF\x00\x00\x00\x00WAVEfmt ", "stream ended inside the WAV header"),
+], ids=["empty", "garbage", "absurd-rate", "mp3-in-wav-tag", "cut-header"])
+def test_bad_streams_give_one_clear_error(stream: bytes, reason: str) -> None:
+    with pytest.raises(InputError) as caught:
+        decode_all(pieces(stream, [7]), "tts-out")
+    assert str(caught.value).startswith("tts-out: ") and reason in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_stream_bytes_checks_its_arguments() -> None:
+    async def session() -> None:
+        async with Streamer(StreamerConfig()) as streamer:
+            with pytest.raises(ValueError, match="needs rate and channels"):
+                streamer.stream_bytes([b""], sample_format="s16le")
+            with pytest.raises(ValueError, match="sample_format must be"):
+                streamer.stream_bytes([b""], sample_format="pcm", rate=RATE, channels=1)
+
+    arun(session())
+
+
+# -- echo-streamer pipe ----------------------------------------------------------------------
+
+
+def test_espeak_stdout_pipe_as_in_the_readme(tmp_path: Path) -> None:
+    """`espeak-ng --stdout "Hello there" | echo-streamer pipe`: exit 0, one segment of the right
+    length, its audio in the capture."""
+    events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
+    command = f"espeak-ng --stdout 'Hello there' | {sys.executable} -m echo_streamer pipe --events {events} " \
+              f"--capture {capture}"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60, env=offline_env())
+    assert result.returncode == 0, result.stderr
+    logged = read_events(events)
+    finished = [e for e in logged if e["event"] == "item_finished"]
+    assert len(finished) == 1 and finished[0]["item"] == "-" and finished[0]["interrupted"] is False
+    speech_ms = 1000 * len(run("espeak-ng", "--stdout", "Hello there")[44:]) / 2 / 22050
+    assert abs(finished[0]["position_ms"] - speech_ms) < 30
+    assert np.abs(read_pcm(capture)).max() > 3000
+
+
+def slow_writer(data: bytes, path: Path, sizes: list[int], stall_after: int, stall_s: float,
+                chunk_s: float, events: Path) -> subprocess.Popen[bytes]:
+    """A subprocess writing ``data`` to its stdout pipe in pieces of ``sizes`` (cycled), one every
+    ``chunk_s`` seconds, stalling ``stall_s`` before piece ``stall_after`` (-1: never). It starts
+    once ``events`` reports stream_started, so that nothing piles up in the pipe before."""
+    path.write_bytes(data)
+    script = (
+        "import os, sys, time\n"
+        f"while not (os.path.exists({str(events)!r}) and 'stream_started' in open({str(events)!r}).read()):\n"
+        "    time.sleep(0.01)\n"
+        f"data = open({str(path)!r}, 'rb').read()\n"
+        f"sizes, start, index = {sizes!r}, 0, 0\n"
+        "while start < len(data):\n"
+        f"    if index == {stall_after}: time.sleep({stall_s})\n"
+        "    size = sizes[index % len(sizes)]\n"
+        "    sys.stdout.buffer.write(data[start:start + size]); sys.stdout.buffer.flush()\n"
+        "    start, index = start + size, index + 1\n"
+        f"    time.sleep({chunk_s})\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+
+
+def test_a_slow_raw_writer_with_a_stall_streams_in_order(tmp_path: Path) -> None:
+    """Raw s16le at 24 kHz written in 20 ms pieces as it is made, with odd byte counts and a 300 ms
+    stall: every sample reaches the SDK in order (silence filling the stall, one underrun event),
+    and the segment ends when the writer closes."""
+    pcm = pcm16_tone(1.0, 440.0).tobytes() + b"\x01"  # a partial final sample
+    events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
+    # 20 ms of audio every 15 ms: a little faster than real time, as TTS engines write.
+    writer = slow_writer(pcm, tmp_path / "tone.raw", [961, 959], 20, 0.3, 0.015, events)
+    result = subprocess.run(pipe_command("--format", "s16le", "--input-rate", RATE, "--events", events,
+                                         "--capture", capture), stdin=writer.stdout, capture_output=True, text=True,
+                            timeout=60, env=offline_env())
+    writer.wait()
+    assert result.returncode == 0, result.stderr
+    logged = read_events(events)
+    assert [e["event"] for e in logged].count("underrun") == 1
+    finished = next(e for e in logged if e["event"] == "item_finished")
+    assert finished["samples"] == RATE and finished["interrupted"] is False
+    played = read_pcm(capture)
+    audio = played[played != 0]
+    np.testing.assert_array_equal(audio, pcm16_tone(1.0, 440.0)[pcm16_tone(1.0, 440.0) != 0])
+    span = np.flatnonzero(played)
+    # The writer is at most 100 ms ahead when it stalls for 300 ms: at least 200 ms of silence.
+    assert (span[-1] - span[0]) / RATE > 1.15, "the stall did not show as silence inside the segment"
+
+
+def test_fifo_follow_makes_one_segment_per_writer(tmp_path: Path) -> None:
+    """--follow on a named FIFO: three writers in turn give three segments, in order, bit-exact,
+    with at least --gap-ms of silence between them."""
+    fifo = tmp_path / "say"
+    os.mkfifo(fifo)
+    events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
+    tones = [pcm16_tone(0.3, freq) for freq in (330.0, 550.0, 770.0)]
+    process = subprocess.Popen(pipe_command("--input", fifo, "--follow", "--gap-ms", 200, "--events", events,
+                                            "--capture", capture), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=offline_env())
+    try:
+        for pcm in tones:
+            with open(fifo, "wb") as writer:
+                writer.write(wav_header(RATE, 1, 0xFFFFFFFF) + pcm.tobytes())
+            time.sleep(0.05)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if events.exists() and events.read_text().count('"item_finished"') == 3:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    finished = [e for e in read_events(events) if e["event"] == "item_finished"]
+    assert [e["item"] for e in finished] == [str(fifo)] * 3
+    starts = locate(read_pcm(capture), [pcm.astype(np.int16) for pcm in tones], 240)
+    for earlier, later, pcm in zip(starts, starts[1:], tones, strict=False):
+        assert later - (earlier + len(pcm)) >= 200 * RATE // 1000
+
+
+def test_hard_interrupt_drops_the_rest_of_what_the_writer_sends(tmp_path: Path) -> None:
+    """SIGUSR1 while a writer is still sending: the audio fades out, nothing it sends later is
+    played, the writer is never blocked (it finishes), and pipe exits 0 once the writer closes."""
+    events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
+    writer = slow_writer(pcm16_tone(3.0, 440.0).tobytes(), tmp_path / "tone.raw", [960], -1, 0, 0.015, events)
+    process = subprocess.Popen(pipe_command("--format", "s16le", "--input-rate", RATE, "--events", events,
+                                            "--capture", capture), stdin=writer.stdout, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=offline_env())
+    assert writer.stdout is not None
+    writer.stdout.close()
+    try:
+        deadline = time.monotonic() + 20
+        while not (events.exists() and '"item_started"' in events.read_text()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGUSR1)
+        _stdout, stderr = process.communicate(timeout=20)
+        writer.wait(timeout=10)
+    finally:
+        for child in (process, writer):
+            if child.poll() is None:
+                child.kill()
+    assert process.returncode == 0, stderr
+    assert writer.returncode == 0
+    done = next(e for e in read_events(events) if e["event"] == "interrupt_done")
+    assert done["cut"] == "now" and 400 <= done["position_ms"] < 2000
+    frames = frames_of(read_pcm(capture), 240)
+    audible = np.flatnonzero(frames.any(axis=1))
+    assert len(audible) * 10 == pytest.approx(done["position_ms"], abs=10)
+
+
+@pytest.mark.parametrize(("args", "stdin", "complaint"), [
+    ((), b"garbage that is not audio, not even close" * 50, "-: cannot decode"),
+    (("--format", "f32le", "--input-rate", "24000"), np.full(4800, np.nan, "<f4").tobytes(), "-: "),
+    ((), b"", "-: empty stream"),
+], ids=["garbage", "nan-floats", "empty"])
+def test_bad_pipe_input_is_one_line_and_exit_1(args: tuple[str, ...], stdin: bytes, complaint: str,
+                                               cli: Cli) -> None:
+    result = cli("pipe", *args, stdin=stdin, timeout=60)
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "offline" not in line]
+    assert len(lines) == 1 and lines[0].startswith(f"echo-streamer: {complaint}"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "complaint"), [
+    (("--format", "s16le"), "--format s16le needs --input-rate"),
+    (("--follow",), "--follow needs --input PATH"),
+    (("--input", "/nonexistent/fifo"), "No such file or directory"),
+], ids=["raw-without-rate", "follow-stdin", "missing-input"])
+def test_pipe_option_errors(args: tuple[str, ...], complaint: str, cli: Cli) -> None:
+    result = cli("pipe", *args, stdin=b"")
+    assert result.returncode == 2 and complaint in result.stderr
+
+
+def test_follow_refuses_a_regular_file(cli: Cli, tmp_path: Path) -> None:
+    regular = tmp_path / "file.raw"
+    regular.write_bytes(b"\x00" * 100)
+    result = cli("pipe", "--input", regular, "--follow")
+    assert result.returncode == 2 and "needs a named FIFO" in result.stderr
