@@ -176,6 +176,8 @@ def test_streams_and_files_play_fifo_bit_exact_with_gaps(speech_file: Path, tmp_
     for index in range(len(starts) - 1):
         silence = starts[index + 1] - (starts[index] + len(expected[index][0]))
         assert silence >= gap_ms * output.rate // 1000, f"only {silence} zero samples after segment {index}"
+    for event in (e for e in events if e["event"] == "item_started"):  # written to the SDK, then consumed
+        assert 0 < event["t"] - event["handed_at"] < 0.2
     items = [(e["event"], e["id"]) for e in events if e["event"] in ("item_started", "item_finished")]
     assert items == [(kind, segment.id) for segment in segments for kind in ("item_started", "item_finished")]
     finished = [e for e in events if e["event"] == "item_finished"]

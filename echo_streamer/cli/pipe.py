@@ -34,9 +34,12 @@ T = TypeVar("T")
               help="Channels of raw input (interleaved).")
 @click.option("--follow", is_flag=True,
               help="Reopen --input (a named FIFO) each time its writer closes: one segment per writer.")
+@click.option("--start-ms", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Start a segment once this much audio is ready (0: with its first frame). 20 avoids a "
+                   "stutter when the writer delivers 20 ms at a time barely faster than real time.")
 @streaming_options
 def pipe(input_path: str | None, sample_format: str, input_rate: int | None, channels: int, follow: bool,
-         **options: Any) -> None:
+         start_ms: int, **options: Any) -> None:
     """Stream audio from standard input (or --input) into the room as it arrives.
 
     Nothing waits for the end of the input: each chunk a TTS process writes is decoded,
@@ -76,7 +79,7 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
             reader = next_reader
         await streamer.drain()
 
-    run_streaming(options, pipe_segments)
+    run_streaming({**options, "stream_start_ms": start_ms}, pipe_segments)
 
 
 def _check_input(path: str, follow: bool) -> None:

@@ -112,7 +112,7 @@ def _config(options: dict[str, Any]) -> StreamerConfig:
                           frame_ms=int(options["frame_ms"]), gap_ms=options["gap_ms"], lead_ms=options["lead_ms"],
                           transport=options["transport"], bitrate=options["bitrate"],
                           join_timeout=options["join_timeout"], capture_path=options["capture"],
-                          tavus_conversation_id=conversation_id)
+                          tavus_conversation_id=conversation_id, stream_start_ms=options.get("stream_start_ms", 0))
 
 
 def _tavus_conversation_id(enabled: bool, room: str | None, conversation_id: str | None) -> str | None:

@@ -36,8 +36,9 @@ class Playout:
     ``idle``, ``interrupt_requested`` and ``interrupt_done``; it must not block.
     """
 
-    def __init__(self, output: OutputFormat, gap_ms: int, emit: Emit) -> None:
+    def __init__(self, output: OutputFormat, gap_ms: int, emit: Emit, stream_start_ms: int = 0) -> None:
         self.frame_samples = output.frame_samples
+        self._stream_start_frames = max(1, math.ceil(stream_start_ms / output.frame_ms))
         self.frame_seconds = output.frame_ms / 1000
         self._gap_frames = max(1, math.ceil(gap_ms / output.frame_ms))
         self._fade_samples = output.rate * FADE_MS // 1000
@@ -101,7 +102,8 @@ class Playout:
         if kind == _AUDIO and segment is not None:
             if segment.started_at is None:
                 segment.started_at = now
-                self._emit("item_started", now, {"id": segment.id, "item": segment.name}, None)
+                self._emit("item_started", now, {"id": segment.id, "item": segment.name,
+                                                 "handed_at": segment.first_handed_at}, None)
             self._count_played(segment, self.frame_samples)
         elif kind in (_END, _FADE, _CUT) and segment is not None:
             if kind == _FADE:
@@ -189,7 +191,7 @@ class Playout:
             self._current = self._waiting.popleft()
         segment = self._current
         try:
-            item: Frame | SegmentEnd | None = segment.frames.get_nowait()
+            item: Frame | SegmentEnd | None = None if self._held_back(segment) else segment.frames.get_nowait()
         except queue.Empty:
             item = None
         if self._pending is not None and (cut := self._cut_reason(self._pending, item, now)):
@@ -201,8 +203,15 @@ class Playout:
             self._current = None
             self._gap_left = self._gap_frames - 1 if segment.handed_frames else 0
             return _END, segment, self._silence
+        if not segment.handed_frames:
+            segment.first_handed_at = now
         segment.handed_frames += 1
         return _AUDIO, segment, item.pcm
+
+    def _held_back(self, segment: Segment) -> bool:
+        """A streamed segment waits to start until ``stream_start_ms`` of it is ready (or all of it)."""
+        return (segment.low_latency and not segment.handed_frames and not segment.decoded
+                and segment.frames.qsize() < self._stream_start_frames)
 
     @staticmethod
     def _cut_reason(request: Interruption, item: Frame | SegmentEnd | None, now: float) -> str | None:

@@ -30,8 +30,8 @@ class Segment(Waitable):
     """One item queued on a :class:`~echo_streamer.Streamer`.
 
     Counters are updated from SDK completions, so ``position_ms`` is audio actually consumed by
-    the SDK, never an estimate. ``started_at`` / ``finished_at`` are ``time.monotonic()``
-    values. ``await segment.wait()`` returns it once it has finished, failed or been dropped.
+    the SDK, never an estimate. ``started_at`` / ``finished_at`` (first frame consumed, end)
+    and ``first_handed_at`` (first frame written to the SDK) are ``time.monotonic()`` values. ``await segment.wait()`` returns it once it has finished, failed or been dropped.
     """
 
     def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource], rate: int,
@@ -51,9 +51,11 @@ class Segment(Waitable):
         self.frames: queue.Queue[Frame | SegmentEnd] = queue.Queue(maxsize=buffer_frames)
         self.total_samples: int | None = None
         self.handed_frames = 0
+        self.first_handed_at: float | None = None
         self.cancelled = False
         self.interrupted = False
         self.discarded = False
+        self.decoded = False  # the decoder has produced its last frame
         super().__init__(loop)
 
     @property

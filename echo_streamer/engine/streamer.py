@@ -42,7 +42,11 @@ class StreamerConfig:
     ``room_url`` None streams through a Daily audio source that is not joined to any call (the SDK
     still paces it in real time). ``lead_ms`` is how much audio is handed to the SDK ahead of
     playout (rounded up to whole frames); everything else waits in our own queue, where it can
-    still be changed. ``buffer_ms`` is how far each segment's decoder may run ahead. With
+    still be changed. ``buffer_ms`` is how far each segment's decoder may run ahead.
+    ``stream_start_ms`` holds back the start of a streamed segment (``stream()``,
+    ``stream_bytes()``) until that much audio is ready or the stream has ended: 0 starts with the
+    first frame (least latency); 20 rides out a writer that delivers 20 ms at a time barely faster
+    than real time, which would otherwise starve once right after the start. With
     ``tavus_conversation_id`` set, every interrupt also sends Tavus's ``conversation.interrupt``
     app message for that conversation once its cut has played out.
     """
@@ -59,6 +63,7 @@ class StreamerConfig:
     join_timeout: float = 20.0
     capture_path: str | None = None
     tavus_conversation_id: str | None = None
+    stream_start_ms: int = 0
 
     def __post_init__(self) -> None:
         OutputFormat(self.rate, self.frame_ms)  # raises ValueError for an unsupported rate or frame length
@@ -107,7 +112,7 @@ class Streamer:
         self._capture: WavCapture | None = None
         self._feed_queue: queue.Queue[Segment | None] = queue.Queue()
         self._feeder = threading.Thread(target=self._feed_all, name="echo-streamer-feeder", daemon=True)
-        self._playout = Playout(self._format, self.config.gap_ms, self._emit_threadsafe)
+        self._playout = Playout(self._format, self.config.gap_ms, self._emit_threadsafe, self.config.stream_start_ms)
         self._drained: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self.last_error: str | None = None
@@ -354,6 +359,7 @@ class Streamer:
         finally:
             if source is not None:
                 source.close()
+        segment.decoded = True
         self._offer(segment, end)
 
     def _fail(self, segment: Segment, message: str) -> SegmentEnd:
