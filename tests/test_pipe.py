@@ -334,3 +334,36 @@ def test_follow_refuses_a_regular_file(cli: Cli, tmp_path: Path) -> None:
     regular.write_bytes(b"\x00" * 100)
     result = cli("pipe", "--input", regular, "--follow")
     assert result.returncode == 2 and "needs a named FIFO" in result.stderr
+
+
+def test_raw_22050_s16le_pipe_as_in_the_readme(tmp_path: Path) -> None:
+    """The README's raw example: espeak-ng's speech converted by sox to headerless 22050 Hz s16le
+    (the shape piper --output-raw writes) and piped in: exit 0, one segment of the right length."""
+    events = tmp_path / "events.jsonl"
+    command = (f"espeak-ng --stdout 'Hello there' | sox -t wav - -t raw -e signed -b 16 - | "
+               f"{sys.executable} -m echo_streamer pipe --format s16le --input-rate 22050 --events {events}")
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60, env=offline_env())
+    assert result.returncode == 0, result.stderr
+    finished = [e for e in read_events(events) if e["event"] == "item_finished"]
+    speech_ms = 1000 * len(run("espeak-ng", "--stdout", "Hello there")[44:]) / 2 / 22050
+    assert len(finished) == 1 and abs(finished[0]["position_ms"] - speech_ms) < 30
+
+
+def test_start_ms_holds_a_segment_until_enough_is_ready(tmp_path: Path) -> None:
+    """--start-ms 60: the first frame goes to the SDK only once 60 ms of the stream are there, so
+    a writer that trickles 20 ms pieces gets no underrun at the start; an utterance shorter than
+    that still plays once the writer closes."""
+    events = tmp_path / "events.jsonl"
+    writer = slow_writer(pcm16_tone(0.4, 440.0).tobytes(), tmp_path / "tone.raw", [960], -1, 0, 0.02, events)
+    result = subprocess.run(pipe_command("--format", "s16le", "--input-rate", RATE, "--start-ms", 60, "--events",
+                                         events), stdin=writer.stdout, capture_output=True, text=True, timeout=60,
+                            env=offline_env())
+    writer.wait()
+    assert result.returncode == 0, result.stderr
+    logged = read_events(events)
+    assert "underrun" not in [e["event"] for e in logged]
+    short = run(sys.executable, "-m", "echo_streamer", "pipe", "--format", "s16le", "--input-rate", str(RATE),
+                "--start-ms", "500", "--events", tmp_path / "short.jsonl", stdin=pcm16_tone(0.05, 440.0).tobytes())
+    assert short == b""
+    finished = [e for e in read_events(tmp_path / "short.jsonl") if e["event"] == "item_finished"]
+    assert len(finished) == 1 and finished[0]["position_ms"] == 50.0
