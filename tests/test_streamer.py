@@ -147,7 +147,7 @@ def test_streams_and_files_play_fifo_bit_exact_with_gaps(speech_file: Path, tmp_
         ("float64-mono", tone(IN_RATE, 0.23, 770.0)[:, 0].astype(np.float64), 700),
     ]
     expected: list[tuple[np.ndarray, int]] = []
-    for name, source, _size in sources:
+    for _name, source, _size in sources:
         if isinstance(source, Path):
             expected.append(render_of(source, output))
         else:
