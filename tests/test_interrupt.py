@@ -198,8 +198,10 @@ def test_next_pause_on_real_speech_cuts_in_the_first_pause_after_the_request(spe
     assert np.abs(reference[k]).max() < 0.02 * np.abs(reference).max(), "the faded frame is not quiet"
 
 
-def test_next_pause_becomes_now_at_the_deadline(tones: tuple[Path, Path], tmp_path: Path) -> None:
-    """A tone has no pause: the cut comes max_wait_ms after the request, with a fade."""
+def test_next_pause_cuts_at_once_when_the_decoded_audio_has_no_pause(tones: tuple[Path, Path],
+                                                                       tmp_path: Path) -> None:
+    """A file is decoded up to a second ahead: when none of it within max_wait_ms is an
+    interrupt point (a tone), waiting would only cut mid-sound later, so the fade comes at once."""
     output = OutputFormat(24000, 10)
     long_tone, _other = tones
     reference, result = rendered(long_tone, output)
@@ -216,8 +218,37 @@ def test_next_pause_becomes_now_at_the_deadline(tones: tuple[Path, Path], tmp_pa
 
     interruption, position_at_request = arun(session())
     k, faded = cut_in_capture(read_pcm(capture), reference, output, interruption.position_ms)
-    assert interruption.cut == "deadline" and faded
-    assert 150 <= k * output.frame_ms - position_at_request <= 300
+    assert interruption.cut == "no_pause" and interruption.mode == "next_pause" and faded
+    assert 0 <= k * output.frame_ms - position_at_request <= 40
+
+
+def test_next_pause_becomes_now_at_the_deadline(tmp_path: Path) -> None:
+    """A stream produced in real time has nothing decoded ahead to look at: with no pause coming,
+    the cut comes max_wait_ms after the request, with a fade."""
+    output = OutputFormat(24000, 10)
+    capture = tmp_path / "capture.wav"
+    samples = tone(IN_RATE, 3.0)[:, 0]
+
+    def real_time() -> Iterator[np.ndarray]:
+        for start in range(0, len(samples), IN_RATE // 50):
+            time.sleep(0.019)
+            yield samples[start:start + IN_RATE // 50]
+
+    async def session() -> tuple[Interruption, float]:
+        async with Streamer(StreamerConfig(capture_path=str(capture))) as streamer:
+            segment = streamer.stream(real_time(), IN_RATE)
+            await reach(segment, 300)
+            position_at_request = segment.position_ms
+            interruption = await streamer.interrupt("next_pause", max_wait_ms=200).wait()
+        return interruption, position_at_request
+
+    interruption, position_at_request = arun(session())
+    assert interruption.cut == "deadline" and interruption.position_ms is not None
+    cut_ms = interruption.position_ms - FADE_MS
+    assert 150 <= cut_ms - position_at_request <= 300
+    frames = frames_of(read_pcm(capture), output.frame_samples)
+    assert len(np.flatnonzero(frames.any(axis=1))) * output.frame_ms == pytest.approx(interruption.position_ms,
+                                                                                      abs=output.frame_ms)
 
 
 def test_next_pause_that_meets_the_segment_end_lets_it_finish(tones: tuple[Path, Path]) -> None:

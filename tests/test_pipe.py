@@ -367,3 +367,17 @@ def test_start_ms_holds_a_segment_until_enough_is_ready(tmp_path: Path) -> None:
     assert short == b""
     finished = [e for e in read_events(tmp_path / "short.jsonl") if e["event"] == "item_finished"]
     assert len(finished) == 1 and finished[0]["position_ms"] == 50.0
+
+
+@pytest.mark.parametrize(("container", "codec"), [("mp3", "libmp3lame"), ("ogg", "libopus"), ("ogg", "libvorbis"),
+                                                  ("flac", "flac"), ("adts", "aac"), ("webm", "libopus")])
+def test_compressed_pipes_decode_through_ffmpeg(container: str, codec: str, cli: Cli, tmp_path: Path) -> None:
+    """`--format auto` hands what is not a WAV to a streaming ffmpeg decoder: one segment of the
+    stream's length, whatever the container."""
+    events = tmp_path / "events.jsonl"
+    encoded = run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=440:d=1", "-ar", "48000", "-c:a", codec,
+                  "-f", container, "-")
+    result = cli("pipe", "--events", events, stdin=encoded, timeout=60)
+    assert result.returncode == 0, result.stderr
+    finished = [e for e in read_events(events) if e["event"] == "item_finished"]
+    assert len(finished) == 1 and abs(finished[0]["position_ms"] - 1000) < 60

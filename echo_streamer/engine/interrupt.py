@@ -17,9 +17,11 @@ class Interruption(Waitable):
 
     ``mode`` is ``"now"`` (fade out after the frames already handed to the SDK) or
     ``"next_pause"`` (fade out at the next interrupt point, or after ``max_wait_ms`` at the
-    latest). Once done: ``cut`` says where the audio stopped (``"now"``, ``"pause"``,
-    ``"deadline"``, ``"underrun"`` for a segment already starved into silence, ``"end"`` when the
-    segment ended first, None when nothing was playing), ``segment`` and ``position_ms`` name
+    latest; when the frames already decoded show no interrupt point within ``max_wait_ms``, at
+    once). Once done: ``cut`` says where the audio stopped (``"now"``, ``"pause"``,
+    ``"no_pause"`` for a soft interrupt cut at once for want of a pause, ``"deadline"``,
+    ``"underrun"`` for a segment already starved into silence, ``"end"`` when the segment ended
+    first, None when nothing was playing), ``segment`` and ``position_ms`` name
     the segment cut and how much of it was played (from SDK completions), and ``dropped`` lists
     segments removed before they played. ``done_at`` is the SDK completion time of the last frame
     that carried the segment's audio (the fade frame), or the request time when nothing played.
@@ -36,6 +38,7 @@ class Interruption(Waitable):
         self.mode = mode
         self.keep_queue = keep_queue
         self.max_wait_ms = max_wait_ms
+        self.no_pause_ahead = False
         self.requested_at = requested_at
         self.done_at: float | None = None
         self.cut: str | None = None

@@ -7,6 +7,7 @@ underrun), never a wait.
 
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 from collections import deque
@@ -144,8 +145,18 @@ class Playout:
                 request.dropped += self._drop_waiting(now)
             self._resolve(request, now)
         else:
+            if request.mode == "next_pause":
+                request.no_pause_ahead = self._no_pause_ahead(self._current, request.max_wait_ms)
             self._pending = request
         return request
+
+    def _no_pause_ahead(self, segment: Segment, max_wait_ms: int) -> bool:
+        """True when the frames already decoded show that no interrupt point comes within
+        ``max_wait_ms``: waiting would only cut mid-word later, so the cut is made now."""
+        horizon = math.ceil(max_wait_ms / (1000 * self.frame_seconds))
+        with segment.frames.mutex:  # a look at the decoded frames without taking any
+            ahead = list(itertools.islice(segment.frames.queue, horizon))
+        return len(ahead) == horizon and not any(isinstance(item, SegmentEnd) or item.pause for item in ahead)
 
     def _resolve(self, request: Interruption, now: float) -> None:
         if request.segment is not None:
@@ -219,6 +230,8 @@ class Playout:
             return "end"
         if request.mode == "now":
             return "now"
+        if request.no_pause_ahead:
+            return "no_pause"
         if item is None:
             return "underrun"
         if item.pause:
