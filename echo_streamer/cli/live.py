@@ -82,9 +82,13 @@ async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_i
     def left() -> float | None:
         return None if ends is None else max(0.0, ends - loop.time())
 
+    frame_ms = streamer.config.frame_ms
     while True:
-        segment = streamer.stream(live_input.blocks(), live_input.rate, channels=live_input.channels,
-                                  name=live_input.name, buffer_ms=LIVE_BUFFER_MS)
+        playing: list[Segment] = []  # set just below; the decode worker reads it
+        blocks = live_input.blocks(lambda playing=playing: playing[0].frames.qsize() * frame_ms if playing else 0.0)
+        segment = streamer.stream(blocks, live_input.rate, channels=live_input.channels, name=live_input.name,
+                                  buffer_ms=LIVE_BUFFER_MS)
+        playing.append(segment)
         segments.append(segment)
         try:
             await asyncio.wait_for(segment.wait(), left())

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..dsp.drift import DriftCorrector
 from ..errors import InputError
 from .base import check_format
 
@@ -62,6 +63,7 @@ class LiveInput:
             self.rate = int(rate or info["default_samplerate"])
             self.channels = int(channels or min(2, info["max_input_channels"]))
             check_format(self.name, self.rate, self.channels)
+            self.drift = DriftCorrector(self.rate)
             block = max(1, self.rate * BLOCK_MS // 1000)
             self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(2, max_buffer_ms // BLOCK_MS))
             self._stream = sounddevice.InputStream(device=device, samplerate=self.rate, channels=self.channels,
@@ -70,11 +72,14 @@ class LiveInput:
         except (ValueError, sounddevice.PortAudioError) as error:
             raise InputError(self.name, str(error).splitlines()[0]) from None
 
-    def blocks(self) -> Iterator[np.ndarray]:
+    def blocks(self, backlog_ms: Callable[[], float] = lambda: 0.0) -> Iterator[np.ndarray]:
+        """Captured blocks from now on; ``backlog_ms()`` says how much audio waits downstream, and
+        the drift corrector holds that plus this queue near its target."""
         self._drain()
         while True:
             try:
-                yield self._queue.get(timeout=SILENT_DEVICE_S)
+                block = self._queue.get(timeout=SILENT_DEVICE_S)
+                yield self.drift.correct(block, backlog_ms() + self._queue.qsize() * BLOCK_MS)
             except queue.Empty:
                 if self._stream.closed:
                     return
