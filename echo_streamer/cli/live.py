@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,7 @@ async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_i
     frame_ms = streamer.config.frame_ms
     while True:
         playing: list[Segment] = []  # set just below; the decode worker reads it
-        blocks = live_input.blocks(lambda playing=playing: playing[0].frames.qsize() * frame_ms if playing else 0.0)
+        blocks = live_input.blocks(functools.partial(_backlog_ms, playing, frame_ms))
         segment = streamer.stream(blocks, live_input.rate, channels=live_input.channels, name=live_input.name,
                                   buffer_ms=LIVE_BUFFER_MS)
         playing.append(segment)
@@ -103,6 +104,11 @@ async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_i
         except TimeoutError:
             if ends is not None and loop.time() >= ends:
                 return
+
+
+def _backlog_ms(playing: list[Segment], frame_ms: int) -> float:
+    """Audio of the live segment decoded but not yet handed to the SDK."""
+    return playing[0].frames.qsize() * frame_ms if playing else 0.0
 
 
 def _shorter(first: float | None, second: float | None) -> float | None:
