@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +65,7 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
             if live_input.overflows:
                 say(f"echo-streamer: {live_input.name}: {live_input.overflows} capture blocks dropped (overflow)")
 
-    run_streaming(options, live_segments)
+    run_streaming(options, live_segments, hard_exit=lambda: live_input.lost)
 
 
 async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_input: LiveInput,
@@ -83,13 +82,9 @@ async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_i
     def left() -> float | None:
         return None if ends is None else max(0.0, ends - loop.time())
 
-    frame_ms = streamer.config.frame_ms
     while True:
-        playing: list[Segment] = []  # set just below; the decode worker reads it
-        blocks = live_input.blocks(functools.partial(_backlog_ms, playing, frame_ms))
-        segment = streamer.stream(blocks, live_input.rate, channels=live_input.channels, name=live_input.name,
-                                  buffer_ms=LIVE_BUFFER_MS)
-        playing.append(segment)
+        segment = streamer.stream(live_input.blocks(), live_input.rate, channels=live_input.channels,
+                                  name=live_input.name, buffer_ms=LIVE_BUFFER_MS)
         segments.append(segment)
         try:
             await asyncio.wait_for(segment.wait(), left())
@@ -104,11 +99,6 @@ async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_i
         except TimeoutError:
             if ends is not None and loop.time() >= ends:
                 return
-
-
-def _backlog_ms(playing: list[Segment], frame_ms: int) -> float:
-    """Audio of the live segment decoded but not yet handed to the SDK."""
-    return playing[0].frames.qsize() * frame_ms if playing else 0.0
 
 
 def _shorter(first: float | None, second: float | None) -> float | None:

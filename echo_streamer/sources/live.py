@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..dsp.drift import DriftCorrector
 from ..errors import InputError
 from .base import check_format
 
@@ -17,6 +17,7 @@ from .base import check_format
 BLOCK_MS = 5
 # A device that delivers nothing for this long is treated as gone.
 SILENT_DEVICE_S = 1.0
+CLOSE_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,13 @@ class LiveInput:
 
         self.name = f"live input {device!r}" if device is not None else "live input (default)"
         self.overflows = 0
+        # The device went away: PortAudio may hang or abort when it is shut down at exit.
+        self.lost = False
         try:
             info: dict[str, Any] = sounddevice.query_devices(device, kind="input")  # type: ignore[assignment]
             self.rate = int(rate or info["default_samplerate"])
             self.channels = int(channels or min(2, info["max_input_channels"]))
             check_format(self.name, self.rate, self.channels)
-            self.drift = DriftCorrector(self.rate)
             block = max(1, self.rate * BLOCK_MS // 1000)
             self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(2, max_buffer_ms // BLOCK_MS))
             self._stream = sounddevice.InputStream(device=device, samplerate=self.rate, channels=self.channels,
@@ -72,24 +74,30 @@ class LiveInput:
         except (ValueError, sounddevice.PortAudioError) as error:
             raise InputError(self.name, str(error).splitlines()[0]) from None
 
-    def blocks(self, backlog_ms: Callable[[], float] = lambda: 0.0) -> Iterator[np.ndarray]:
-        """Captured blocks from now on; ``backlog_ms()`` says how much audio waits downstream, and
-        the drift corrector holds that plus this queue near its target."""
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Captured blocks from now on, as they arrive (blocking while none are queued)."""
         self._drain()
         while True:
             try:
-                block = self._queue.get(timeout=SILENT_DEVICE_S)
-                yield self.drift.correct(block, backlog_ms() + self._queue.qsize() * BLOCK_MS)
+                yield self._queue.get(timeout=SILENT_DEVICE_S)
             except queue.Empty:
                 if self._stream.closed:
                     return
+                self.lost = True
                 raise InputError(self.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped or went "
                                             "away") from None
 
     def close(self) -> None:
-        """Stop capturing (PortAudio waits for its callback to return: never blocks for long)."""
+        """Stop capturing; waits at most ``CLOSE_TIMEOUT_S``.
+
+        PortAudio's close can hang when the device (or the sound server behind it) has gone away,
+        so it runs in a daemon thread that is abandoned after the timeout.
+        """
         if not self._stream.closed:
-            self._stream.close()
+            closer = threading.Thread(target=self._stream.close, name="echo-streamer-live-close", daemon=True)
+            closer.start()
+            closer.join(CLOSE_TIMEOUT_S)
+            self.lost = self.lost or closer.is_alive()
 
     def _captured(self, data: np.ndarray, _frames: int, _time: Any, status: Any) -> None:
         """PortAudio's thread: copy and queue, never wait."""
