@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .live import devices, live
 from .pipe import pipe
 from .play import play
 from .render import render
@@ -28,10 +29,13 @@ def main() -> None:
       echo-streamer play samples/*.wav                      # offline: no room needed
       echo-streamer play intro.mp3 answer.m4a --room https://tavus.daily.co/c123456
       espeak-ng --stdout "Hello there" | echo-streamer pipe
+      echo-streamer live --device pulse --duration 10
       echo-streamer render speech.flac -o speech-24k.wav
     """
 
 
 main.add_command(play)
 main.add_command(pipe)
+main.add_command(live)
+main.add_command(devices)
 main.add_command(render)

@@ -76,9 +76,12 @@ def streaming_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def run_streaming(options: dict[str, Any], work: Work) -> None:
+def run_streaming(options: dict[str, Any], work: Work, *, hard_exit: Callable[[], bool] = lambda: False) -> None:
     """Check ``options`` (from :func:`streaming_options`), stream until ``work`` is done or a
-    signal stops it, and exit with the status: 0, 1 (a segment failed) or 2 (no join)."""
+    signal stops it, and exit with the status: 0, 1 (a segment failed) or 2 (no join).
+
+    Exits without interpreter finalisation when the join failed or ``hard_exit()`` says a native
+    library is in a state that would hang or abort at exit."""
     import asyncio
 
     config = _config(options)
@@ -87,9 +90,10 @@ def run_streaming(options: dict[str, Any], work: Work) -> None:
     _divert_native_stderr(options["sdk_log"])
     interrupts = _InterruptSignals(options["keep_queue"], options["max_wait_ms"])
     status = asyncio.run(_session(config, options["events_path"], show_progress, interrupts, work))
-    if status == EXIT_JOIN_FAILED:
-        # The SDK is still finishing the failed join on its own threads and would call back
-        # into a finalising interpreter (a Rust panic on stderr); skip finalisation instead.
+    if status == EXIT_JOIN_FAILED or hard_exit():
+        # The SDK still finishing a failed join on its own threads would call back into a
+        # finalising interpreter (a Rust panic on stderr); so would PortAudio holding a device
+        # that went away. Skip finalisation instead.
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)

@@ -197,14 +197,16 @@ class Streamer:
         return self._enqueue(path, lambda: open_audio(path), segment_id)
 
     def stream(self, chunks: Iterable[np.ndarray], rate: int, *, channels: int = 1, name: str = "stream",
-               segment_id: str | None = None) -> Segment:
+               segment_id: str | None = None, buffer_ms: int | None = None) -> Segment:
         """Queue audio you produce: ``chunks`` yields int16 or float arrays at ``rate`` Hz.
 
         The iterable is consumed in the decode worker as the segment plays, so a generator that
         synthesises speech can be passed directly; if it falls behind, the stream carries silence
-        and reports an ``underrun``.
+        and reports an ``underrun``. ``buffer_ms`` (default: the config's) bounds how far it may
+        run ahead of playout; a source that cannot wait (a sound card) drops audio beyond it.
         """
-        return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id, low_latency=True)
+        return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id, low_latency=True,
+                             buffer_ms=buffer_ms)
 
     def interrupt(self, mode: str = "now", *, keep_queue: bool = False,
                   max_wait_ms: int = DEFAULT_MAX_WAIT_MS) -> Interruption:
@@ -316,11 +318,11 @@ class Streamer:
     # -- decode worker ---------------------------------------------------------------------
 
     def _enqueue(self, name: str, open_source: Callable[[], AudioSource], segment_id: str | None,
-                 low_latency: bool = False) -> Segment:
+                 low_latency: bool = False, buffer_ms: int | None = None) -> Segment:
         if not self._started or self._stopping:
             raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
         assert self._loop is not None and self._idle is not None
-        buffer_frames = max(2, self.config.buffer_ms // self._format.frame_ms)
+        buffer_frames = max(2, (buffer_ms or self.config.buffer_ms) // self._format.frame_ms)
         segment = Segment(segment_id or f"seg-{next(self._segment_ids)}", name, open_source, self._format.rate,
                           buffer_frames, self._loop, low_latency)
         self._segments.append(segment)

@@ -1,0 +1,125 @@
+"""A sound card's input through PortAudio (python-sounddevice), captured into a bounded queue."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .base import check_format
+
+# PortAudio delivers this much per callback: small, so audio moves on as soon as it exists.
+BLOCK_MS = 5
+# A device that delivers nothing for this long is treated as gone.
+SILENT_DEVICE_S = 1.0
+CLOSE_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class InputDevice:
+    index: int
+    name: str
+    host_api: str
+    default_rate: float
+    channels: int
+
+
+def input_devices() -> list[InputDevice]:
+    """Every device PortAudio can capture from."""
+    import sounddevice
+
+    apis = sounddevice.query_hostapis()
+    return [InputDevice(device["index"], device["name"], apis[device["hostapi"]]["name"],
+                        device["default_samplerate"], device["max_input_channels"])
+            for device in sounddevice.query_devices() if device["max_input_channels"] > 0]
+
+
+class LiveInput:
+    """Captures ``device`` (a PortAudio index or name; None for the default input) from construction
+    until :meth:`close`.
+
+    PortAudio's callback only copies each block into a queue holding at most ``max_buffer_ms``;
+    when it is full the oldest block is dropped and counted in ``overflows`` (as are the input
+    overflows PortAudio reports), so a consumer that falls behind loses audio instead of delay.
+    :meth:`blocks` yields float32 ``(frames, channels)`` blocks as they arrive; each call starts
+    fresh, dropping what was captured before it. Raises :class:`InputError` naming the device when
+    it cannot be opened (missing, busy, unsupported rate) or stops delivering audio.
+    """
+
+    duration: float | None = None
+
+    def __init__(self, device: int | str | None = None, rate: int | None = None, channels: int | None = None,
+                 max_buffer_ms: int = 200) -> None:
+        import sounddevice
+
+        self.name = f"live input {device!r}" if device is not None else "live input (default)"
+        self.overflows = 0
+        # The device went away: PortAudio may hang or abort when it is shut down at exit.
+        self.lost = False
+        try:
+            info: dict[str, Any] = sounddevice.query_devices(device, kind="input")  # type: ignore[assignment]
+            self.rate = int(rate or info["default_samplerate"])
+            self.channels = int(channels or min(2, info["max_input_channels"]))
+            check_format(self.name, self.rate, self.channels)
+            block = max(1, self.rate * BLOCK_MS // 1000)
+            self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(2, max_buffer_ms // BLOCK_MS))
+            self._stream = sounddevice.InputStream(device=device, samplerate=self.rate, channels=self.channels,
+                                                   dtype="float32", blocksize=block, callback=self._captured)
+            self._stream.start()
+        except (ValueError, sounddevice.PortAudioError) as error:
+            raise InputError(self.name, str(error).splitlines()[0]) from None
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Captured blocks from now on, as they arrive (blocking while none are queued)."""
+        self._drain()
+        while True:
+            try:
+                yield self._queue.get(timeout=SILENT_DEVICE_S)
+            except queue.Empty:
+                if self._stream.closed:
+                    return
+                self.lost = True
+                raise InputError(self.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped or went "
+                                            "away") from None
+
+    def close(self) -> None:
+        """Stop capturing; waits at most ``CLOSE_TIMEOUT_S``.
+
+        PortAudio's close can hang when the device (or the sound server behind it) has gone away,
+        so it runs in a daemon thread that is abandoned after the timeout.
+        """
+        if not self._stream.closed:
+            closer = threading.Thread(target=self._stream.close, name="echo-streamer-live-close", daemon=True)
+            closer.start()
+            closer.join(CLOSE_TIMEOUT_S)
+            self.lost = self.lost or closer.is_alive()
+
+    def _captured(self, data: np.ndarray, _frames: int, _time: Any, status: Any) -> None:
+        """PortAudio's thread: copy and queue, never wait."""
+        if status.input_overflow:
+            self.overflows += 1
+        while True:
+            try:
+                self._queue.put_nowait(data.copy())
+                return
+            except queue.Full:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        try:
+            self._queue.get_nowait()
+            self.overflows += 1
+        except queue.Empty:
+            pass
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return

@@ -1,0 +1,173 @@
+"""``echo-streamer live`` and ``devices`` with a real PortAudio stream, paced by a real JACK server.
+
+A JACK server with its dummy driver (started here, no sound card needed) keeps real time; PortAudio
+reaches it through its JACK host API. The "sound card" is a JACK client (``jack_card.py``)
+playing a tone straight into the live command's input port. PulseAudio through ALSA's pulse plugin
+is not used: on this project's VM PortAudio's capture through it stops after about 0.4 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import frames_of, read_events, read_pcm
+
+CARD = Path(__file__).with_name("jack_card.py")
+RATE = 24_000
+
+
+def jack_ports(env: dict[str, str]) -> set[str]:
+    return set(subprocess.run(["jack_lsp"], capture_output=True, text=True, env=env, check=True).stdout.split())
+
+
+@pytest.fixture
+def jack_env() -> Iterator[dict[str, str]]:
+    """A private JACK server (dummy driver, 48 kHz, 5 ms periods); the environment that selects it."""
+    name = f"echo-streamer-test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name}
+    env.pop("ECHO_STREAMER_ROOM_URL", None)
+    server = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "240",
+                               "-C", "2", "-P", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 10
+    while "system:capture_1" not in _ports_or_empty(env):
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise AssertionError(f"jackd did not start: {server.communicate()[1].decode(errors='replace')}")
+        time.sleep(0.05)
+    yield env
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def _ports_or_empty(env: dict[str, str]) -> set[str]:
+    result = subprocess.run(["jack_lsp"], capture_output=True, text=True, env=env)
+    return set(result.stdout.split()) if result.returncode == 0 else set()
+
+
+def wait_for(path: Path, name: str, process: subprocess.Popen[bytes], count: int = 1, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().count(f'"event": "{name}"') >= count):
+        assert process.poll() is None, f"live exited early: {process.communicate()[1].decode(errors='replace')}"
+        assert time.monotonic() < deadline, f"no {name} event within {timeout} s"
+        time.sleep(0.02)
+
+
+class Session:
+    """``echo-streamer live --device system --channels 1`` with a card playing into it."""
+
+    def __init__(self, env: dict[str, str], tmp_path: Path, *args: str) -> None:
+        self.events, self.capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
+        before = jack_ports(env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "echo_streamer", "live", "--device", "system", "--channels", "1",
+             "--events", str(self.events), "--capture", str(self.capture), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        wait_for(self.events, "stream_started", self.process)
+        (self.input_port,) = {port for port in jack_ports(env) - before if port.endswith("in_0")}
+        self.card = subprocess.Popen([sys.executable, str(CARD), self.input_port, "440", "0.5", "0.5"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        assert self.card.stdout is not None
+        assert self.card.stdout.readline().strip() == "connected", self.card.communicate()[1]
+        self.tone_at = float(self.card.stdout.readline().split()[1])
+
+    def finish(self, timeout: float = 20) -> tuple[int, str, list[dict[str, Any]]]:
+        try:
+            _stdout, stderr = self.process.communicate(timeout=timeout)
+        finally:
+            self.card.kill()
+            self.card.wait()
+            if self.process.poll() is None:
+                self.process.kill()
+        text = stderr.decode(errors="replace")
+        assert "Traceback" not in text, text
+        return self.process.returncode, text, read_events(self.events)
+
+
+def tone_figures(pcm: np.ndarray) -> tuple[float, float]:
+    """(frequency of the strongest component in Hz, peak level, full scale 1.0) of the audible part."""
+    audible = pcm[np.flatnonzero(pcm)[0]:np.flatnonzero(pcm)[-1]].astype(np.float64) / 32768
+    spectrum = np.abs(np.fft.rfft(audible * np.hanning(len(audible))))
+    return float(np.argmax(spectrum) * RATE / len(audible)), float(np.abs(audible).max())
+
+
+def test_devices_lists_the_jack_input(jack_env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "echo_streamer", "devices"], capture_output=True, text=True,
+                            env=jack_env, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert any("system  (JACK Audio Connection Kit, 48000 Hz, 2 in)" in line for line in result.stdout.splitlines())
+
+
+def test_live_streams_what_the_card_plays(jack_env: dict[str, str], tmp_path: Path) -> None:
+    """A 440 Hz tone at half scale comes out at 440 Hz and half scale, resampled 48 -> 24 kHz,
+    within 100 ms of being played; --duration ends the run with status 0."""
+    session = Session(jack_env, tmp_path, "--duration", "2.5")
+    status, stderr, events = session.finish()
+    assert status == 0, stderr
+    pcm = read_pcm(session.capture, RATE)
+    freq, level = tone_figures(pcm)
+    assert abs(freq - 440) < 3 and abs(level - 0.5) < 0.03, (freq, level)
+    started = next(e for e in events if e["event"] == "stream_started")["t"]
+    first = int(np.flatnonzero(frames_of(pcm, 240).any(axis=1))[0])
+    latency = started + first * 0.010 - session.tone_at  # frames are handed one per 10 ms tick
+    assert -0.02 < latency < 0.1, latency
+    assert events[-1]["event"] == "stream_finished" and events[-1]["underruns"] <= 1
+
+
+def test_interrupt_mutes_until_sigcont(jack_env: dict[str, str], tmp_path: Path) -> None:
+    """SIGUSR1 fades the input out and mutes it; SIGCONT unmutes it as a new segment."""
+    session = Session(jack_env, tmp_path)
+    wait_for(session.events, "item_started", session.process)
+    time.sleep(1.0)
+    session.process.send_signal(signal.SIGUSR1)
+    wait_for(session.events, "interrupt_done", session.process)
+    time.sleep(0.6)
+    session.process.send_signal(signal.SIGCONT)
+    wait_for(session.events, "item_started", session.process, count=2)
+    time.sleep(0.5)
+    session.process.send_signal(signal.SIGTERM)
+    status, stderr, events = session.finish()
+    assert status == 0, stderr
+    finished = [e for e in events if e["event"] == "item_finished"]
+    assert finished[0]["interrupted"] is True and finished[0]["id"] == "seg-1"
+    assert [e["id"] for e in events if e["event"] == "item_started"][:2] == ["seg-1", "seg-2"]
+    audible = frames_of(read_pcm(session.capture, RATE), 240).any(axis=1)
+    edges = np.flatnonzero(np.diff(audible.astype(np.int8)))
+    silent_ms = (edges[2] - edges[1]) * 10  # tone -> muted -> tone again
+    assert 500 <= silent_ms <= 1500, silent_ms
+
+
+def test_mute_ms_unmutes_by_itself(jack_env: dict[str, str], tmp_path: Path) -> None:
+    session = Session(jack_env, tmp_path, "--mute-ms", "300", "--duration", "3")
+    wait_for(session.events, "item_started", session.process)
+    time.sleep(0.8)
+    session.process.send_signal(signal.SIGUSR1)
+    status, stderr, events = session.finish()
+    assert status == 0, stderr
+    assert [e["id"] for e in events if e["event"] == "item_started"][:2] == ["seg-1", "seg-2"]
+
+
+def test_missing_device_is_one_line_and_exit_1(jack_env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "echo_streamer", "live", "--device", "no-such-card"],
+                            capture_output=True, text=True, env=jack_env, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "echo-streamer: live input 'no-such-card': No input device matching 'no-such-card'"
+
+
+def test_a_device_that_goes_away_ends_with_one_line(jack_env: dict[str, str], tmp_path: Path) -> None:
+    """The JACK server (the card) dies mid-stream: one line naming the input, exit status 1."""
+    session = Session(jack_env, tmp_path)
+    wait_for(session.events, "item_started", session.process)
+    subprocess.run(["pkill", "-f", f"jackd -n {jack_env['JACK_DEFAULT_SERVER']}"], check=True)
+    status, stderr, _events = session.finish()
+    lines = [line for line in stderr.splitlines() if line.startswith("echo-streamer:") and "offline" not in line]
+    assert status == 1, stderr
+    assert len(lines) >= 1 and lines[0].startswith("echo-streamer: live input 'system': "), stderr
