@@ -107,7 +107,7 @@ def test_any_chunking_decodes_the_same(sample_format: str, channels: int, sizes:
     data = data.tobytes()
     if sample_format.startswith("f"):  # random bytes make NaNs there; use real floats
         width = RAW_FORMATS[sample_format]
-        values = np.linspace(-1, 1, len(data) // width).astype("<f4" if width == 4 else "<f8")
+        values = np.linspace(-1, 1, 30 * channels).astype("<f4" if width == 4 else "<f8")
         data = values.tobytes() + data[:extra % frame_bytes]
     decoder = SampleDecoder("stream", sample_format, channels)
     blocks = [decoder.push(chunk) for chunk in pieces(data, sizes)]
