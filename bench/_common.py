@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
@@ -44,6 +45,21 @@ def noise_sweep_flac(seconds: int, rate: int = 48_000, name: str | None = None) 
                  "vol", "0.5"])  # fmt: skip
     partial.rename(path)
     return path
+
+
+def sine(rate: int, seconds: float, start: int = 0) -> Any:
+    """A 440 Hz sine at half scale, float32, ``seconds`` long from sample ``start`` (numpy loads here)."""
+    import numpy as np
+
+    t = (start + np.arange(round(rate * seconds))) / rate
+    return (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def pcm16(samples: Any) -> bytes:
+    """Float samples (full scale 1.0, not beyond it) as little-endian PCM16 bytes."""
+    import numpy as np
+
+    return np.rint(samples * 32767).astype("<i2").tobytes()
 
 
 def run_checked(command: Sequence[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from _common import SleepProbe, busy_cores, print_table, verdict
+from _common import SleepProbe, busy_cores, pcm16, print_table, sine, verdict
 
 RATE = 24_000
 TARGET_MS = 22.0
@@ -46,22 +46,13 @@ WAIT_S = (0.05, 1.0)  # the interrupt comes this long (uniform) after the audio 
 BASELINES = ("blocking 100 ms", "awaited 40 ms")
 
 
-def sine(seconds: float, start: int = 0) -> np.ndarray:
-    t = (start + np.arange(round(RATE * seconds))) / RATE
-    return (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-
-
-def pcm16(samples: np.ndarray) -> bytes:
-    return np.rint(samples * 32767).astype("<i2").tobytes()
-
-
 # -- workers (each runs in its own process and prints one JSON object) ----------------------
 
 
 def endless_tone(chunk_s: float = 0.02) -> Iterator[np.ndarray]:
     start = 0
     while True:
-        chunk = sine(chunk_s, start)
+        chunk = sine(RATE, chunk_s, start)
         start += len(chunk)
         yield chunk
 
@@ -108,7 +99,7 @@ def blocking_worker(interrupts: int, rng: random.Random) -> dict[str, Any]:
 
 
 def blocking_interrupt(source: Any, rng: random.Random) -> float:
-    chunk = pcm16(sine(0.1))
+    chunk = pcm16(sine(RATE, 0.1))
     stop = threading.Event()
     returned = [0.0]
     writer = threading.Thread(target=speak_blocking, args=(source, chunk, stop, returned))
@@ -136,7 +127,7 @@ async def awaited_worker(interrupts: int, rng: random.Random) -> dict[str, Any]:
 async def awaited_interrupt(source: Any, rng: random.Random) -> float:
     completed = [0.0]
     settled = asyncio.Event()
-    task = asyncio.create_task(speak_awaited(source, pcm16(sine(0.04)), completed, settled))
+    task = asyncio.create_task(speak_awaited(source, pcm16(sine(RATE, 0.04)), completed, settled))
     await asyncio.sleep(rng.uniform(*WAIT_S))
     requested = time.monotonic()
     task.cancel()

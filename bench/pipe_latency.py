@@ -27,15 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import ECHO_STREAMER, SleepProbe, busy_cores, clean_env, out_path, print_table, verdict
+from _common import ECHO_STREAMER, SleepProbe, busy_cores, clean_env, out_path, pcm16, print_table, sine, verdict
 
 IN_RATE = 22050
 TARGET_MS = 30.0
-
-
-def tone_pcm(seconds: float) -> bytes:
-    t = np.arange(round(IN_RATE * seconds)) / IN_RATE
-    return np.rint(0.5 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
 
 
 def wait_for(events: Path, name: str, count: int, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
@@ -69,8 +64,9 @@ def run(args: argparse.Namespace) -> tuple[list[float], dict[str, object], float
             path.unlink()
     os.mkfifo(fifo)
     command = [args.echo_streamer, "pipe", "--input", str(fifo), "--follow", "--format", "s16le", "--input-rate",
-               str(IN_RATE), "--events", str(events), "--gap-ms", "100", "--no-progress", "--start-ms", str(args.start_ms)]
-    pcm = tone_pcm(0.5)
+               str(IN_RATE), "--events", str(events), "--gap-ms", "100", "--no-progress",
+               "--start-ms", str(args.start_ms)]
+    pcm = pcm16(sine(IN_RATE, 0.5))
     rng = random.Random(args.seed)
     starts = []
     with busy_cores(args.busy), SleepProbe() as probe:

@@ -77,4 +77,5 @@ def pause_points(marks: np.ndarray, frame_ms: int) -> list[InterruptPoint]:
     """One point per run of frames marked as interrupt points."""
     edges = np.diff(np.concatenate(([0], marks.astype(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [InterruptPoint(int(start) * frame_ms, "pause", int(end) * frame_ms) for start, end in zip(starts, ends, strict=True)]
+    return [InterruptPoint(int(start) * frame_ms, "pause", int(end) * frame_ms)
+            for start, end in zip(starts, ends, strict=True)]

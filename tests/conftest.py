@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -43,6 +45,30 @@ def arun(coroutine: Awaitable[T], timeout: float = 30.0) -> T:
         return await asyncio.wait_for(coroutine, timeout)
 
     return asyncio.run(guarded())
+
+
+def offline_env() -> dict[str, str]:
+    """The current environment without any room URL or meeting token, so the CLI streams offline."""
+    env = dict(os.environ)
+    env.pop("ECHO_STREAMER_ROOM_URL", None)
+    env.pop("ECHO_STREAMER_MEETING_TOKEN", None)
+    return env
+
+
+def cli_command(*args: str | Path | int) -> list[str]:
+    """``echo-streamer ARGS`` as an argument list, run by this interpreter."""
+    return [sys.executable, "-m", "echo_streamer", *[str(a) for a in args]]
+
+
+def wait_for_event(path: Path, name: str, process: subprocess.Popen[Any], count: int = 1,
+                   timeout: float = 20) -> None:
+    """Wait until the events file at ``path`` holds ``count`` ``name`` events; fail if ``process``
+    exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text(encoding="utf-8").count(f'"event": "{name}"') >= count):
+        assert process.poll() is None, f"exited with status {process.returncode} before the {name} event"
+        assert time.monotonic() < deadline, f"no {name} event within {timeout} s"
+        time.sleep(0.02)
 
 
 def run(*command: str | Path, stdin: bytes | None = None) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import frames_of, read_events, read_pcm
+from conftest import frames_of, offline_env, read_events, read_pcm, wait_for_event
 
 CARD = Path(__file__).with_name("jack_card.py")
 RATE = 24_000
@@ -33,8 +33,7 @@ def jack_ports(env: dict[str, str]) -> set[str]:
 def jack_env() -> Iterator[dict[str, str]]:
     """A private JACK server (dummy driver, 48 kHz, 5 ms periods); the environment that selects it."""
     name = f"echo-streamer-test-{os.getpid()}-{time.monotonic_ns()}"
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name}
-    env.pop("ECHO_STREAMER_ROOM_URL", None)
+    env = {**offline_env(), "JACK_DEFAULT_SERVER": name}
     server = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "240",
                                "-C", "2", "-P", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 10
@@ -53,14 +52,6 @@ def _ports_or_empty(env: dict[str, str]) -> set[str]:
     return set(result.stdout.split()) if result.returncode == 0 else set()
 
 
-def wait_for(path: Path, name: str, process: subprocess.Popen[bytes], count: int = 1, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.read_text().count(f'"event": "{name}"') >= count):
-        assert process.poll() is None, f"live exited early: {process.communicate()[1].decode(errors='replace')}"
-        assert time.monotonic() < deadline, f"no {name} event within {timeout} s"
-        time.sleep(0.02)
-
-
 class Session:
     """``echo-streamer live --device system --channels 1`` with a card playing into it."""
 
@@ -71,7 +62,7 @@ class Session:
             [sys.executable, "-m", "echo_streamer", "live", "--device", "system", "--channels", "1",
              "--events", str(self.events), "--capture", str(self.capture), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        wait_for(self.events, "stream_started", self.process)
+        wait_for_event(self.events, "stream_started", self.process)
         (self.input_port,) = {port for port in jack_ports(env) - before if port.endswith("in_0")}
         self.card = subprocess.Popen([sys.executable, str(CARD), self.input_port, "440", "0.5", "0.5"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -125,13 +116,13 @@ def test_live_streams_what_the_card_plays(jack_env: dict[str, str], tmp_path: Pa
 def test_interrupt_mutes_until_sigcont(jack_env: dict[str, str], tmp_path: Path) -> None:
     """SIGUSR1 fades the input out and mutes it; SIGCONT unmutes it as a new segment."""
     session = Session(jack_env, tmp_path)
-    wait_for(session.events, "item_started", session.process)
+    wait_for_event(session.events, "item_started", session.process)
     time.sleep(1.0)
     session.process.send_signal(signal.SIGUSR1)
-    wait_for(session.events, "interrupt_done", session.process)
+    wait_for_event(session.events, "interrupt_done", session.process)
     time.sleep(0.6)
     session.process.send_signal(signal.SIGCONT)
-    wait_for(session.events, "item_started", session.process, count=2)
+    wait_for_event(session.events, "item_started", session.process, count=2)
     time.sleep(0.5)
     session.process.send_signal(signal.SIGTERM)
     status, stderr, events = session.finish()
@@ -147,7 +138,7 @@ def test_interrupt_mutes_until_sigcont(jack_env: dict[str, str], tmp_path: Path)
 
 def test_mute_ms_unmutes_by_itself(jack_env: dict[str, str], tmp_path: Path) -> None:
     session = Session(jack_env, tmp_path, "--mute-ms", "300", "--duration", "3")
-    wait_for(session.events, "item_started", session.process)
+    wait_for_event(session.events, "item_started", session.process)
     time.sleep(0.8)
     session.process.send_signal(signal.SIGUSR1)
     status, stderr, events = session.finish()
@@ -165,7 +156,7 @@ def test_missing_device_is_one_line_and_exit_1(jack_env: dict[str, str]) -> None
 def test_a_device_that_goes_away_ends_with_one_line(jack_env: dict[str, str], tmp_path: Path) -> None:
     """The JACK server (the card) dies mid-stream: one line naming the input, exit status 1."""
     session = Session(jack_env, tmp_path)
-    wait_for(session.events, "item_started", session.process)
+    wait_for_event(session.events, "item_started", session.process)
     subprocess.run(["pkill", "-f", f"jackd -n {jack_env['JACK_DEFAULT_SERVER']}"], check=True)
     status, stderr, _events = session.finish()
     lines = [line for line in stderr.splitlines() if line.startswith("echo-streamer:") and "offline" not in line]

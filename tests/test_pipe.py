@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import arun, frames_of, locate, read_events, read_pcm, run, tone
+from conftest import (arun, cli_command, frames_of, locate, offline_env, read_events, read_pcm, run, tone,
+                      wait_for_event)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,16 +67,6 @@ def decode_all(chunks: Iterator[bytes], name: str = "stream", **kwargs: object) 
         source.close()
     return (np.concatenate(blocks) if blocks else np.zeros((0, source.channels), np.float32)), source.rate, \
         source.channels
-
-
-def pipe_command(*args: str | Path | int) -> list[str]:
-    return [sys.executable, "-m", "echo_streamer", "pipe", *[str(a) for a in args]]
-
-
-def offline_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("ECHO_STREAMER_ROOM_URL", None)
-    return env
 
 
 # -- raw sample formats --------------------------------------------------------------------
@@ -223,7 +214,7 @@ def test_a_slow_raw_writer_with_a_stall_streams_in_order(tmp_path: Path) -> None
     events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
     # 20 ms of audio every 15 ms: a little faster than real time, as TTS engines write.
     writer = slow_writer(pcm, tmp_path / "tone.raw", [961, 959], 20, 0.3, 0.015, events)
-    result = subprocess.run(pipe_command("--format", "s16le", "--input-rate", RATE, "--events", events,
+    result = subprocess.run(cli_command("pipe", "--format", "s16le", "--input-rate", RATE, "--events", events,
                                          "--capture", capture), stdin=writer.stdout, capture_output=True, text=True,
                             timeout=60, env=offline_env())
     writer.wait()
@@ -247,7 +238,7 @@ def test_fifo_follow_makes_one_segment_per_writer(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
     tones = [pcm16_tone(0.3, freq) for freq in (330.0, 550.0, 770.0)]
-    process = subprocess.Popen(pipe_command("--input", fifo, "--follow", "--gap-ms", 200, "--events", events,
+    process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", "--gap-ms", 200, "--events", events,
                                             "--capture", capture), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=offline_env())
     try:
@@ -255,11 +246,7 @@ def test_fifo_follow_makes_one_segment_per_writer(tmp_path: Path) -> None:
             with open(fifo, "wb") as writer:
                 writer.write(wav_header(RATE, 1, 0xFFFFFFFF) + pcm.tobytes())
             time.sleep(0.05)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if events.exists() and events.read_text().count('"item_finished"') == 3:
-                break
-            time.sleep(0.05)
+        wait_for_event(events, "item_finished", process, count=3)
         process.send_signal(signal.SIGTERM)
         _stdout, stderr = process.communicate(timeout=10)
     finally:
@@ -278,16 +265,13 @@ def test_hard_interrupt_drops_the_rest_of_what_the_writer_sends(tmp_path: Path) 
     played, the writer is never blocked (it finishes), and pipe exits 0 once the writer closes."""
     events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
     writer = slow_writer(pcm16_tone(3.0, 440.0).tobytes(), tmp_path / "tone.raw", [960], -1, 0, 0.015, events)
-    process = subprocess.Popen(pipe_command("--format", "s16le", "--input-rate", RATE, "--events", events,
+    process = subprocess.Popen(cli_command("pipe", "--format", "s16le", "--input-rate", RATE, "--events", events,
                                             "--capture", capture), stdin=writer.stdout, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env=offline_env())
     assert writer.stdout is not None
     writer.stdout.close()
     try:
-        deadline = time.monotonic() + 20
-        while not (events.exists() and '"item_started"' in events.read_text()):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for_event(events, "item_started", process)
         time.sleep(0.5)
         process.send_signal(signal.SIGUSR1)
         _stdout, stderr = process.communicate(timeout=20)
@@ -355,7 +339,7 @@ def test_start_ms_holds_a_segment_until_enough_is_ready(tmp_path: Path) -> None:
     that still plays once the writer closes."""
     events = tmp_path / "events.jsonl"
     writer = slow_writer(pcm16_tone(0.4, 440.0).tobytes(), tmp_path / "tone.raw", [960], -1, 0, 0.02, events)
-    result = subprocess.run(pipe_command("--format", "s16le", "--input-rate", RATE, "--start-ms", 60, "--events",
+    result = subprocess.run(cli_command("pipe", "--format", "s16le", "--input-rate", RATE, "--start-ms", 60, "--events",
                                          events), stdin=writer.stdout, capture_output=True, text=True, timeout=60,
                             env=offline_env())
     writer.wait()

@@ -7,10 +7,8 @@ SDK was given, the events file, the offline / failed-join messages and clean sto
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from conftest import cut_in_capture, locate, read_events, read_pcm, rendered, run, tone
+from conftest import (cli_command, cut_in_capture, locate, offline_env, read_events, read_pcm, rendered, run, tone,
+                      wait_for_event)
 
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render as render_file
@@ -35,18 +34,6 @@ CRASH_MARKERS = ("Traceback", "panicked", "panic", "RUST_BACKTRACE", "Segmentati
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def offline_env() -> dict[str, str]:
-    """The current environment without any room URL or meeting token, so ``play`` streams offline."""
-    env = dict(os.environ)
-    env.pop("ECHO_STREAMER_ROOM_URL", None)
-    env.pop("ECHO_STREAMER_MEETING_TOKEN", None)
-    return env
-
-
-def cli_command(*args: str | Path | int) -> list[str]:
-    return [sys.executable, "-m", "echo_streamer", *[str(a) for a in args]]
 
 
 def no_crash_text(stderr: str) -> None:
@@ -270,16 +257,6 @@ def test_unreachable_room_fails_fast_with_one_line(via: str, short_wav: Path, tm
 
 
 # -- 5. signals ----------------------------------------------------------------------------
-
-
-def wait_for_event(path: Path, name: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and f'"event": "{name}"' in path.read_text(encoding="utf-8"):
-            return
-        assert process.poll() is None, "play exited before the event"
-        time.sleep(0.02)
-    raise AssertionError(f"no {name} event within {timeout} s")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

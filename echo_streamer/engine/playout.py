@@ -211,13 +211,17 @@ class Playout:
             return _STARVED, segment, self._starved(segment, now)
         self._starving = False
         if isinstance(item, SegmentEnd):
-            self._current = None
-            self._gap_left = self._gap_frames - 1 if segment.handed_frames else 0
-            return _END, segment, self._silence
+            return self._end(segment)
         if not segment.handed_frames:
             segment.first_handed_at = now
         segment.handed_frames += 1
         return _AUDIO, segment, item.pcm
+
+    def _end(self, segment: Segment) -> tuple[int, Segment | None, bytes]:
+        """The silent frame after a segment's last one; with it, the gap begins (if it played)."""
+        self._current = None
+        self._gap_left = self._gap_frames - 1 if segment.handed_frames else 0
+        return _END, segment, self._silence
 
     def _held_back(self, segment: Segment) -> bool:
         """A streamed segment waits to start until ``stream_start_ms`` of it is ready (or all of it)."""
@@ -251,8 +255,7 @@ class Playout:
         if not request.keep_queue:
             request.dropped += self._drop_waiting(now)
         if isinstance(item, SegmentEnd):
-            self._gap_left = self._gap_frames - 1
-            return _END, segment, self._silence
+            return self._end(segment)
         segment.discard()
         self._gap_left = self._gap_frames
         if item is not None and self._last_kind == _AUDIO:

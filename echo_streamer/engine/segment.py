@@ -31,7 +31,8 @@ class Segment(Waitable):
 
     Counters are updated from SDK completions, so ``position_ms`` is audio actually consumed by
     the SDK, never an estimate. ``started_at`` / ``finished_at`` (first frame consumed, end)
-    and ``first_handed_at`` (first frame written to the SDK) are ``time.monotonic()`` values. ``await segment.wait()`` returns it once it has finished, failed or been dropped.
+    and ``first_handed_at`` (first frame written to the SDK) are ``time.monotonic()`` values.
+    ``await segment.wait()`` returns it once it has finished, failed or been dropped.
     """
 
     def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource], rate: int,

@@ -42,6 +42,16 @@ def check_format(name: str, rate: int, channels: int) -> None:
         raise InputError(name, f"{channels} channels is outside 1..{MAX_CHANNELS}")
 
 
+def checked(source: AudioSource) -> AudioSource:
+    """Return ``source`` if the pipeline supports its rate and channel count; else close it and raise."""
+    try:
+        check_format(source.name, source.rate, source.channels)
+    except InputError:
+        source.close()
+        raise
+    return source
+
+
 def check_complete(name: str, decoded_seconds: float, declared_seconds: float | None) -> None:
     """Raise if the stream ended well before the length its header declared (a truncated file)."""
     if declared_seconds is not None and decoded_seconds < declared_seconds * 0.99 - 0.05:

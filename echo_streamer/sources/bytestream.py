@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from ..errors import InputError
-from .base import AudioSource, check_format
+from .base import AudioSource, check_format, checked
 from .ffmpeg import FfmpegSource
 from .formats import AUTO
 from .rawpcm import SampleDecoder
@@ -55,7 +55,7 @@ class RawStreamSource:
     """Raw samples (or a WAV's data chunk) from a :class:`ChunkReader`, one block per chunk received.
 
     Never reads ahead: a block is yielded as soon as its bytes arrive, which is what keeps a pipe's
-    latency low. A partial sample left at the end of the stream is dropped (``dropped_bytes``).
+    latency low. A partial sample left at the end of the stream is dropped.
     """
 
     duration: float | None = None
@@ -65,7 +65,6 @@ class RawStreamSource:
         self.name = name
         self.rate = rate
         self.channels = channels
-        self.dropped_bytes = 0
         self._reader = reader
         self._decoder = SampleDecoder(name, sample_format, channels)
 
@@ -74,7 +73,6 @@ class RawStreamSource:
             block = self._decoder.push(chunk)
             if len(block):
                 yield block
-        self.dropped_bytes = self._decoder.pending
 
     def close(self) -> None:
         self._reader.close()
@@ -114,13 +112,7 @@ def _ffmpeg_stream(reader: ChunkReader, name: str) -> AudioSource:
     feeder = threading.Thread(target=_pump, args=(reader, write_end), name="echo-streamer-ffmpeg-feed", daemon=True)
     feeder.start()
     with os.fdopen(read_end, "rb", buffering=0) as stdin:
-        source = FfmpegSource("-", _FFMPEG_BLOCK_SECONDS, stdin, name=name, streaming=True)
-    try:
-        check_format(name, source.rate, source.channels)
-    except InputError:
-        source.close()
-        raise
-    return source
+        return checked(FfmpegSource("-", _FFMPEG_BLOCK_SECONDS, stdin, name=name, streaming=True))
 
 
 def _pump(reader: ChunkReader, write_end: int) -> None:

@@ -29,10 +29,11 @@ class FfmpegSource:
 
     Blocks of ``block_seconds`` are read from ffmpeg's stdout as it decodes; the first audio stream
     is used. Decoder errors reported by ffmpeg raise :class:`InputError` (naming ``name``, by
-    default ``path``) at the end of the stream. ``streaming=True`` is for input
-    that arrives over time: ffmpeg decides the format from the first 512 bytes (with its default,
-    32 KiB, a 64 kbit/s MP3 written in real time was decoded 1.3 s late) and flushes every packet, and each block is whatever
-    has been decoded so far (at most ``block_seconds``), so audio moves on as soon as it exists.
+    default ``path``) at the end of the stream. ``streaming=True`` is for input that arrives over
+    time: ffmpeg decides the format from the first 512 bytes (with its default, 32 KiB, a
+    64 kbit/s MP3 written in real time was decoded 1.3 s late) and flushes every packet, and each
+    block is whatever has been decoded so far (at most ``block_seconds``), so audio moves on as
+    soon as it exists.
     """
 
     def __init__(self, path: str, block_seconds: float, stdin: BinaryIO | None = None, *, name: str | None = None,

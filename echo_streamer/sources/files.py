@@ -7,7 +7,7 @@ import sys
 from typing import BinaryIO
 
 from ..errors import InputError
-from .base import AudioSource, check_format
+from .base import AudioSource, checked
 from .ffmpeg import FfmpegSource
 from .libsndfile import NotForLibsndfile, SoundFileSource
 
@@ -22,13 +22,7 @@ def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float
     Raises :class:`InputError` naming the input and the reason when it cannot be decoded or its
     sample rate or channel count is outside what the pipeline supports.
     """
-    source = _open_decoder(path, stdin, block_seconds)
-    try:
-        check_format(source.name, source.rate, source.channels)
-    except InputError:
-        source.close()
-        raise
-    return source
+    return checked(_open_decoder(path, stdin, block_seconds))
 
 
 def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> AudioSource:
