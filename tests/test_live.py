@@ -20,36 +20,17 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import frames_of, offline_env, read_events, read_pcm, wait_for_event
+from jack_card import jack_server, ports
 
 CARD = Path(__file__).with_name("jack_card.py")
 RATE = 24_000
 
 
-def jack_ports(env: dict[str, str]) -> set[str]:
-    return set(subprocess.run(["jack_lsp"], capture_output=True, text=True, env=env, check=True).stdout.split())
-
-
 @pytest.fixture
 def jack_env() -> Iterator[dict[str, str]]:
     """A private JACK server (dummy driver, 48 kHz, 5 ms periods); the environment that selects it."""
-    name = f"echo-streamer-test-{os.getpid()}-{time.monotonic_ns()}"
-    env = {**offline_env(), "JACK_DEFAULT_SERVER": name}
-    server = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "240",
-                               "-C", "2", "-P", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 10
-    while "system:capture_1" not in _ports_or_empty(env):
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise AssertionError(f"jackd did not start: {server.communicate()[1].decode(errors='replace')}")
-        time.sleep(0.05)
-    yield env
-    server.terminate()
-    server.wait(timeout=10)
-
-
-def _ports_or_empty(env: dict[str, str]) -> set[str]:
-    result = subprocess.run(["jack_lsp"], capture_output=True, text=True, env=env)
-    return set(result.stdout.split()) if result.returncode == 0 else set()
+    with jack_server(f"echo-streamer-test-{os.getpid()}-{time.monotonic_ns()}", offline_env()) as env:
+        yield env
 
 
 class Session:
@@ -57,13 +38,13 @@ class Session:
 
     def __init__(self, env: dict[str, str], tmp_path: Path, *args: str) -> None:
         self.events, self.capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
-        before = jack_ports(env)
+        before = ports(env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "echo_streamer", "live", "--device", "system", "--channels", "1",
              "--events", str(self.events), "--capture", str(self.capture), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         wait_for_event(self.events, "stream_started", self.process)
-        (self.input_port,) = {port for port in jack_ports(env) - before if port.endswith("in_0")}
+        (self.input_port,) = {port for port in ports(env) - before if port.endswith("in_0")}
         self.card = subprocess.Popen([sys.executable, str(CARD), self.input_port, "440", "0.5", "0.5"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
         assert self.card.stdout is not None
@@ -111,6 +92,12 @@ def test_live_streams_what_the_card_plays(jack_env: dict[str, str], tmp_path: Pa
     latency = started + first * 0.010 - session.tone_at  # frames are handed one per 10 ms tick
     assert -0.02 < latency < 0.1, latency
     assert events[-1]["event"] == "stream_finished" and events[-1]["underruns"] <= 1
+    # The drift control ran on the real stream: frames waited about a block, nothing overflowed.
+    (finished,) = [e for e in events if e["event"] == "item_finished"]
+    live = finished["live"]
+    assert live["overflows"] == 0 and live["underruns"] <= 1 and live["peak_ms"] <= 40
+    assert live["wait_ms"] is not None and 0 <= live["wait_ms"] <= live["margin_ms"] + 6 + 3  # + start-up slack
+    assert "clock drift" in stderr and "0 blocks dropped (overflow)" in stderr, stderr
 
 
 def test_interrupt_mutes_until_sigcont(jack_env: dict[str, str], tmp_path: Path) -> None:

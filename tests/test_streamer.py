@@ -23,6 +23,7 @@ from conftest import arun, locate, read_pcm, run, tone
 
 from echo_streamer import Segment, Streamer, StreamerConfig
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat, condition
+from echo_streamer.dsp.resample import LOW_LATENCY_QUALITY
 from echo_streamer.renderer import render as render_file
 from echo_streamer.sources.arrays import ArraySource
 
@@ -51,7 +52,7 @@ def reference(samples: np.ndarray, rate: int, output: OutputFormat) -> tuple[np.
     """What stream() must send for ``samples``: the low-latency pipeline over the whole signal in
     one block (the frames as one PCM16 vector, and the real sample count)."""
     channels = 1 if samples.ndim == 1 else samples.shape[1]
-    conditioner = Conditioner("reference", rate, output, low_latency=True)
+    conditioner = Conditioner("reference", rate, output, quality=LOW_LATENCY_QUALITY)
     blocks = ArraySource([samples], rate, channels).blocks()
     frames = np.concatenate([frames for frames, _pauses in condition(blocks, conditioner)])
     return frames.reshape(-1), conditioner.samples

@@ -14,10 +14,6 @@ if TYPE_CHECKING:
     from ..engine.streamer import Streamer
     from ..sources.live import LiveInput
 
-# How far the frames of the live segment may run ahead of playout; beyond it the capture queue
-# fills and drops its oldest audio (counted as overflows), so delay never builds up.
-LIVE_BUFFER_MS = 40
-
 
 @click.command()
 @click.option("--device", metavar="NAME|INDEX", help="Input device (see `echo-streamer devices`; default: the "
@@ -34,9 +30,10 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
          mute_ms: int | None, **options: Any) -> None:
     """Stream a sound card's input into the room in real time.
 
-    The capture is downmixed, resampled and framed as it arrives, with at most 40 ms queued
-    for the SDK: if the card runs ahead, the oldest audio is dropped (reported at the end as
-    overflows) instead of letting the delay grow. SIGUSR1 / SIGUSR2 fade the input out and mute
+    The capture is downmixed, resampled and framed as it arrives. The card's clock and the
+    SDK's drift apart, so the backlog is held near 10 ms by dropping or repeating single samples
+    in quiet moments, and never passes 40 ms (beyond it whole blocks are dropped as overflows);
+    the counts are printed at the end. SIGUSR1 / SIGUSR2 fade the input out and mute
     it until SIGCONT (or --mute-ms); each unmuted stretch is one segment. A device that is
     missing or stops delivering audio ends it with one line and exit status 1.
 
@@ -62,8 +59,7 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
             await _stream_until_done(streamer, segments, live_input, duration, mute_ms)
         finally:
             live_input.close()
-            if live_input.overflows:
-                say(f"echo-streamer: {live_input.name}: {live_input.overflows} capture blocks dropped (overflow)")
+            _report_drift(live_input, segments)
 
     run_streaming(options, live_segments, hard_exit=lambda: live_input.lost)
 
@@ -84,7 +80,7 @@ async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_i
 
     while True:
         segment = streamer.stream(live_input.blocks(), live_input.rate, channels=live_input.channels,
-                                  name=live_input.name, buffer_ms=LIVE_BUFFER_MS)
+                                  name=live_input.name, live=True)
         segments.append(segment)
         try:
             await asyncio.wait_for(segment.wait(), left())
@@ -99,6 +95,18 @@ async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_i
         except TimeoutError:
             if ends is not None and loop.time() >= ends:
                 return
+
+
+def _report_drift(live_input: LiveInput, segments: list[Segment]) -> None:
+    """One line: how the card's clock compared with playout and what it cost."""
+    controls = [segment.drift for segment in segments if segment.drift is not None]
+    dropped, inserted = sum(c.dropped for c in controls), sum(c.inserted for c in controls)
+    overflows = live_input.overflows + sum(c.overflows for c in controls)
+    underruns = sum(c.underruns for c in controls)
+    samples = sum(c.samples_in for c in controls)
+    ppm = 1e6 * (dropped - inserted) / samples if samples else 0.0
+    say(f"echo-streamer: {live_input.name}: clock drift {ppm:+.0f} ppm ({dropped} samples dropped, {inserted} "
+        f"repeated), {overflows} blocks dropped (overflow), {underruns} underruns")
 
 
 def _shorter(first: float | None, second: float | None) -> float | None:

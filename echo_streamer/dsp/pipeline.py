@@ -10,7 +10,7 @@ import numpy as np
 from .convert import downmix, to_pcm16
 from .framer import Framer
 from .pauses import PauseDetector
-from .resample import LOW_LATENCY_QUALITY, QUALITY, StreamResampler
+from .resample import QUALITY, StreamResampler
 
 OUTPUT_RATES = (16_000, 24_000)
 FRAME_MS_CHOICES = (10, 20)
@@ -43,14 +43,14 @@ class Conditioner:
 
     ``push()`` returns the whole frames completed so far as a ``(count, frame_samples)`` int16
     array; ``finish()`` flushes the resampler and pads the last frame. ``samples`` counts real
-    (unpadded) output samples, ``clipped`` the samples clipped at full scale. ``low_latency``
-    picks the resampler for audio that is produced as it plays (see ``dsp.resample``).
+    (unpadded) output samples, ``clipped`` the samples clipped at full scale. ``quality`` picks
+    the resampler (see ``dsp.resample``: files, streams and live input each have their own).
     """
 
-    def __init__(self, name: str, in_rate: int, output: OutputFormat, *, low_latency: bool = False) -> None:
+    def __init__(self, name: str, in_rate: int, output: OutputFormat, *, quality: str = QUALITY) -> None:
         self.name = name
         self.output = output
-        self._resampler = StreamResampler(in_rate, output.rate, LOW_LATENCY_QUALITY if low_latency else QUALITY)
+        self._resampler = StreamResampler(in_rate, output.rate, quality)
         self._framer = Framer(output.frame_samples)
         self.samples = 0
         self.clipped = 0

@@ -178,6 +178,8 @@ class Playout:
                                   "position_ms": round(segment.position_ms, 1), "interrupted": interrupted}
         if segment.error:
             fields["error"] = segment.error
+        if segment.drift is not None:
+            fields["live"] = segment.drift.fields()
         self._emit("item_finished", now, fields, segment)
 
     def _drop(self, segment: Segment, now: float) -> None:
@@ -215,6 +217,8 @@ class Playout:
         if not segment.handed_frames:
             segment.first_handed_at = now
         segment.handed_frames += 1
+        if segment.drift is not None:
+            segment.drift.waited(now - item.ready_at)
         return _AUDIO, segment, item.pcm
 
     def _end(self, segment: Segment) -> tuple[int, Segment | None, bytes]:
@@ -269,6 +273,8 @@ class Playout:
             if not self._starving:
                 self._starving = True
                 self.underruns += 1
+                if segment.drift is not None:
+                    segment.drift.underruns += 1
                 self._emit("underrun", now, {"id": segment.id, "item": segment.name}, None)
         return self._silence
 

@@ -9,14 +9,17 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..sources.base import AudioSource
+from .drift import DriftControl
 from .waitable import Waitable
 
 
 class Frame(NamedTuple):
-    """One frame of PCM16 on its way to the SDK; ``pause`` marks an interrupt point at its start."""
+    """One frame of PCM16 on its way to the SDK; ``pause`` marks an interrupt point at its start;
+    ``ready_at`` is when it was complete (``time.monotonic()``)."""
 
     pcm: bytes
     pause: bool
+    ready_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class Segment(Waitable):
     """
 
     def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource], rate: int,
-                 buffer_frames: int, loop: asyncio.AbstractEventLoop, low_latency: bool = False) -> None:
+                 buffer_frames: int, loop: asyncio.AbstractEventLoop, low_latency: bool = False,
+                 drift: DriftControl | None = None) -> None:
         self.id = segment_id
         self.name = name
         self.rate = rate
@@ -48,6 +52,8 @@ class Segment(Waitable):
         self.open_source = open_source
         # Audio produced as it plays (a pipe, a generator): resample with the low-latency filter.
         self.low_latency = low_latency
+        # Live input on a clock of its own (a sound card): its backlog is held steady.
+        self.drift = drift
         # Decoded frames waiting for the SDK; bounded so a fast decoder stays only this far ahead.
         self.frames: queue.Queue[Frame | SegmentEnd] = queue.Queue(maxsize=buffer_frames)
         self.total_samples: int | None = None

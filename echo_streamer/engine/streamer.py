@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..dsp.pipeline import Conditioner, OutputFormat, condition
+from ..dsp.resample import LIVE_QUALITY, LOW_LATENCY_QUALITY, QUALITY
 from ..errors import InputError
 from ..output.capture import WavCapture
 from ..output.daily import DEFAULT_BITRATE, DailyMicrophone
@@ -25,6 +26,7 @@ from ..sources.base import AudioSource
 from ..sources.bytestream import open_byte_stream
 from ..sources.files import open_audio
 from ..sources.formats import AUTO, RAW_FORMATS
+from .drift import DriftControl
 from .interrupt import DEFAULT_MAX_WAIT_MS, Interruption
 from .playout import Playout
 from .segment import Frame, Segment, SegmentEnd
@@ -33,6 +35,8 @@ Event = dict[str, Any]
 Listener = Callable[[Event], None]
 
 _EVENT_BACKLOG = 1000
+# How far a live segment (a sound card) may run ahead of playout before its audio is dropped.
+LIVE_BUFFER_MS = 40
 
 
 @dataclass(frozen=True)
@@ -197,16 +201,28 @@ class Streamer:
         return self._enqueue(path, lambda: open_audio(path), segment_id)
 
     def stream(self, chunks: Iterable[np.ndarray], rate: int, *, channels: int = 1, name: str = "stream",
-               segment_id: str | None = None, buffer_ms: int | None = None) -> Segment:
+               segment_id: str | None = None, buffer_ms: int | None = None, live: bool = False) -> Segment:
         """Queue audio you produce: ``chunks`` yields int16 or float arrays at ``rate`` Hz.
 
         The iterable is consumed in the decode worker as the segment plays, so a generator that
         synthesises speech can be passed directly; if it falls behind, the stream carries silence
         and reports an ``underrun``. ``buffer_ms`` (default: the config's) bounds how far it may
-        run ahead of playout; a source that cannot wait (a sound card) drops audio beyond it.
+        run ahead of playout.
+
+        ``live=True`` is for audio that arrives in real time on a clock of its own (a sound card):
+        its backlog is held just above what playout needs by dropping or repeating single samples
+        in quiet moments as the clocks drift apart, audio beyond ``buffer_ms`` (default 40) is
+        dropped as an overflow, and the counters are in ``segment.drift`` and its
+        ``item_finished`` event (see :class:`~echo_streamer.engine.drift.DriftControl`).
         """
+        drift = None
+        if live:
+            buffer_ms = buffer_ms or LIVE_BUFFER_MS
+            drift = DriftControl(rate, self._format.rate, self._format.frame_samples, buffer_ms)
+            # Room for a few frames over the limit, so the drift control drops audio before the queue fills.
+            buffer_ms += 3 * self._format.frame_ms
         return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id, low_latency=True,
-                             buffer_ms=buffer_ms)
+                             buffer_ms=buffer_ms, drift=drift)
 
     def interrupt(self, mode: str = "now", *, keep_queue: bool = False,
                   max_wait_ms: int = DEFAULT_MAX_WAIT_MS) -> Interruption:
@@ -318,13 +334,14 @@ class Streamer:
     # -- decode worker ---------------------------------------------------------------------
 
     def _enqueue(self, name: str, open_source: Callable[[], AudioSource], segment_id: str | None,
-                 low_latency: bool = False, buffer_ms: int | None = None) -> Segment:
+                 low_latency: bool = False, buffer_ms: int | None = None,
+                 drift: DriftControl | None = None) -> Segment:
         if not self._started or self._stopping:
             raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
         assert self._loop is not None and self._idle is not None
         buffer_frames = max(2, (buffer_ms or self.config.buffer_ms) // self._format.frame_ms)
         segment = Segment(segment_id or f"seg-{next(self._segment_ids)}", name, open_source, self._format.rate,
-                          buffer_frames, self._loop, low_latency)
+                          buffer_frames, self._loop, low_latency, drift)
         self._segments.append(segment)
         self._idle.clear()
         self._playout.enqueue(segment)
@@ -343,12 +360,15 @@ class Streamer:
         try:
             source = segment.open_source()
             segment.duration = source.duration
-            conditioner = Conditioner(source.name, source.rate, self._format, low_latency=segment.low_latency)
+            quality = LIVE_QUALITY if segment.drift else LOW_LATENCY_QUALITY if segment.low_latency else QUALITY
+            conditioner = Conditioner(source.name, source.rate, self._format, quality=quality)
             # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
-            blocks = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
+            blocks: Iterable[np.ndarray] = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
+            if segment.drift is not None:
+                blocks = segment.drift.hold(blocks, lambda: conditioner.samples, lambda: segment.handed_frames)
             for frames, pauses in condition(blocks, conditioner):
                 for pcm, pause in zip(frames, pauses.tolist(), strict=True):
-                    if not self._offer(segment, Frame(pcm.tobytes(), pause)):
+                    if not self._offer(segment, Frame(pcm.tobytes(), pause, time.monotonic())):
                         return
             segment.total_samples = conditioner.samples
             if conditioner.clipped:

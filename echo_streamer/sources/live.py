@@ -13,8 +13,9 @@ import numpy as np
 from ..errors import InputError
 from .base import check_format
 
-# PortAudio delivers this much per callback: small, so audio moves on as soon as it exists.
-BLOCK_MS = 5
+# PortAudio delivers this much per callback by default: small, so audio moves on as soon as it
+# exists (a live frame is complete only when the block holding its last sample has come).
+BLOCK_MS = 5.0
 # A device that delivers nothing for this long is treated as gone.
 SILENT_DEVICE_S = 1.0
 CLOSE_TIMEOUT_S = 1.0
@@ -43,9 +44,10 @@ class LiveInput:
     """Captures ``device`` (a PortAudio index or name; None for the default input) from construction
     until :meth:`close`.
 
-    PortAudio's callback only copies each block into a queue holding at most ``max_buffer_ms``;
-    when it is full the oldest block is dropped and counted in ``overflows`` (as are the input
-    overflows PortAudio reports), so a consumer that falls behind loses audio instead of delay.
+    PortAudio calls back with ``block_ms`` of audio at a time; the callback only copies each block
+    into a queue holding at most ``max_buffer_ms``. When it is full the oldest block is dropped,
+    and counted in ``overflows`` while :meth:`blocks` is being read (as are the input overflows
+    PortAudio reports), so a consumer that falls behind loses audio instead of adding delay.
     :meth:`blocks` yields float32 ``(frames, channels)`` blocks as they arrive; each call starts
     fresh, dropping what was captured before it. Raises :class:`InputError` naming the device when
     it cannot be opened (missing, busy, unsupported rate) or stops delivering audio.
@@ -54,11 +56,12 @@ class LiveInput:
     duration: float | None = None
 
     def __init__(self, device: int | str | None = None, rate: int | None = None, channels: int | None = None,
-                 max_buffer_ms: int = 200) -> None:
+                 max_buffer_ms: int = 200, block_ms: float = BLOCK_MS) -> None:
         import sounddevice
 
         self.name = f"live input {device!r}" if device is not None else "live input (default)"
         self.overflows = 0
+        self._reading = False
         # The device went away: PortAudio may hang or abort when it is shut down at exit.
         self.lost = False
         try:
@@ -66,8 +69,8 @@ class LiveInput:
             self.rate = int(rate or info["default_samplerate"])
             self.channels = int(channels or min(2, info["max_input_channels"]))
             check_format(self.name, self.rate, self.channels)
-            block = max(1, self.rate * BLOCK_MS // 1000)
-            self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(2, max_buffer_ms // BLOCK_MS))
+            block = max(1, round(self.rate * block_ms / 1000))
+            self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(2, round(max_buffer_ms / block_ms)))
             self._stream = sounddevice.InputStream(device=device, samplerate=self.rate, channels=self.channels,
                                                    dtype="float32", blocksize=block, callback=self._captured)
             self._stream.start()
@@ -77,15 +80,19 @@ class LiveInput:
     def blocks(self) -> Iterator[np.ndarray]:
         """Captured blocks from now on, as they arrive (blocking while none are queued)."""
         self._drain()
-        while True:
-            try:
-                yield self._queue.get(timeout=SILENT_DEVICE_S)
-            except queue.Empty:
-                if self._stream.closed:
-                    return
-                self.lost = True
-                raise InputError(self.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped or went "
-                                            "away") from None
+        self._reading = True
+        try:
+            while True:
+                try:
+                    yield self._queue.get(timeout=SILENT_DEVICE_S)
+                except queue.Empty:
+                    if self._stream.closed:
+                        return
+                    self.lost = True
+                    raise InputError(self.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped or "
+                                                "went away") from None
+        finally:
+            self._reading = False
 
     def close(self) -> None:
         """Stop capturing; waits at most ``CLOSE_TIMEOUT_S``.
@@ -113,7 +120,7 @@ class LiveInput:
     def _drop_oldest(self) -> None:
         try:
             self._queue.get_nowait()
-            self.overflows += 1
+            self.overflows += self._reading
         except queue.Empty:
             pass
 

@@ -1,0 +1,218 @@
+"""Live input: capture callback -> handed to the SDK, CPU, and the backlog under clock drift.
+
+Part 1, a real PortAudio stream: a private JACK server (dummy driver, 48 kHz, 5 ms periods; see
+``tests/jack_card.py``) is the sound card; a JACK client plays a single-sample impulse at the
+last sample of every tenth period into both input ports of this process's ``LiveInput``
+(48 kHz stereo), which a ``Streamer`` (offline, 24 kHz, 10 ms frames) streams with
+``live=True``, with ``python3 -c 'while True: pass'`` keeping the other core busy. Each
+PortAudio callback is timed on arrival; each frame is timed as it is handed to the SDK. The
+latency of a block is the handing of the frame holding its last sample (found as the impulse's
+peak in the output) minus the block's callback: it includes the resampler's look-ahead and the
+wait for the rest of the frame. CPU is this process's user + system time over the run (after
+a 3 s warm-up), against the same streamer idle for as long in the same invocation.
+
+Part 2, clock drift: the same streamer fed by a software card whose 5 ms blocks come on
+absolute deadlines (1 + ppm x 1e-6) times faster than the wall clock the SDK paces by, with one
+second of a 440 Hz tone and one of near-silence in turn; the backlog (time-averaged every half
+second) is sampled every second.
+
+Targets: p99 <= 15 ms, CPU <= 3 % of one core, and a backlog that stays under 40 ms without
+growing at +-300 ppm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from _common import BENCH_DIR, busy_cores, clean_env, print_table, verdict
+
+sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
+from jack_card import jack_server, ports  # noqa: E402
+
+from echo_streamer import Streamer, StreamerConfig  # noqa: E402
+from echo_streamer.sources.live import LiveInput  # noqa: E402
+
+CARD = BENCH_DIR.parent / "tests" / "jack_card.py"
+IN_RATE, OUT_RATE, FRAME = 48_000, 24_000, 240
+IMPULSE_EVERY = 9  # periods of 5 ms: 45 ms apart, so matching is unambiguous and both halves of a frame get some
+TARGET_P99_MS, TARGET_CPU, MAX_BACKLOG_MS = 15.0, 3.0, 40.0
+
+
+class TimedInput(LiveInput):
+    """A LiveInput that notes when each callback came and where the impulses in it are."""
+
+    def __init__(self, *args: Any) -> None:
+        self.arrivals: list[float] = []  # time of each callback that held an impulse
+        super().__init__(*args)
+
+    def _captured(self, data: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if data[-1, 0] > 0.25:
+            self.arrivals.append(time.monotonic())
+        super()._captured(data, frames, time_info, status)
+
+
+class FrameClock:
+    """Stands in for the capture file: keeps each frame handed to the SDK with its time."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[float, bytes]] = []
+
+    def write(self, frame: bytes) -> None:
+        self.frames.append((time.monotonic(), frame))
+
+    def close(self) -> None:
+        pass
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def measure_cpu(seconds: float) -> float:
+    """Percent of one core this process used over the next ``seconds``."""
+    before, start = cpu_seconds(), time.monotonic()
+    await asyncio.sleep(seconds)
+    return 100 * (cpu_seconds() - before) / (time.monotonic() - start)
+
+
+async def idle_cpu(seconds: float) -> float:
+    async with Streamer(StreamerConfig()):
+        await asyncio.sleep(3)
+        return await measure_cpu(seconds)
+
+
+async def live_run(env: dict[str, str], seconds: float) -> dict[str, Any]:
+    before = ports(env)
+    live_input = TimedInput("system", IN_RATE, 2, 200, float(os.environ.get("BLOCK_MS", "5")))
+    mine = sorted(port for port in ports(env) - before if ":in_" in port)
+    card = subprocess.Popen([sys.executable, str(CARD), ",".join(mine), "impulses", str(IMPULSE_EVERY), "0.9"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert card.stdout is not None and card.stdout.readline().strip() == "connected", card.communicate()[1]
+        async with Streamer(StreamerConfig()) as streamer:
+            clock = FrameClock()
+            streamer._capture = clock  # type: ignore[assignment]  # instrumentation: time every frame handed
+            segment = streamer.stream(live_input.blocks(), IN_RATE, channels=2, name="card", live=True)
+            await asyncio.sleep(3)
+            cpu = await measure_cpu(seconds)
+            await streamer.interrupt("now").wait()
+            stats = streamer.stats()
+    finally:
+        card.kill()
+        card.wait()
+        live_input.close()
+        import sounddevice  # loaded by LiveInput once the JACK server is chosen
+
+        sounddevice._terminate()  # before the JACK server goes: PortAudio aborts if it is gone at exit
+    assert segment.drift is not None
+    return {"latencies": block_latencies(live_input.arrivals, clock.frames), "cpu": cpu, "stats": stats,
+            "drift": segment.drift.fields(), "input_overflows": live_input.overflows}
+
+
+def block_latencies(arrivals: list[float], frames: list[tuple[float, bytes]]) -> np.ndarray:
+    """For each impulse found in the output: its frame's hand-over minus its block's callback (ms)."""
+    handed = np.array([t for t, _ in frames])
+    pcm = np.frombuffer(b"".join(frame for _, frame in frames), dtype="<i2").astype(np.float64) / 32768
+    above = np.flatnonzero(pcm > 0.2)
+    starts = above[np.insert(np.diff(above) > OUT_RATE // 100, 0, True)]  # first sample of each impulse
+    peaks = [start + int(np.argmax(pcm[start:start + 48])) for start in starts]
+    times = handed[np.array(peaks) // FRAME]
+    arrival = np.array(arrivals)
+    latencies = []
+    for t in times:
+        index = np.searchsorted(arrival, t) - 1  # the last impulse to arrive before its frame was handed
+        latencies.append(1000 * (t - arrival[index]))
+    return np.array(latencies)
+
+
+class DriftCard:
+    """A software card: stereo 48 kHz blocks of 5 ms on a clock ``ppm`` fast (or slow) against the
+    wall, one second of a quiet 440 Hz tone and one of near-silence in turn, with the same
+    impulses as the JACK card; notes when each block holding an impulse is delivered."""
+
+    def __init__(self, ppm: float) -> None:
+        self.ppm = ppm
+        self.arrivals: list[float] = []
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        samples = IN_RATE * 5 // 1000
+        period = samples / IN_RATE / (1 + self.ppm * 1e-6)
+        due, count = time.monotonic(), 0
+        while True:
+            due += period
+            time.sleep(max(0.0, due - time.monotonic()))
+            index = np.arange(count * samples, (count + 1) * samples)
+            level = 0.05 if (index[0] // IN_RATE) % 2 == 0 else 0.001
+            block = (level * np.sin(2 * np.pi * 440 * index / IN_RATE)).astype(np.float32)
+            if count % IMPULSE_EVERY == 0:
+                block[-1] = 0.9
+                self.arrivals.append(time.monotonic())
+            count += 1
+            yield np.column_stack((block, block))
+
+
+async def drift_run(ppm: float, seconds: float) -> dict[str, Any]:
+    card = DriftCard(ppm)
+    async with Streamer(StreamerConfig()) as streamer:
+        clock = FrameClock()
+        streamer._capture = clock  # type: ignore[assignment]  # instrumentation: time every frame handed
+        segment = streamer.stream(card.blocks(), IN_RATE, channels=2, name=f"card {ppm:+g} ppm", live=True)
+        assert segment.drift is not None
+        waits = []
+        for _ in range(int(seconds)):
+            await asyncio.sleep(1)
+            waits.append(segment.drift.wait_ms)
+        fields = segment.drift.fields()
+        await streamer.interrupt("now").wait()
+    half = len(waits) // 2
+    return {**fields, "first_half_ms": float(np.mean(waits[:half])), "second_half_ms": float(np.mean(waits[half:])),
+            "max_wait_ms": max(waits), "latencies": block_latencies(card.arrivals, clock.frames)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=120, help="length of the PortAudio run (default 120)")
+    parser.add_argument("--drift-seconds", type=float, default=600, help="length of each drift run (default 600)")
+    parser.add_argument("--ppm", type=float, default=300, help="clock offset of the drift runs (default 300)")
+    args = parser.parse_args()
+    env = clean_env()
+    busy = int(os.environ.get("BUSY", "1"))
+    with busy_cores(busy), jack_server(f"echo-streamer-bench-{os.getpid()}", env) as jack_env:
+        os.environ["JACK_DEFAULT_SERVER"] = jack_env["JACK_DEFAULT_SERVER"]
+        idle = asyncio.run(idle_cpu(args.seconds))
+        run = asyncio.run(live_run(jack_env, args.seconds))
+    latencies = run["latencies"]
+    p50, p99 = np.percentile(latencies, [50, 99])
+    print(f"live 48 kHz stereo -> 24 kHz, {args.seconds:g} s, other core busy: {len(latencies)} impulses; "
+          f"drift control {run['drift']}; capture queue overflows {run['input_overflows']}; "
+          f"underruns {run['stats']['underruns']}")
+    print_table(["", "p50 ms", "p99 ms", "max ms", "CPU % of a core", "idle streamer CPU %"],
+                [["callback -> handed", float(p50), float(p99), float(latencies.max()), run["cpu"], idle]])
+    drift = {ppm: asyncio.run(drift_run(ppm, args.drift_seconds)) for ppm in (args.ppm, -args.ppm)}
+    print(f"\nsoftware card, {args.drift_seconds:g} s per run")
+    print_table(["clock", "frame wait 1st half ms", "2nd half ms", "max ms", "backlog peak ms", "margin ms",
+                 "dropped", "repeated", "measured ppm", "overflows", "underruns", "latency p50 ms", "p99 ms"],
+                [[f"{ppm:+g} ppm", r["first_half_ms"], r["second_half_ms"], r["max_wait_ms"], r["peak_ms"],
+                  r["margin_ms"], r["samples_dropped"], r["samples_inserted"], r["drift_ppm"], r["overflows"],
+                  r["underruns"], *np.percentile(r["latencies"], [50, 99]).tolist()] for ppm, r in drift.items()])
+    # Not growing: the second half's average wait is within one block of the first half's.
+    bounded = all(r["peak_ms"] <= MAX_BACKLOG_MS and r["overflows"] == 0
+                  and r["second_half_ms"] <= r["first_half_ms"] + 5 for r in drift.values())
+    worst_p99 = max([float(p99)] + [float(np.percentile(r["latencies"], 99)) for r in drift.values()])
+    return verdict(worst_p99 <= TARGET_P99_MS and run["cpu"] <= TARGET_CPU and bounded,
+                   f"worst p99 {worst_p99:.1f} ms (<= {TARGET_P99_MS:g}), CPU {run['cpu']:.2f} % (<= {TARGET_CPU:g}), "
+                   f"backlog bounded at +-{args.ppm:g} ppm: {bounded}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
