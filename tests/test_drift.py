@@ -2,14 +2,18 @@
 
 The simulation runs a card and playout on one simulated clock, in time order, through the real
 ``DriftControl`` and the real live ``Conditioner`` (48 kHz stereo in, 24 kHz frames of 10 ms
-out): the card delivers 5 ms blocks (1 + ppm x 1e-6) times faster than playout takes frames,
-and a frame that is not complete when playout comes for it is an underrun. Minutes run in a
-second or two, so every clock offset is checked over a long stretch.
+out): the card delivers 5 ms blocks (1 + ppm x 1e-6) times faster than playout asks for frames
+(every 10 ms, as the SDK's completions do). As in ``Playout``, a frame not complete when it is
+asked for is handed when it is, if that is within ``LATE_MS``; otherwise that frame is an
+underrun. Minutes run in a second or two, so every clock offset is checked over a long stretch.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import random
+import time
 from collections import deque
 from collections.abc import Iterator
 
@@ -19,7 +23,10 @@ import pytest
 from echo_streamer.dsp.drift import QuietGate, correct
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
 from echo_streamer.dsp.resample import LIVE_QUALITY
-from echo_streamer.engine.drift import DriftControl
+from echo_streamer.engine.deadline import Deadline
+from echo_streamer.engine.drift import RELEASE_S, DriftControl
+from echo_streamer.engine.playout import LATE_MS, Playout
+from echo_streamer.engine.segment import Frame, Segment
 
 IN_RATE, OUTPUT = 48_000, OutputFormat(24_000, 10)
 BLOCK = IN_RATE * 5 // 1000
@@ -77,34 +84,51 @@ def test_quiet_gate_follows_the_loud_level() -> None:
 class SimulatedLive:
     """A card ``ppm`` fast against playout, both on one simulated clock, through DriftControl."""
 
-    def __init__(self, ppm: float, jitter_ms: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, ppm: float, late_ms: float = 0.0, late_every: int = 0, seed: int = 0) -> None:
         self.now = 0.0
-        self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, clock=lambda: self.now)
+        self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS, clock=lambda: self.now)
         self.conditioner = Conditioner("card", IN_RATE, OUTPUT, quality=LIVE_QUALITY)
         self.ready: deque[float] = deque()  # completion times of frames not yet taken
         self.handed = 0
+        self.latencies_ms: list[float] = []  # frame complete -> handed
+        self._asked_at: float | None = None  # a request waiting for its frame
         self.underrun_frames = 0
         self.backlog_ms: list[float] = []
-        self.loud_edits = 0  # blocks that lost or gained samples while the tone played
+        self.loud_starts = 0  # corrections begun (an edited block after an unedited one) in the tone
         self._blocks = 0
         self._block_s = BLOCK / IN_RATE / (1 + ppm * 1e-6)
         self._next_pull = 0.0123  # playout's phase against the card's: arbitrary
-        self._jitter = jitter_ms / 1000
+        # One block in ``late_every`` (at random) comes ``late_ms`` late: a stalled callback.
+        self._late_s = late_ms / 1000
+        self._late_every = late_every
         self._random = random.Random(seed)
 
     def run(self, until: float) -> None:
         """Run both clocks until simulated time ``until`` (seconds)."""
+        edited_before = False
         for block in self.drift.hold(self._card(until), lambda: self.conditioner.samples, lambda: self.handed):
-            if len(block) != BLOCK and np.abs(block).max() > 0.1:
-                self.loud_edits += 1
+            edited = len(block) != BLOCK
+            if edited and not edited_before and np.abs(block).max() > 0.1:
+                self.loud_starts += 1
+            edited_before = edited
             for _frame in self.conditioner.push(block):
                 self.ready.append(self.now)
+            if self._asked_at is not None and self.ready:
+                self._hand(self._asked_at)
+                self._asked_at = None
+
+    def _hand(self, asked_at: float) -> None:
+        ready = self.ready.popleft()
+        self.drift.handed(asked_at - ready)
+        self.latencies_ms.append(1000 * (self.now - ready))
+        self.handed += 1
 
     def _card(self, until: float) -> Iterator[np.ndarray]:
         phase = 2 * np.pi * 300 / IN_RATE
         while True:
             index = self._blocks
-            arrival = index * self._block_s + self._random.uniform(0, self._jitter)
+            late = self._late_every and self._random.randrange(self._late_every) == 0
+            arrival = index * self._block_s + (self._late_s if late else 0.0)
             if arrival > until:
                 return
             self._blocks += 1
@@ -115,14 +139,21 @@ class SimulatedLive:
             yield np.column_stack((tone, tone)).astype(np.float32)
 
     def _pull_until(self, t: float) -> None:
-        while self._next_pull <= t:
-            self.now = self._next_pull
-            if self.ready and self.ready[0] <= self.now:
-                self.drift.waited(self.now - self.ready.popleft())
-                self.handed += 1
-            elif self.handed:
+        """Playout's requests, and the deadlines of those left waiting, up to time ``t``."""
+        while True:
+            deadline = math.inf if self._asked_at is None else self._asked_at + LATE_MS / 1000
+            self.now = min(deadline, self._next_pull)
+            if self.now > t:
+                return
+            if self.now == deadline:  # the frame did not come in time: silence went out instead
+                self._asked_at = None
                 self.underrun_frames += 1
                 self.drift.underruns += 1
+                continue
+            if self.ready and self.ready[0] <= self.now:
+                self._hand(self.now)
+            elif self.handed:
+                self._asked_at = self.now
             backlog = self.conditioner.samples - self.handed * OUTPUT.frame_samples
             self.backlog_ms.append(1000 * backlog / OUTPUT.rate)
             self._next_pull += OUTPUT.frame_ms / 1000
@@ -143,29 +174,45 @@ def test_backlog_stays_put_while_the_clocks_drift(ppm: float) -> None:
     assert abs(drift.dropped - drift.inserted - expected) <= 2 * BLOCK + 0.05 * abs(expected)
 
 
-def test_frames_wait_at_most_a_block_and_a_margin() -> None:
+def test_frames_are_handed_within_a_block_of_completing() -> None:
+    """The control keeps frames complete just in time: none waits longer than one 5 ms block and
+    the hysteresis, and the latest comes a margin before its deadline."""
     live = SimulatedLive(300)
     live.run(60)
-    assert live.drift.wait_ms is not None
-    assert live.drift.margin_ms <= live.drift.wait_ms <= live.drift.margin_ms + 5 + 1
+    settled = np.array(live.latencies_ms[1000:])
+    assert settled.max() <= 5 + 1 + 0.5
+    assert live.drift.ahead_ms is not None and live.drift.ahead_ms >= live.drift.margin_ms - LATE_MS
 
 
-def test_corrections_wait_for_quiet_blocks() -> None:
-    """At 300 ppm the loop is never far off, so every edit lands in the silent quarter-seconds."""
+def test_corrections_begin_in_quiet_blocks() -> None:
+    """At 300 ppm the loop is never far off, so every correction begins in the silent quarter-seconds
+    (and then goes on block after block until it is done)."""
     live = SimulatedLive(300)
     live.run(60)
     assert live.drift.dropped > 0
-    assert live.loud_edits <= 3  # the start, where the loop first finds its place, may need them
+    assert live.loud_starts <= 2  # the start, where the loop first finds its place, may need them
 
 
-def test_jitter_raises_the_margin_until_underruns_stop() -> None:
-    live = SimulatedLive(0, jitter_ms=4.0, seed=3)
+def test_a_card_that_stalls_now_and_then_raises_the_margin_until_underruns_stop() -> None:
+    """One block in 400 comes 9 ms late, more than the deadline allows: the first stalls starve
+    a frame each, every underrun widens the margin, and then the stalls are ridden out."""
+    live = SimulatedLive(0, late_ms=9, late_every=400, seed=3)
     live.run(60)
     early = live.underrun_frames
     live.underrun_frames = 0
-    live.run(180)  # the same clocks go on
-    assert live.drift.margin_ms > 1.5
-    assert live.underrun_frames <= max(1, early // 4)
+    live.run(300)  # the same clocks go on
+    assert early >= 1 and live.drift.margin_ms > 1.5
+    assert live.underrun_frames == 0
+
+
+def test_stalls_do_not_keep_frames_hunting_between_blocks() -> None:
+    """A card that stalls 6 ms every half second: after moving frames a block earlier the control
+    waits RELEASE_S before moving them back, so there is at most one block (240 input samples)
+    of edits each way per RELEASE_S, not per half-second window."""
+    live = SimulatedLive(0, late_ms=6, late_every=100, seed=3)
+    live.run(300)
+    assert live.underrun_frames == 0
+    assert live.drift.dropped + live.drift.inserted <= 2 * 240 * 300 / RELEASE_S
 
 
 def test_a_stalled_consumer_overflows_instead_of_queueing() -> None:
@@ -177,3 +224,61 @@ def test_a_stalled_consumer_overflows_instead_of_queueing() -> None:
     live.run(6)
     assert live.handed == handed
     assert live.drift.overflows >= 150 and live.drift.peak_ms <= 40
+
+
+# -- handing live frames just in time -------------------------------------------------------------
+
+
+def live_segment(loop: asyncio.AbstractEventLoop) -> Segment:
+    drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS)
+    return Segment("seg-1", "card", lambda: None, OUTPUT.rate, 8, loop, True, drift)  # type: ignore[arg-type,return-value]
+
+
+def test_playout_leaves_a_late_live_frame_to_be_handed_when_it_comes() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        events: list[str] = []
+        playout = Playout(OUTPUT, 300, lambda name, *_: events.append(name))
+        segment = live_segment(loop)
+        playout.enqueue(segment)
+        pcm = bytes(range(256)) * (OUTPUT.frame_bytes // 256) + bytes(OUTPUT.frame_bytes % 256)
+        segment.frames.put(Frame(pcm, False, 1.000))
+        assert playout.next_frame(1.004, may_wait=True) == pcm  # ready 4 ms before it was asked for
+        assert playout.next_frame(1.010, may_wait=True) is None  # not complete yet: wait for it
+        segment.frames.put(Frame(pcm, False, 1.013))
+        assert playout.next_frame(1.013, due=1.010) == pcm  # handed as it came, 3 ms late
+        assert segment.drift is not None and segment.drift._least_ahead == pytest.approx(-3.0)  # noqa: SLF001
+        assert playout.next_frame(1.025, due=1.020) == bytes(OUTPUT.frame_bytes)  # the deadline: silence
+        assert playout.underruns == 1 and segment.drift.underruns == 1 and "underrun" in events
+    finally:
+        loop.close()
+
+
+def test_a_file_segment_is_never_left_waiting() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        playout = Playout(OUTPUT, 300, lambda *_: None)
+        segment = Segment("seg-1", "a.wav", lambda: None, OUTPUT.rate, 8, loop)  # type: ignore[arg-type,return-value]
+        playout.enqueue(segment)
+        segment.frames.put(Frame(bytes(OUTPUT.frame_bytes), False, 1.0))
+        playout.next_frame(1.0, may_wait=True)
+        assert playout.next_frame(1.01, may_wait=True) == bytes(OUTPUT.frame_bytes)  # starved: silence at once
+        assert playout.underruns == 1
+    finally:
+        loop.close()
+
+
+def test_deadline_fires_once_at_its_time_unless_cancelled() -> None:
+    fired: list[float] = []
+    deadline = Deadline(lambda: fired.append(time.monotonic()))
+    try:
+        at = time.monotonic() + 0.05
+        deadline.arm(at)
+        time.sleep(0.15)
+        assert len(fired) == 1 and at <= fired[0] < at + 0.05
+        deadline.arm(time.monotonic() + 0.05)
+        deadline.cancel()
+        time.sleep(0.15)
+        assert len(fired) == 1
+    finally:
+        deadline.close()

@@ -9,6 +9,7 @@ is not used: on this project's VM PortAudio's capture through it stops after abo
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,12 +93,16 @@ def test_live_streams_what_the_card_plays(jack_env: dict[str, str], tmp_path: Pa
     latency = started + first * 0.010 - session.tone_at  # frames are handed one per 10 ms tick
     assert -0.02 < latency < 0.1, latency
     assert events[-1]["event"] == "stream_finished" and events[-1]["underruns"] <= 1
-    # The drift control ran on the real stream: frames waited about a block, nothing overflowed.
+    # The drift control ran on the real stream: the latest frame came within the deadline (5 ms
+    # after it was asked for) less the margin, and within a block and a bit of that (start-up
+    # slack aside); nothing overflowed.
     (finished,) = [e for e in events if e["event"] == "item_finished"]
     live = finished["live"]
     assert live["overflows"] == 0 and live["underruns"] <= 1 and live["peak_ms"] <= 40
-    assert live["wait_ms"] is not None and 0 <= live["wait_ms"] <= live["margin_ms"] + 6 + 3  # + start-up slack
-    assert "clock drift" in stderr and "0 blocks dropped (overflow)" in stderr, stderr
+    assert live["ahead_ms"] is not None and live["margin_ms"] - 5 <= live["ahead_ms"] <= live["margin_ms"] + 5, live
+    # The closing line (PortAudio may report an input overflow of its own on a loaded machine).
+    assert re.search(r"clock drift [+-]\d+ ppm \(\d+ samples dropped, \d+ repeated\), \d+ blocks dropped "
+                     r"\(overflow\), [01] underruns", stderr), stderr
 
 
 def test_interrupt_mutes_until_sigcont(jack_env: dict[str, str], tmp_path: Path) -> None:

@@ -3,19 +3,24 @@
 A sound card and the SDK's playout clock differ by tens to hundreds of ppm: left alone, a live
 stream's backlog (audio captured but not yet handed to the SDK) grows by seconds per hour, or
 shrinks until the stream starves. Capture comes in blocks, so a frame is complete only when
-the block holding its last sample arrives (plus the resampler's look-ahead), and then waits for
-the SDK to take it. Dropping or repeating single input samples (``dsp.drift``) moves the frame
-boundaries against the block boundaries, and :class:`DriftControl` uses that for two things:
+the block holding its last sample arrives (plus the resampler's look-ahead). The SDK asks for
+the next frame at each completion and takes it at its next 10 ms tick, so a live frame may be
+handed over up to ``late_ms`` after it was asked for (``Playout.next_frame``). How far ahead of
+that request each frame is complete (negative: how late) is what :class:`DriftControl` steers.
+Dropping or repeating single input samples (``dsp.drift``) moves the frame boundaries against
+the block boundaries, and it uses that for two things:
 
-- the wait: the shortest of each half second is kept between ``margin_ms`` (the jitter it must
-  absorb) and ``margin_ms`` plus one block (and a little), by moving frame ends to the next or previous block
-  as the clocks slide past each other;
+- the timing: the earliest frame of each half second may come at most ``late_ms`` minus
+  ``margin_ms`` (the jitter it must absorb) after its request, and no more than one block (and
+  a little) before that; as the clocks slide past each other, frame ends move to the next or
+  previous block;
 - the fit: a frame should end right where the block that completes it ends, so that no frame
   waits for a block it needs only a few samples of.
 
-Corrections go into quiet blocks unless the wait is below the margin (a starved frame is near)
-or far too long. Whatever would take the backlog past ``max_ms`` is dropped a whole block at a
-time and counted as an overflow.
+Corrections begin in a quiet block unless a frame came too close to its deadline (an underrun
+is near) or far too early, and once begun go on block after block: halfway through, frames may
+wait for a block they need only a few samples of. Whatever would take the backlog past ``max_ms`` is dropped a whole
+block at a time and counted as an overflow.
 """
 
 from __future__ import annotations
@@ -29,56 +34,66 @@ import numpy as np
 
 from ..dsp.drift import QuietGate, correct
 
-# The shortest wait is taken over this long, and corrected after each.
+# The least lead is taken over this long, and corrected after each.
 WINDOW_S = 0.5
 # At most this many samples dropped or repeated per block: 4 in a 5 ms block at 48 kHz is 1.7 %.
 MAX_PER_BLOCK = 4
-# Corrections wait for a quiet block unless the wait is this far over its band, or for this long.
+# Corrections wait for a quiet block unless frames are this far too early, or for this long.
 FORCE_MS = 3.0
 FORCE_AFTER_S = 2.0
 # A frame may end this many output samples before the end of the block that completes it.
 FIT_SAMPLES = 8
-# The wait's band is one block wide plus this, so that jitter at its edge does not flip frame
+# The timing's band is one block wide plus this, so that jitter at its edge does not flip frame
 # ends back and forth between blocks.
 HYSTERESIS_MS = 1.0
-# The wait that rides out scheduling jitter; every underrun adds JITTER_STEP_MS, up to MAX_MARGIN_MS.
+# Frames move a block earlier at once when one came too close to its deadline, and not back
+# later for this long after that: a card that stalls now and then would otherwise have them
+# hunting back and forth.
+RELEASE_S = 5.0
+# Kept between the latest frame and its deadline, for scheduling jitter; every underrun adds
+# JITTER_STEP_MS, up to MAX_MARGIN_MS.
 MARGIN_MS = 1.5
 JITTER_STEP_MS = 1.0
 MAX_MARGIN_MS = 10.0
 
 
 class DriftControl:
-    """Keeps one live segment's frames waiting just long enough, and its backlog under ``max_ms``.
+    """Keeps one live segment's frames complete just in time, and its backlog under ``max_ms``.
 
-    :meth:`hold` runs in the decode worker over the captured blocks; playout reports each frame's
-    wait (:meth:`waited`, from the SDK's thread: one comparison, never blocks). ``clock`` gives
-    the time in seconds (``time.monotonic``, or a simulated one). Counters:
-    ``dropped`` / ``inserted`` samples, ``overflows`` (whole blocks dropped above ``max_ms``),
-    ``underruns`` (counted by playout, each raising ``margin_ms``); ``wait_ms`` is the last half
-    second's shortest wait, ``peak_ms`` the highest backlog seen.
+    :meth:`hold` runs in the decode worker over the captured blocks; playout reports how far
+    ahead of its request each frame was complete (:meth:`handed`, from the SDK's thread or the
+    worker: one comparison, never blocks). ``late_ms``: how late after its request playout
+    still takes a frame. ``clock`` gives the time in seconds (``time.monotonic``, or a simulated
+    one). Counters: ``dropped`` / ``inserted`` samples, ``overflows`` (whole blocks dropped
+    above ``max_ms``), ``underruns`` (counted by playout, each raising ``margin_ms``);
+    ``ahead_ms`` is the last half second's smallest lead (negative: the latest frame),
+    ``peak_ms`` the highest backlog seen.
     """
 
-    def __init__(self, in_rate: int, out_rate: int, frame_samples: int, max_ms: int,
+    def __init__(self, in_rate: int, out_rate: int, frame_samples: int, max_ms: int, late_ms: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.frame_samples = frame_samples
         self.max_ms = max_ms
+        self.late_ms = late_ms
         self.margin_ms = MARGIN_MS
-        self.wait_ms: float | None = None
+        self.ahead_ms: float | None = None
         self.peak_ms = 0.0
         self.dropped = 0
         self.inserted = 0
         self.overflows = 0
         self.underruns = 0
         self.samples_in = 0
-        self._shortest_wait = math.inf
+        self._least_ahead = math.inf
         self._gate = QuietGate(in_rate)
         self._pending = 0
+        self._planned = 0  # what _pending was when planned: once begun, a correction is carried through
         self._forced = False
         self._force_at = math.inf
         self._window_ends: float | None = None
         self._underruns_seen = 0
+        self._moved_earlier_at = -math.inf
         self._clock = clock
         self._block_ms = 0.0
 
@@ -88,14 +103,15 @@ class DriftControl:
         return 1e6 * (self.dropped - self.inserted) / self.samples_in if self.samples_in else 0.0
 
     def fields(self) -> dict[str, Any]:
-        return {"wait_ms": None if self.wait_ms is None else round(self.wait_ms, 2), "margin_ms": self.margin_ms,
+        return {"ahead_ms": None if self.ahead_ms is None else round(self.ahead_ms, 2), "margin_ms": self.margin_ms,
                 "peak_ms": round(self.peak_ms, 2), "samples_dropped": self.dropped,
                 "samples_inserted": self.inserted, "overflows": self.overflows, "underruns": self.underruns,
                 "drift_ppm": round(self.ppm, 1)}
 
-    def waited(self, seconds: float) -> None:
-        """A frame of this segment was handed to the SDK ``seconds`` after it was complete."""
-        self._shortest_wait = min(self._shortest_wait, 1000 * seconds)
+    def handed(self, ahead: float) -> None:
+        """A frame of this segment was handed to the SDK; it was complete ``ahead`` seconds before
+        playout asked for it (negative: that much after)."""
+        self._least_ahead = min(self._least_ahead, 1000 * ahead)
 
     def hold(self, blocks: Iterable[np.ndarray], produced: Callable[[], int],
              handed: Callable[[], int]) -> Iterator[np.ndarray]:
@@ -115,39 +131,42 @@ class DriftControl:
                 continue
             if not self._pending and now >= self._window_ends:
                 self._plan(made % self.frame_samples, now)
-            if self._pending and (quiet or self._forced or now >= self._force_at):
+            if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
                 count = max(-MAX_PER_BLOCK, min(MAX_PER_BLOCK, self._pending))
                 block = correct(block, count, self.in_rate)
                 self._pending -= count
                 self.dropped += max(count, 0)
                 self.inserted += max(-count, 0)
-                if not self._pending:  # judge the next window by waits measured after this correction
-                    self._shortest_wait = math.inf
+                if not self._pending:  # judge the next window by frames timed after this correction
+                    self._least_ahead = math.inf
                     self._window_ends = now + WINDOW_S
             self.samples_in += len(block)
             yield block
 
     def _plan(self, partial: int, now: float) -> None:
-        """Decide the next corrections from the last window's shortest wait and from ``partial``,
-        the output samples past the last whole frame. They are carried out before the next plan."""
-        shortest, self._shortest_wait = self._shortest_wait, math.inf
+        """Decide the next corrections from the last window's least lead and from ``partial``, the
+        output samples past the last whole frame. They are carried out before the next plan."""
+        least, self._least_ahead = self._least_ahead, math.inf
         self._window_ends = now + WINDOW_S
         self._force_at = now + FORCE_AFTER_S
         if self.underruns > self._underruns_seen:
             self._underruns_seen = self.underruns
             self.margin_ms = min(self.margin_ms + JITTER_STEP_MS, MAX_MARGIN_MS)
-        if shortest == math.inf:  # no frame handed yet
+        if least == math.inf:  # no frame handed yet
             return
-        self.wait_ms = shortest
+        self.ahead_ms = least
+        low = self.margin_ms - self.late_ms
+        high = low + self._block_ms + HYSTERESIS_MS
         block = self._block_ms * self.out_rate / 1000
         overshoot = partial % block  # how far frame ends fall short of the ends of the blocks completing them
-        if shortest < self.margin_ms:  # end frames one block earlier: repeat samples until they fit again
+        if least < low:  # end frames one block earlier: repeat samples until they fit again
             change = block - overshoot
-        elif shortest > self.margin_ms + self._block_ms + HYSTERESIS_MS:  # one block later, fitting again
+            self._moved_earlier_at = now
+        elif least > high and now - self._moved_earlier_at >= RELEASE_S:  # one block later, fitting again
             change = -(overshoot + block)
         elif overshoot > FIT_SAMPLES:
             change = -overshoot
         else:
             return
-        self._pending = -round(change * self.in_rate / self.out_rate)
-        self._forced = shortest < self.margin_ms or shortest > self.margin_ms + self._block_ms + FORCE_MS
+        self._pending = self._planned = -round(change * self.in_rate / self.out_rate)
+        self._forced = least < low or least > high + FORCE_MS

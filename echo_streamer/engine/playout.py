@@ -22,6 +22,10 @@ from .segment import Frame, Segment, SegmentEnd
 # emit(name, t, fields, resolves): ``resolves`` is the segment or interruption the event completes.
 Emit = Callable[[str, float, dict[str, Any], "Segment | Interruption | None"], None]
 
+# How long after the completion that asked for it a live frame may still be handed to the SDK:
+# the SDK takes the next frame at its next 10 ms tick, so this leaves a few ms to spare.
+LATE_MS = 5.0
+
 # What a frame handed to the SDK was, so its completion can be accounted. _FADE is the faded
 # frame that ends a cut segment, _CUT a silent one (nothing audible to fade).
 _IDLE, _GAP, _AUDIO, _END, _STARVED, _FADE, _CUT = range(7)
@@ -88,9 +92,19 @@ class Playout:
     def waiting(self) -> list[Segment]:
         return list(self._waiting)
 
-    def next_frame(self, now: float) -> bytes:
-        """The frame to hand to the SDK now; never blocks."""
-        kind, segment, frame = self._choose(now)
+    def next_frame(self, now: float, *, due: float | None = None, may_wait: bool = False) -> bytes | None:
+        """The frame to hand to the SDK now; never blocks. ``due`` is when the SDK asked for it
+        (the completion; default ``now``).
+
+        With ``may_wait``, a live segment (one with drift control) whose next frame is not
+        complete yet gets None instead of silence: the caller hands it over as soon as it is
+        complete, and silence (an underrun) if it is not within ``LATE_MS`` of ``due``. A frame
+        written that late still makes the SDK's next 10 ms tick.
+        """
+        choice = self._choose(now, now if due is None else due, may_wait)
+        if choice is None:
+            return None
+        kind, segment, frame = choice
         self._in_flight.append((kind, segment))
         self._last_kind = kind
         self.frames_sent += 1
@@ -194,7 +208,7 @@ class Playout:
             self._drop(segment, now)
         return dropped
 
-    def _choose(self, now: float) -> tuple[int, Segment | None, bytes]:
+    def _choose(self, now: float, due: float, may_wait: bool) -> tuple[int, Segment | None, bytes] | None:
         if self._gap_left:
             self._gap_left -= 1
             return _GAP, None, self._silence
@@ -210,6 +224,8 @@ class Playout:
         if self._pending is not None and (cut := self._cut_reason(self._pending, item, now)):
             return self._cut(segment, item, cut, now)
         if item is None:
+            if may_wait and segment.drift is not None and segment.handed_frames:
+                return None
             return _STARVED, segment, self._starved(segment, now)
         self._starving = False
         if isinstance(item, SegmentEnd):
@@ -218,7 +234,7 @@ class Playout:
             segment.first_handed_at = now
         segment.handed_frames += 1
         if segment.drift is not None:
-            segment.drift.waited(now - item.ready_at)
+            segment.drift.handed(due - item.ready_at)
         return _AUDIO, segment, item.pcm
 
     def _end(self, segment: Segment) -> tuple[int, Segment | None, bytes]:

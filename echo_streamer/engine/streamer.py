@@ -26,9 +26,10 @@ from ..sources.base import AudioSource
 from ..sources.bytestream import open_byte_stream
 from ..sources.files import open_audio
 from ..sources.formats import AUTO, RAW_FORMATS
+from .deadline import Deadline
 from .drift import DriftControl
 from .interrupt import DEFAULT_MAX_WAIT_MS, Interruption
-from .playout import Playout
+from .playout import LATE_MS, Playout
 from .segment import Frame, Segment, SegmentEnd
 
 Event = dict[str, Any]
@@ -118,6 +119,9 @@ class Streamer:
         self._feeder = threading.Thread(target=self._feed_all, name="echo-streamer-feeder", daemon=True)
         self._playout = Playout(self._format, self.config.gap_ms, self._emit_threadsafe, self.config.stream_start_ms)
         self._drained: asyncio.Event | None = None
+        # A completion whose write waits for a live frame about to be complete (see _write_next).
+        self._late_since: float | None = None
+        self._deadline: Deadline | None = None
         self._idle: asyncio.Event | None = None
         self.last_error: str | None = None
 
@@ -145,6 +149,7 @@ class Streamer:
                 raise
         if config.capture_path is not None:
             self._capture = WavCapture(config.capture_path, self._format.rate)
+        self._deadline = Deadline(self._write_late)
         self._feeder.start()
         self._started = True
         self._emit("stream_started", time.monotonic(), {
@@ -175,6 +180,8 @@ class Streamer:
             self._feed_queue.put(None)
             # The decoder notices the stop within one block; give up on one stuck in a read.
             await asyncio.to_thread(self._feeder.join, 1.0)
+        if self._deadline is not None:
+            await asyncio.to_thread(self._deadline.close)
         if self._output is not None:
             await self._output.close()
             self._output = None
@@ -210,15 +217,16 @@ class Streamer:
         run ahead of playout.
 
         ``live=True`` is for audio that arrives in real time on a clock of its own (a sound card):
-        its backlog is held just above what playout needs by dropping or repeating single samples
-        in quiet moments as the clocks drift apart, audio beyond ``buffer_ms`` (default 40) is
-        dropped as an overflow, and the counters are in ``segment.drift`` and its
-        ``item_finished`` event (see :class:`~echo_streamer.engine.drift.DriftControl`).
+        its frames are handed to the SDK just in time (up to 5 ms after they were asked for), the
+        clocks' drift is taken up by dropping or repeating single samples in quiet moments, audio
+        beyond ``buffer_ms`` (default 40) is dropped as an overflow, and the counters are in
+        ``segment.drift`` and its ``item_finished`` event (see
+        :class:`~echo_streamer.engine.drift.DriftControl`).
         """
         drift = None
         if live:
             buffer_ms = buffer_ms or LIVE_BUFFER_MS
-            drift = DriftControl(rate, self._format.rate, self._format.frame_samples, buffer_ms)
+            drift = DriftControl(rate, self._format.rate, self._format.frame_samples, buffer_ms, LATE_MS)
             # Room for a few frames over the limit, so the drift control drops audio before the queue fills.
             buffer_ms += 3 * self._format.frame_ms
         return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id, low_latency=True,
@@ -324,12 +332,28 @@ class Streamer:
                 return
             self._write_next(now)
 
-    def _write_next(self, now: float) -> None:
-        assert self._output is not None
-        frame = self._playout.next_frame(now)
+    def _write_next(self, now: float, due: float | None = None) -> None:
+        """Hand the SDK its next frame. A live frame that is not complete yet is handed by the worker
+        as soon as it is, or as silence by the deadline (``Playout.next_frame``); ``due`` is set
+        for that late write: the completion that asked for it."""
+        assert self._output is not None and self._deadline is not None
+        frame = self._playout.next_frame(now, due=due, may_wait=due is None)
+        if frame is None:
+            self._late_since = now
+            self._deadline.arm(now + LATE_MS / 1000)
+            return
         if self._capture is not None:
             self._capture.write(frame)
         self._output.write(frame, self._on_completion)
+
+    def _write_late(self) -> None:
+        """The write a completion left for later: from the worker once the live frame is complete,
+        or from the deadline (then silence)."""
+        with self._lock:
+            if self._late_since is None or self._stopping:
+                return
+            due, self._late_since = self._late_since, None
+            self._write_next(time.monotonic(), due)
 
     # -- decode worker ---------------------------------------------------------------------
 
@@ -370,6 +394,8 @@ class Streamer:
                 for pcm, pause in zip(frames, pauses.tolist(), strict=True):
                     if not self._offer(segment, Frame(pcm.tobytes(), pause, time.monotonic())):
                         return
+                    if self._late_since is not None:
+                        self._write_late()
             segment.total_samples = conditioner.samples
             if conditioner.clipped:
                 self._emit_threadsafe("clipped", time.monotonic(),

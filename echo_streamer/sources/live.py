@@ -13,8 +13,8 @@ import numpy as np
 from ..errors import InputError
 from .base import check_format
 
-# PortAudio delivers this much per callback by default: small, so audio moves on as soon as it
-# exists (a live frame is complete only when the block holding its last sample has come).
+# PortAudio delivers this much per callback: small, so audio moves on as soon as it exists (a
+# live frame is complete only when the block holding its last sample has come).
 BLOCK_MS = 5.0
 # A device that delivers nothing for this long is treated as gone.
 SILENT_DEVICE_S = 1.0
@@ -44,7 +44,7 @@ class LiveInput:
     """Captures ``device`` (a PortAudio index or name; None for the default input) from construction
     until :meth:`close`.
 
-    PortAudio calls back with ``block_ms`` of audio at a time; the callback only copies each block
+    PortAudio calls back with ``BLOCK_MS`` of audio at a time; the callback only copies each block
     into a queue holding at most ``max_buffer_ms``. When it is full the oldest block is dropped,
     and counted in ``overflows`` while :meth:`blocks` is being read (as are the input overflows
     PortAudio reports), so a consumer that falls behind loses audio instead of adding delay.
@@ -56,7 +56,7 @@ class LiveInput:
     duration: float | None = None
 
     def __init__(self, device: int | str | None = None, rate: int | None = None, channels: int | None = None,
-                 max_buffer_ms: int = 200, block_ms: float = BLOCK_MS) -> None:
+                 max_buffer_ms: int = 200) -> None:
         import sounddevice
 
         self.name = f"live input {device!r}" if device is not None else "live input (default)"
@@ -69,8 +69,8 @@ class LiveInput:
             self.rate = int(rate or info["default_samplerate"])
             self.channels = int(channels or min(2, info["max_input_channels"]))
             check_format(self.name, self.rate, self.channels)
-            block = max(1, round(self.rate * block_ms / 1000))
-            self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(2, round(max_buffer_ms / block_ms)))
+            block = max(1, round(self.rate * BLOCK_MS / 1000))
+            self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(2, round(max_buffer_ms / BLOCK_MS)))
             self._stream = sounddevice.InputStream(device=device, samplerate=self.rate, channels=self.channels,
                                                    dtype="float32", blocksize=block, callback=self._captured)
             self._stream.start()
