@@ -106,7 +106,7 @@ def _report_drift(live_input: LiveInput, segments: list[Segment]) -> None:
     samples = sum(c.samples_in for c in controls)
     ppm = 1e6 * (dropped - inserted) / samples if samples else 0.0
     say(f"echo-streamer: {live_input.name}: clock drift {ppm:+.0f} ppm ({dropped} samples dropped, {inserted} "
-        f"repeated), {overflows} blocks dropped (overflow), {underruns} underruns")
+        f"repeated, the first placement included), {overflows} blocks dropped (overflow), {underruns} underruns")
 
 
 def _shorter(first: float | None, second: float | None) -> float | None:
