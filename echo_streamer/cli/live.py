@@ -99,12 +99,13 @@ async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_i
 
 def _report_drift(live_input: LiveInput, segments: list[Segment]) -> None:
     """One line: how the card's clock compared with playout and what it cost."""
+    from ..engine.drift import drift_ppm
+
     controls = [segment.drift for segment in segments if segment.drift is not None]
     dropped, inserted = sum(c.dropped for c in controls), sum(c.inserted for c in controls)
     overflows = live_input.overflows + sum(c.overflows for c in controls)
     underruns = sum(c.underruns for c in controls)
-    samples = sum(c.samples_in for c in controls)
-    ppm = 1e6 * (dropped - inserted) / samples if samples else 0.0
+    ppm = drift_ppm(dropped, inserted, sum(c.samples_in for c in controls))
     say(f"echo-streamer: {live_input.name}: clock drift {ppm:+.0f} ppm ({dropped} samples dropped, {inserted} "
         f"repeated, the first placement included), {overflows} blocks dropped (overflow), {underruns} underruns")
 

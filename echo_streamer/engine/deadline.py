@@ -1,4 +1,4 @@
-"""A deadline on a thread of its own: run a callback at a given time unless it is cancelled first."""
+"""A deadline on a thread of its own: run a callback at a given time."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Callable
 class Deadline:
     """At most one pending deadline; ``on_due()`` runs on this object's own daemon thread.
 
-    :meth:`arm` and :meth:`cancel` only take a short lock, so they may be called from an SDK
-    callback. ``on_due`` must not block for long: the next deadline waits for it.
+    :meth:`arm` only takes a short lock, so it may be called from an SDK callback. ``on_due``
+    must not block for long: the next deadline waits for it.
     """
 
     def __init__(self, on_due: Callable[[], None], name: str = "echo-streamer-deadline") -> None:
@@ -27,11 +27,6 @@ class Deadline:
         with self._condition:
             self._at = at
             self._condition.notify()
-
-    def cancel(self) -> None:
-        """Forget the pending deadline (the thread finds it gone when it wakes)."""
-        with self._condition:
-            self._at = None
 
     def close(self) -> None:
         with self._condition:

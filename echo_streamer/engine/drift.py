@@ -19,8 +19,8 @@ the block boundaries, and it uses that for two things:
 
 Corrections begin in a quiet block unless a frame came too close to its deadline (an underrun
 is near) or far too early, and once begun go on block after block: halfway through, frames may
-wait for a block they need only a few samples of. Whatever would take the backlog past ``max_ms`` is dropped a whole
-block at a time and counted as an overflow.
+wait for a block they need only a few samples of. Whatever would take the backlog past
+``max_ms`` is dropped a whole block at a time and counted as an overflow.
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ RELEASE_S = 5.0
 MARGIN_MS = 1.5
 JITTER_STEP_MS = 1.0
 MAX_MARGIN_MS = 10.0
+
+
+def drift_ppm(dropped: int, inserted: int, samples_in: int) -> float:
+    """A card's clock relative to playout from the corrections made for it (positive: faster)."""
+    return 1e6 * (dropped - inserted) / samples_in if samples_in else 0.0
 
 
 class DriftControl:
@@ -100,7 +105,7 @@ class DriftControl:
     @property
     def ppm(self) -> float:
         """The card's clock relative to playout, from the corrections so far (positive: faster)."""
-        return 1e6 * (self.dropped - self.inserted) / self.samples_in if self.samples_in else 0.0
+        return drift_ppm(self.dropped, self.inserted, self.samples_in)
 
     def fields(self) -> dict[str, Any]:
         return {"ahead_ms": None if self.ahead_ms is None else round(self.ahead_ms, 2), "margin_ms": self.margin_ms,

@@ -92,16 +92,16 @@ class Playout:
     def waiting(self) -> list[Segment]:
         return list(self._waiting)
 
-    def next_frame(self, now: float, *, due: float | None = None, may_wait: bool = False) -> bytes | None:
-        """The frame to hand to the SDK now; never blocks. ``due`` is when the SDK asked for it
-        (the completion; default ``now``).
+    def next_frame(self, now: float, *, due: float | None = None) -> bytes | None:
+        """The frame to hand to the SDK now; never blocks.
 
-        With ``may_wait``, a live segment (one with drift control) whose next frame is not
-        complete yet gets None instead of silence: the caller hands it over as soon as it is
-        complete, and silence (an underrun) if it is not within ``LATE_MS`` of ``due``. A frame
+        Asked at a completion (``due`` None), a live segment (one with drift control) whose next
+        frame is not complete yet gets None instead of silence: the caller asks again, with
+        ``due`` = that completion's time, as soon as the frame is complete, or at ``LATE_MS``
+        after ``due`` at the latest, and then gets the frame or silence (an underrun). A frame
         written that late still makes the SDK's next 10 ms tick.
         """
-        choice = self._choose(now, now if due is None else due, may_wait)
+        choice = self._choose(now, now if due is None else due, may_wait=due is None)
         if choice is None:
             return None
         kind, segment, frame = choice

@@ -337,7 +337,7 @@ class Streamer:
         as soon as it is, or as silence by the deadline (``Playout.next_frame``); ``due`` is set
         for that late write: the completion that asked for it."""
         assert self._output is not None and self._deadline is not None
-        frame = self._playout.next_frame(now, due=due, may_wait=due is None)
+        frame = self._playout.next_frame(now, due=due)
         if frame is None:
             self._late_since = now
             self._deadline.arm(now + LATE_MS / 1000)
