@@ -12,7 +12,6 @@ from .session import EXIT_BAD_INPUT, run_streaming, say, streaming_options
 if TYPE_CHECKING:
     from ..engine.segment import Segment
     from ..engine.streamer import Streamer
-    from ..sources.live import LiveInput
 
 
 @click.command()
@@ -55,63 +54,28 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
         sys.exit(EXIT_BAD_INPUT)
 
     async def live_segments(streamer: Streamer, segments: list[Segment]) -> None:
+        import asyncio
+        import signal
+
+        from ..engine.live import LiveSession
+
+        session = LiveSession(streamer, live_input, mute_ms)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGCONT, session.resume)
         try:
-            await _stream_until_done(streamer, segments, live_input, duration, mute_ms)
+            await session.run(duration)
         finally:
+            segments.extend(session.segments)
             live_input.close()
-            _report_drift(live_input, segments)
+            _report_drift(live_input.name, session.drift_report())
 
     run_streaming(options, live_segments, hard_exit=lambda: live_input.lost)
 
 
-async def _stream_until_done(streamer: Streamer, segments: list[Segment], live_input: LiveInput,
-                             duration: float | None, mute_ms: int | None) -> None:
-    """One segment per unmuted stretch, until ``duration`` is over or the device fails."""
-    import asyncio
-    import signal
-
-    loop = asyncio.get_running_loop()
-    unmute = asyncio.Event()
-    loop.add_signal_handler(signal.SIGCONT, unmute.set)
-    ends = None if duration is None else loop.time() + duration
-
-    def left() -> float | None:
-        return None if ends is None else max(0.0, ends - loop.time())
-
-    while True:
-        segment = streamer.stream(live_input.blocks(), live_input.rate, channels=live_input.channels,
-                                  name=live_input.name, live=True)
-        segments.append(segment)
-        try:
-            await asyncio.wait_for(segment.wait(), left())
-        except TimeoutError:  # the duration is over: fade out and stop
-            await streamer.interrupt("now").wait()
-            return
-        if segment.error:
-            return
-        unmute.clear()
-        try:
-            await asyncio.wait_for(unmute.wait(), _shorter(left(), None if mute_ms is None else mute_ms / 1000))
-        except TimeoutError:
-            if ends is not None and loop.time() >= ends:
-                return
-
-
-def _report_drift(live_input: LiveInput, segments: list[Segment]) -> None:
+def _report_drift(name: str, report: dict[str, float]) -> None:
     """One line: how the card's clock compared with playout and what it cost."""
-    from ..engine.drift import drift_ppm
-
-    controls = [segment.drift for segment in segments if segment.drift is not None]
-    dropped, inserted = sum(c.dropped for c in controls), sum(c.inserted for c in controls)
-    overflows = live_input.overflows + sum(c.overflows for c in controls)
-    underruns = sum(c.underruns for c in controls)
-    ppm = drift_ppm(dropped, inserted, sum(c.samples_in for c in controls))
-    say(f"echo-streamer: {live_input.name}: clock drift {ppm:+.0f} ppm ({dropped} samples dropped, {inserted} "
-        f"repeated, the first placement included), {overflows} blocks dropped (overflow), {underruns} underruns")
-
-
-def _shorter(first: float | None, second: float | None) -> float | None:
-    return min((t for t in (first, second) if t is not None), default=None)
+    say(f"echo-streamer: {name}: clock drift {report['ppm']:+.0f} ppm ({report['samples_dropped']} samples dropped, "
+        f"{report['samples_inserted']} repeated, the first placement included), {report['overflows']} blocks "
+        f"dropped (overflow), {report['underruns']} underruns")
 
 
 @click.command()

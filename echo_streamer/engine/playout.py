@@ -130,6 +130,14 @@ class Playout:
             self._emit("idle", now, {}, None)
         self._was_idle = kind == _IDLE
 
+    def cancel_waiting(self, segment: Segment, now: float) -> bool:
+        """Drop ``segment`` if it is still waiting its turn; False when it is playing or gone."""
+        if segment not in self._waiting:
+            return False
+        self._waiting.remove(segment)
+        self._drop(segment, now)
+        return True
+
     def interrupt(self, request: Interruption, now: float) -> Interruption:
         """Register an interrupt; return the interruption that carries it out.
 

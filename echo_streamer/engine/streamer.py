@@ -28,14 +28,13 @@ from ..sources.files import open_audio
 from ..sources.formats import AUTO, RAW_FORMATS
 from .deadline import Deadline
 from .drift import DriftControl
+from .events import Event, EventFeed
 from .interrupt import DEFAULT_MAX_WAIT_MS, Interruption
 from .playout import LATE_MS, Playout
 from .segment import Frame, Segment, SegmentEnd
 
-Event = dict[str, Any]
 Listener = Callable[[Event], None]
 
-_EVENT_BACKLOG = 1000
 # How far a live segment (a sound card) may run ahead of playout before its audio is dropped.
 LIVE_BUFFER_MS = 40
 
@@ -103,7 +102,7 @@ class Streamer:
         self.config = config or StreamerConfig()
         self._format = self.config.output
         self._listeners: list[Listener] = []
-        self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._event_feed = EventFeed()
         self._segment_ids = itertools.count(1)
         self._interrupt_ids = itertools.count(1)
         self._segments: list[Segment] = []
@@ -189,7 +188,7 @@ class Streamer:
             self._capture.close()
         if self._started:
             self._emit("stream_finished", time.monotonic(), self.stats())
-        self._publish({"t": time.monotonic(), "event": "closed"})
+        self._event_feed.close(time.monotonic())
 
     async def __aenter__(self) -> Streamer:
         await self.start()
@@ -251,6 +250,17 @@ class Streamer:
         with self._lock:
             return self._playout.interrupt(request, now)
 
+    async def cancel(self, segment: Segment) -> None:
+        """End ``segment`` alone: dropped if it is still queued, faded out (``interrupt("now",
+        keep_queue=True)``) if it is playing; returns once it is done."""
+        with self._lock:
+            if self._playout.cancel_waiting(segment, time.monotonic()):
+                return
+            playing = self._playout.current is segment
+        if playing:
+            await self.interrupt("now", keep_queue=True).wait()
+        await segment.wait()
+
     def stream_bytes(self, chunks: Iterable[bytes], *, sample_format: str = "auto", rate: int | None = None,
                      channels: int | None = None, name: str = "stream", segment_id: str | None = None) -> Segment:
         """Queue audio that arrives as bytes (a pipe, a socket, an HTTP upload), decoded as it comes.
@@ -284,18 +294,12 @@ class Streamer:
         """Call ``listener(event)`` on the event loop for every event; it must not block."""
         self._listeners.append(listener)
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """Yield events as they happen, until the streamer closes.
 
         A subscriber that falls more than 1000 events behind loses the oldest ones.
         """
-        subscriber: asyncio.Queue[Event] = asyncio.Queue(maxsize=_EVENT_BACKLOG)
-        self._subscribers.add(subscriber)
-        try:
-            while (event := await subscriber.get())["event"] != "closed":
-                yield event
-        finally:
-            self._subscribers.discard(subscriber)
+        return self._event_feed.subscribe()
 
     @property
     def running(self) -> bool:
@@ -457,11 +461,34 @@ class Streamer:
             self._idle.set()
         for listener in self._listeners:
             listener(event)
-        self._publish(event)
+        self._event_feed.publish(event)
         if name == "interrupt_done" and self.config.tavus_conversation_id is not None:
             # Not inline: this may run under the playout lock, and the SDK call must not.
             assert self._loop is not None
             self._loop.call_soon(self._send_tavus_interrupt, self.config.tavus_conversation_id)
+
+    async def send_app_message(self, message: Any) -> None:
+        """Broadcast a Daily app message (any JSON value) to the room.
+
+        Raises :class:`RuntimeError` with the reason when it was not sent (no room joined, or
+        the SDK refused it); waits only for the SDK's answer, never blocks the loop.
+        """
+        if self._output is None:
+            raise RuntimeError("the streamer is not running")
+        assert self._loop is not None
+        sent: asyncio.Future[str | None] = self._loop.create_future()
+        loop = self._loop
+
+        def resolve(error: str | None) -> None:
+            if not sent.done():
+                sent.set_result(error)
+
+        def on_sent(error: str | None) -> None:
+            loop.call_soon_threadsafe(resolve, error)
+
+        self._output.send_app_message(message, on_sent)
+        if (error := await sent) is not None:
+            raise RuntimeError(error)
 
     def _send_tavus_interrupt(self, conversation_id: str) -> None:
         def on_sent(error: str | None) -> None:
@@ -470,10 +497,3 @@ class Streamer:
 
         if self._output is not None:
             self._output.send_app_message(interrupt_message(conversation_id), on_sent)
-
-    def _publish(self, event: Event) -> None:
-        """Hand ``event`` to every :meth:`events` subscriber, dropping its oldest if it is full."""
-        for subscriber in self._subscribers:
-            if subscriber.full():
-                subscriber.get_nowait()
-            subscriber.put_nowait(event)

@@ -1,0 +1,47 @@
+"""Events fanned out to asyncio subscribers, each with a bounded backlog."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+Event = dict[str, Any]
+
+CLOSED = "closed"
+
+
+class EventFeed:
+    """Hands every published event to each subscriber of :meth:`subscribe`.
+
+    Publish on the event loop's thread; it never blocks. A subscriber that falls more than
+    ``backlog`` events behind loses its oldest ones.
+    """
+
+    def __init__(self, backlog: int = 1000) -> None:
+        self._backlog = backlog
+        self._subscribers: set[asyncio.Queue[Event]] = set()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, event: Event) -> None:
+        for subscriber in self._subscribers:
+            if subscriber.full():
+                subscriber.get_nowait()
+            subscriber.put_nowait(event)
+
+    def close(self, t: float) -> None:
+        """End every subscription (an event named ``closed`` ends them)."""
+        self.publish({"t": t, "event": CLOSED})
+
+    async def subscribe(self) -> AsyncIterator[Event]:
+        """Yield events from now on until the feed is closed."""
+        subscriber: asyncio.Queue[Event] = asyncio.Queue(maxsize=self._backlog)
+        self._subscribers.add(subscriber)
+        try:
+            while (event := await subscriber.get())["event"] != CLOSED:
+                yield event
+        finally:
+            self._subscribers.discard(subscriber)

@@ -1,0 +1,99 @@
+"""A sound card through the streamer: one live segment per unmuted stretch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from ..sources.live import LiveInput
+from .drift import drift_ppm
+from .segment import Segment
+from .streamer import Streamer
+
+
+class LiveSession:
+    """Streams ``live_input`` through ``streamer`` until :meth:`stop`, the device fails, or
+    ``duration`` seconds have passed (:meth:`run`).
+
+    An interrupt cuts the live segment (a fade, then the gap) and mutes the input: nothing is
+    streamed until :meth:`resume`, or until ``mute_ms`` has passed when it is given; then a new
+    segment starts. ``state`` is ``"streaming"``, ``"muted"`` or ``"ended"``; ``error`` says why
+    the device failed. The caller owns ``live_input`` and closes it.
+    """
+
+    def __init__(self, streamer: Streamer, live_input: LiveInput, mute_ms: int | None = None) -> None:
+        self.streamer = streamer
+        self.live_input = live_input
+        self.mute_ms = mute_ms
+        self.segments: list[Segment] = []
+        self.state = "streaming"
+        self.error: str | None = None
+        self._unmute = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    @property
+    def segment(self) -> Segment | None:
+        """The segment now streaming, if any."""
+        return self.segments[-1] if self.segments and self.state == "streaming" else None
+
+    def resume(self) -> None:
+        """Unmute after an interrupt (no effect while streaming)."""
+        self._unmute.set()
+
+    def stop(self) -> None:
+        """End the session; a segment still streaming fades out first."""
+        self._stop.set()
+
+    async def run(self, duration: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        ends = None if duration is None else loop.time() + duration
+        try:
+            while not self._stop.is_set():
+                self.state = "streaming"
+                segment = self.streamer.stream(self.live_input.blocks(), self.live_input.rate,
+                                               channels=self.live_input.channels, name=self.live_input.name,
+                                               live=True)
+                self.segments.append(segment)
+                if not await self._until(segment.wait(), ends):
+                    await self.streamer.cancel(segment)
+                    return
+                if segment.error:
+                    self.error = segment.error
+                    return
+                self.state = "muted"
+                self._unmute.clear()
+                mute_ends = None if self.mute_ms is None else loop.time() + self.mute_ms / 1000
+                await self._until(self._unmute.wait(), _earliest(ends, mute_ends))
+                if ends is not None and loop.time() >= ends:
+                    return
+        finally:
+            self.state = "ended"
+
+    async def _until(self, awaitable: Awaitable[Any], ends: float | None) -> bool:
+        """Wait for ``awaitable`` until ``ends`` (loop time) or :meth:`stop`; True when it finished."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(awaitable)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        timeout = None if ends is None else max(0.0, ends - loop.time())
+        try:
+            await asyncio.wait({task, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            return True
+        task.cancel()
+        return False
+
+    def drift_report(self) -> dict[str, float]:
+        """How the card's clock compared with playout, over every segment, and what it cost."""
+        controls = [segment.drift for segment in self.segments if segment.drift is not None]
+        dropped, inserted = sum(c.dropped for c in controls), sum(c.inserted for c in controls)
+        return {"ppm": drift_ppm(dropped, inserted, sum(c.samples_in for c in controls)),
+                "samples_dropped": dropped, "samples_inserted": inserted,
+                "overflows": self.live_input.overflows + sum(c.overflows for c in controls),
+                "underruns": sum(c.underruns for c in controls)}
+
+
+def _earliest(*times: float | None) -> float | None:
+    return min((t for t in times if t is not None), default=None)
