@@ -9,6 +9,8 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .client import events, interrupt, say_command, status
+from .daemon import daemon
 from .live import devices, live
 from .pipe import pipe
 from .play import play
@@ -31,6 +33,7 @@ def main() -> None:
       espeak-ng --stdout "Hello there" | echo-streamer pipe
       echo-streamer live --device pulse --duration 10
       echo-streamer render speech.flac -o speech-24k.wav
+      echo-streamer daemon & echo-streamer say hello.wav      # the HTTP daemon and a client
     """
 
 
@@ -39,3 +42,8 @@ main.add_command(pipe)
 main.add_command(live)
 main.add_command(devices)
 main.add_command(render)
+main.add_command(daemon)
+main.add_command(say_command)
+main.add_command(interrupt)
+main.add_command(status)
+main.add_command(events)

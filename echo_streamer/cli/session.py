@@ -30,7 +30,7 @@ rate_option = click.option("--rate", type=click.Choice(["16000", "24000"]), defa
 frame_option = click.option("--frame-ms", type=click.Choice(["10", "20"]), default="10", show_default=True,
                             help="Frame length handed to the SDK, in ms.")
 
-_STREAMING_OPTIONS = [
+_STREAM_OPTIONS = [
     click.option("--room", envvar="ECHO_STREAMER_ROOM_URL", metavar="URL",
                  help="Daily room URL (a Tavus conversation_url). Default: $ECHO_STREAMER_ROOM_URL; "
                       "with neither, stream offline."),
@@ -53,15 +53,8 @@ _STREAMING_OPTIONS = [
                  help="Write exactly the PCM handed to the SDK to this WAV file."),
     click.option("--events", "events_path", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
                  help="Write events as JSON lines to this file."),
-    click.option("--progress/--no-progress", default=None,
-                 help="Show a progress line per segment (default: when stderr is a terminal)."),
     click.option("--sdk-log", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
                  help="Append the Daily SDK's own log lines here (default: discarded)."),
-    click.option("--keep-queue", is_flag=True,
-                 help="An interrupt (SIGUSR1/SIGUSR2) skips only the current segment instead of also "
-                      "dropping the ones queued after it."),
-    click.option("--max-wait-ms", type=click.IntRange(0, 60_000), default=400, show_default=True,
-                 help="How long a soft interrupt (SIGUSR2) waits for a pause before it cuts anyway."),
     click.option("--tavus-interrupt", is_flag=True,
                  help="Also send Tavus's conversation.interrupt app message at every interrupt."),
     click.option("--conversation-id", metavar="ID",
@@ -69,11 +62,30 @@ _STREAMING_OPTIONS = [
 ]
 
 
-def streaming_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the options every streaming command takes (room, format, pacing, outputs, interrupts)."""
-    for option in reversed(_STREAMING_OPTIONS):
+# For commands run in a terminal, interrupted by signals.
+_SIGNAL_OPTIONS = [
+    click.option("--progress/--no-progress", default=None,
+                 help="Show a progress line per segment (default: when stderr is a terminal)."),
+    click.option("--keep-queue", is_flag=True,
+                 help="An interrupt (SIGUSR1/SIGUSR2) skips only the current segment instead of also "
+                      "dropping the ones queued after it."),
+    click.option("--max-wait-ms", type=click.IntRange(0, 60_000), default=400, show_default=True,
+                 help="How long a soft interrupt (SIGUSR2) waits for a pause before it cuts anyway."),
+]
+
+
+def stream_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options that configure a Streamer (room, format, pacing, outputs, Tavus interrupt)."""
+    for option in reversed(_STREAM_OPTIONS):
         command = option(command)
     return command
+
+
+def streaming_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`stream_options`, and the progress line and signal interrupts of a command run in a terminal."""
+    for option in reversed(_SIGNAL_OPTIONS):
+        command = option(command)
+    return stream_options(command)
 
 
 def run_streaming(options: dict[str, Any], work: Work, *, hard_exit: Callable[[], bool] = lambda: False) -> None:
@@ -84,10 +96,10 @@ def run_streaming(options: dict[str, Any], work: Work, *, hard_exit: Callable[[]
     library is in a state that would hang or abort at exit."""
     import asyncio
 
-    config = _config(options)
+    config = streamer_config(options)
     progress = options["progress"]
     show_progress = sys.stderr.isatty() if progress is None else progress
-    _divert_native_stderr(options["sdk_log"])
+    divert_native_stderr(options["sdk_log"])
     interrupts = _InterruptSignals(options["keep_queue"], options["max_wait_ms"])
     status = asyncio.run(_session(config, options["events_path"], show_progress, interrupts, work))
     if status == EXIT_JOIN_FAILED or hard_exit():
@@ -103,7 +115,8 @@ def say(line: str) -> None:
     click.echo(line, err=True)
 
 
-def _config(options: dict[str, Any]) -> StreamerConfig:
+def streamer_config(options: dict[str, Any]) -> StreamerConfig:
+    """The Streamer configuration :func:`stream_options` describe (usage errors raised as click exceptions)."""
     from ..engine.streamer import StreamerConfig
 
     room = options["room"] or None
@@ -134,7 +147,7 @@ def _tavus_conversation_id(enabled: bool, room: str | None, conversation_id: str
         raise click.BadParameter(str(error), param_hint="--room") from None
 
 
-def _divert_native_stderr(log_path: str | None) -> None:
+def divert_native_stderr(log_path: str | None) -> None:
     """Send file descriptor 2 to ``log_path`` (or /dev/null) and keep our messages on the real stderr.
 
     The Daily SDK writes JSON log lines straight to descriptor 2, whatever its log level.

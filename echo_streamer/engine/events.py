@@ -36,12 +36,20 @@ class EventFeed:
         """End every subscription (an event named ``closed`` ends them)."""
         self.publish({"t": t, "event": CLOSED})
 
-    async def subscribe(self) -> AsyncIterator[Event]:
-        """Yield events from now on until the feed is closed."""
+    async def subscribe(self, keepalive_s: float | None = None) -> AsyncIterator[Event | None]:
+        """Yield events from now on until the feed is closed; with ``keepalive_s``, also None
+        whenever nothing has come for that long (so a caller can keep a connection alive)."""
         subscriber: asyncio.Queue[Event] = asyncio.Queue(maxsize=self._backlog)
         self._subscribers.add(subscriber)
         try:
-            while (event := await subscriber.get())["event"] != CLOSED:
+            while True:
+                try:
+                    event = await asyncio.wait_for(subscriber.get(), keepalive_s)
+                except TimeoutError:
+                    yield None
+                    continue
+                if event["event"] == CLOSED:
+                    return
                 yield event
         finally:
             self._subscribers.discard(subscriber)

@@ -294,12 +294,14 @@ class Streamer:
         """Call ``listener(event)`` on the event loop for every event; it must not block."""
         self._listeners.append(listener)
 
-    def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncIterator[Event]:
         """Yield events as they happen, until the streamer closes.
 
         A subscriber that falls more than 1000 events behind loses the oldest ones.
         """
-        return self._event_feed.subscribe()
+        async for event in self._event_feed.subscribe():
+            if event is not None:  # None is a keepalive, which is not asked for here
+                yield event
 
     @property
     def running(self) -> bool:

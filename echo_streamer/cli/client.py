@@ -1,0 +1,187 @@
+"""Client commands for a running daemon: ``say``, ``interrupt``, ``status``, ``events``.
+
+Plain standard-library HTTP, so they start fast and need nothing but a daemon to talk to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from .session import say
+
+EXIT_REFUSED = 1
+EXIT_NO_DAEMON = 2
+_UPLOAD_CHUNK = 8192
+
+_CLIENT_OPTIONS = [
+    click.option("--daemon", "daemon_url", envvar="ECHO_STREAMER_DAEMON", default="http://127.0.0.1:8765",
+                 show_default=True, metavar="URL", help="The daemon's address (default: $ECHO_STREAMER_DAEMON)."),
+    click.option("--token-file", type=click.Path(dir_okay=False, exists=True), metavar="PATH",
+                 help="Bearer token for a daemon that needs one (default: $ECHO_STREAMER_TOKEN)."),
+]
+
+
+def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_CLIENT_OPTIONS):
+        command = option(command)
+    return command
+
+
+class _Daemon:
+    """One daemon's API; every failure becomes a one-line message and an exit status."""
+
+    def __init__(self, url: str, token_file: str | None) -> None:
+        self.url = url.rstrip("/")
+        token = os.environ.get("ECHO_STREAMER_TOKEN")
+        if token_file is not None:
+            with open(token_file, encoding="utf-8") as file:
+                token = file.read().strip()
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def call(self, method: str, path: str, body: Any = None, *, data: Any = None,
+             timeout: float | None = 30.0) -> Any:
+        """The JSON answer; exits with a message on an HTTP error or when the daemon is unreachable."""
+        headers = dict(self._headers)
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        with self._open(request, timeout) as response:
+            return json.load(response)
+
+    def lines(self, path: str) -> Iterator[str]:
+        request = urllib.request.Request(self.url + path, headers=self._headers)
+        with self._open(request, None) as response:
+            for line in response:
+                yield line.decode().rstrip("\r\n")
+
+    def _open(self, request: urllib.request.Request, timeout: float | None) -> Any:
+        try:
+            return urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            try:
+                message = json.load(error).get("error", error.reason)
+            except ValueError:
+                message = error.reason
+            say(f"echo-streamer: {request.get_method()} {request.selector}: {message} (HTTP {error.code})")
+            sys.exit(EXIT_REFUSED)
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            say(f"echo-streamer: no daemon at {self.url} ({reason})")
+            sys.exit(EXIT_NO_DAEMON)
+
+
+@click.command("say")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--by-path", is_flag=True,
+              help="Ask the daemon to read FILE itself (it must be inside one of its --allow-dir roots) "
+                   "instead of uploading it.")
+@click.option("--id", "segment_id", metavar="ID", help="The segment's id (default: the daemon's seg-N).")
+@click.option("--wait", is_flag=True, help="Return only once the segment has played (or was cut).")
+@client_options
+def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, daemon_url: str,
+                token_file: str | None) -> None:
+    """Play FILE through a running daemon (`echo-streamer daemon`); prints the segment id.
+
+    By default the file is uploaded and plays while it uploads (POST /v1/stream), so the daemon
+    needs no access to it; any format the daemon decodes (WAV, MP3, Ogg, FLAC, ...). FILE may be
+    `-` for stdin, e.g. a TTS engine's output.
+
+    \b
+    Examples:
+      echo-streamer say hello.wav
+      espeak-ng --stdout "Hello there" | echo-streamer say -
+      echo-streamer say --by-path /srv/audio/intro.mp3 --wait
+    """
+    client = _Daemon(daemon_url, token_file)
+    if by_path:
+        answer = client.call("POST", "/v1/play", {"path": os.path.abspath(file), "id": segment_id})
+        if wait:
+            say("echo-streamer: --wait needs an upload; the segment was queued by path")
+    else:
+        query = urllib.parse.urlencode({key: value for key, value in (("id", segment_id), ("wait", wait and "true"))
+                                        if value})
+        try:
+            stream = sys.stdin.buffer if file == "-" else open(file, "rb")
+        except OSError as error:
+            say(f"echo-streamer: {file}: {error.strerror}")
+            sys.exit(EXIT_REFUSED)
+        with stream:
+            answer = client.call("POST", "/v1/stream" + (f"?{query}" if query else ""), data=_chunks(stream),
+                                 timeout=None)
+    click.echo(answer["id"])
+    if answer.get("error"):
+        say(f"echo-streamer: {answer['error']}")
+        sys.exit(EXIT_REFUSED)
+
+
+def _chunks(stream: Any) -> Iterator[bytes]:
+    """What the file or pipe holds, each chunk as soon as it is there (a TTS pipe is not read to its end first)."""
+    while chunk := stream.read1(_UPLOAD_CHUNK):
+        yield chunk
+
+
+@click.command()
+@click.option("--soft", is_flag=True, help="Cut at the next pause in the speech (within --max-wait-ms).")
+@click.option("--keep-queue", is_flag=True, help="Skip only the current segment; keep the ones queued after it.")
+@click.option("--max-wait-ms", type=click.IntRange(0, 60_000), default=400, show_default=True,
+              help="How long --soft waits for a pause before it cuts anyway.")
+@client_options
+def interrupt(soft: bool, keep_queue: bool, max_wait_ms: int, daemon_url: str, token_file: str | None) -> None:
+    """Cut what a running daemon is playing; prints what was cut and where.
+
+    \b
+    Examples:
+      echo-streamer interrupt
+      echo-streamer interrupt --soft --keep-queue
+    """
+    answer = _Daemon(daemon_url, token_file).call("POST", "/v1/interrupt", {
+        "mode": "next_pause" if soft else "now", "clear_queue": not keep_queue, "max_wait_ms": max_wait_ms})
+    if answer["noop"]:
+        click.echo("nothing was playing")
+        return
+    cut = "" if answer["id"] is None else f"{answer['id']} cut at {answer['position_ms']} ms ({answer['cut']})"
+    dropped = f"{len(answer['dropped'])} queued dropped" if answer["dropped"] else ""
+    click.echo("; ".join(part for part in (cut, dropped) if part))
+
+
+@click.command()
+@client_options
+def status(daemon_url: str, token_file: str | None) -> None:
+    """Print a running daemon's status as JSON (call, participants, segment, queue, counters).
+
+    \b
+    Examples:
+      echo-streamer status
+      echo-streamer status | jq .counters
+    """
+    click.echo(json.dumps(_Daemon(daemon_url, token_file).call("GET", "/v1/status"), indent=2))
+
+
+@click.command()
+@click.option("--count", type=click.IntRange(1, None), help="Stop after this many events.")
+@client_options
+def events(count: int | None, daemon_url: str, token_file: str | None) -> None:
+    """Print a running daemon's events as JSON lines as they happen (until Ctrl-C).
+
+    \b
+    Examples:
+      echo-streamer events
+      echo-streamer events | grep item_finished
+    """
+    seen = 0
+    for line in _Daemon(daemon_url, token_file).lines("/v1/events"):
+        if line.startswith("data: "):
+            click.echo(line[len("data: "):])
+            seen += 1
+            if count is not None and seen >= count:
+                return

@@ -1,0 +1,220 @@
+"""The daemon's HTTP API (aiohttp): JSON requests, a streamed upload, server-sent events.
+
+Every handler runs on the event loop and only queues work or waits on the stream; audio never
+passes through here except an upload's bytes, which :class:`~.uploads.Upload` hands on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MODES
+from ..output.tavus import echo_message
+from ..sources.formats import AUTO, RAW_FORMATS
+from . import metrics
+from .openapi import openapi_spec
+from .service import ApiError, Daemon
+from .uploads import Upload, UploadError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+KEEPALIVE_S = 15.0
+# Requests that last as long as their audio or their client: no request time limit.
+_OPEN_ENDED = {"/v1/events", "/v1/stream"}
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """``json_bytes``: largest JSON body. ``request_s``: longest a JSON request may take.
+    ``upload_bytes``: largest ``/v1/stream`` body. ``upload_idle_s``: longest an upload may send nothing."""
+
+    json_bytes: int = 1 << 20
+    request_s: float = 10.0
+    upload_bytes: int = 1 << 30
+    upload_idle_s: float = 30.0
+
+
+def create_app(daemon: Daemon, token: str | None = None, limits: ApiLimits | None = None) -> web.Application:
+    """The API for ``daemon``. With ``token``, every request needs ``Authorization: Bearer <token>``."""
+    api = _Api(daemon, limits or ApiLimits())
+    app = web.Application(middlewares=[_guard(token, api.limits.request_s)], client_max_size=api.limits.json_bytes)
+    app.add_routes([
+        web.get("/openapi.json", api.openapi),
+        web.get("/v1/status", api.status),
+        web.get("/v1/events", api.events),
+        web.get("/metrics", api.metrics),
+        web.post("/v1/play", api.play),
+        web.post("/v1/stream", api.stream),
+        web.post("/v1/interrupt", api.interrupt),
+        web.post("/v1/live/start", api.live_start),
+        web.post("/v1/live/stop", api.live_stop),
+        web.post("/send_text_message", api.send_text_message),
+    ])
+    return app
+
+
+def _guard(token: str | None, request_s: float) -> Any:
+    expected = None if token is None else f"Bearer {token}".encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        try:
+            if request.path in _OPEN_ENDED:
+                return await handler(request)
+            return await asyncio.wait_for(handler(request), request_s)
+        except ApiError as error:
+            return _error(error.status, error.message)
+        except TimeoutError:
+            return _error(503, f"the request took longer than {request_s:g} s")
+
+    return guard
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class _Api:
+    def __init__(self, daemon: Daemon, limits: ApiLimits) -> None:
+        self.daemon = daemon
+        self.limits = limits
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return web.json_response(openapi_spec())
+
+    async def status(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.daemon.status())
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(self.daemon).encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        try:
+            async for event in self.daemon.events.subscribe(KEEPALIVE_S):
+                if event is None:
+                    await response.write(b": keepalive\n\n")
+                else:
+                    data = json.dumps(event, default=str)
+                    await response.write(f"event: {event['event']}\ndata: {data}\n\n".encode())
+        except ConnectionResetError:
+            pass  # the client went away
+        return response
+
+    async def play(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        path = _field(body, "path", str)
+        segment = self.daemon.play(path, _field(body, "id", str, required=False))
+        return web.json_response({"id": segment.id, "state": segment.state}, status=202)
+
+    async def stream(self, request: web.Request) -> web.Response:
+        query = request.query
+        sample_format = query.get("format", AUTO)
+        if sample_format != AUTO and sample_format not in RAW_FORMATS:
+            raise ApiError(400, f"format must be {AUTO} or one of {', '.join(RAW_FORMATS)}, not {sample_format!r}")
+        rate = _int_param(query, "rate", 8_000, 192_000)
+        channels = _int_param(query, "channels", 1, 64)
+        wait = query.get("wait", "false") in ("1", "true", "yes")
+        upload = Upload(asyncio.get_running_loop())
+        segment = self.daemon.stream(upload.chunks(), sample_format, rate, channels, query.get("id"))
+        try:
+            await upload.pump(request.content.iter_any(), segment, self.limits.upload_bytes,
+                              self.limits.upload_idle_s)
+        except UploadError as error:
+            message = f"upload {segment.id}: {error}"
+            self.daemon.report_error(segment, message)
+            await self.daemon.cancel(segment)
+            raise ApiError(error.status, message) from None
+        if wait:
+            await segment.wait()
+        answer: dict[str, Any] = {"id": segment.id, "bytes": upload.received, "state": segment.state}
+        if segment.done():
+            answer.update(position_ms=round(segment.position_ms, 1), interrupted=segment.interrupted,
+                          error=segment.error)
+        return web.json_response(answer)
+
+    async def interrupt(self, request: web.Request) -> web.Response:
+        body = await _json_object(request, optional=True)
+        mode = _field(body, "mode", str, required=False) or "now"
+        if mode not in MODES:
+            raise ApiError(400, f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        clear_queue = _field(body, "clear_queue", bool, required=False)
+        max_wait_ms = _field(body, "max_wait_ms", int, required=False)
+        interruption = await self.daemon.interrupt(mode, True if clear_queue is None else clear_queue,
+                                                   DEFAULT_MAX_WAIT_MS if max_wait_ms is None else max_wait_ms)
+        return web.json_response(interruption.fields())
+
+    async def live_start(self, request: web.Request) -> web.Response:
+        body = await _json_object(request, optional=True)
+        device = body.get("device")
+        if device is not None and not isinstance(device, str | int):
+            raise ApiError(400, "device must be a name, an index or null")
+        session = await self.daemon.live_start(device, _field(body, "input_rate", int, required=False),
+                                               _field(body, "channels", int, required=False))
+        return web.json_response({"device": session.live_input.name, "state": session.state})
+
+    async def live_stop(self, _request: web.Request) -> web.Response:
+        session = await self.daemon.live_stop()
+        if session is None:
+            return web.json_response({"stopped": False})
+        return web.json_response({"stopped": True, "device": session.live_input.name, **session.drift_report()})
+
+    async def send_text_message(self, request: web.Request) -> web.Response:
+        """The Tavus echo quickstart's endpoint: the same body in, the same answers out."""
+        try:
+            body = await _json_object(request)
+            properties = body.get("properties") or {}
+            if not isinstance(properties, dict):
+                raise ApiError(400, "properties must be an object")
+            message = echo_message(body.get("conversation_id") or self.daemon.conversation_id, properties)
+            await self.daemon.send_app_message(message)
+        except ApiError as error:
+            return web.json_response({"error": error.message}, status=400 if error.status == 400 else 500)
+        return web.json_response({"status": "Message sent successfully"})
+
+
+async def _json_object(request: web.Request, optional: bool = False) -> dict[str, Any]:
+    if optional and not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except json.JSONDecodeError as error:
+        raise ApiError(400, f"malformed JSON: {error}") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "the JSON body is too large") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type, required: bool = True) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, f"{name!r} is required")
+        return None
+    # bool is an int in Python; a JSON true is not a number of milliseconds.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ApiError(400, f"{name!r} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _int_param(query: Any, name: str, low: int, high: int) -> int | None:
+    text = query.get(name)
+    if text is None:
+        return None
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ApiError(400, f"{name} must be a whole number from {low} to {high}, not {text!r}")
+    return int(text)

@@ -1,0 +1,83 @@
+"""The API's description, served at ``/openapi.json`` (OpenAPI 3.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MODES
+from ..sources.formats import AUTO, RAW_FORMATS
+
+_ERROR = {"description": "Refused, with the reason", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"error": {"type": "string"}}}}}}
+_JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _json_body(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return {"required": bool(required), "content": {"application/json": {"schema": schema}}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": {**responses, "400": _ERROR, "401": _ERROR}, **more}
+
+
+def openapi_spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "echo-streamer daemon", "version": __version__,
+                 "description": "Queue audio, interrupt it and watch it play on a Daily microphone track "
+                                "(Tavus microphone echo)."},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/play": {"post": _operation(
+                "Queue a file inside the allowed directories; segments play in order.",
+                {"202": _JSON, "403": _ERROR, "404": _ERROR, "409": _ERROR, "503": _ERROR},
+                requestBody=_json_body({"path": {"type": "string"}, "id": {"type": "string"}}, ["path"]))},
+            "/v1/stream": {"post": _operation(
+                "One segment that plays while its (chunked) body uploads; answers when the upload ends.",
+                {"200": _JSON, "408": _ERROR, "413": _ERROR, "503": _ERROR},
+                parameters=[
+                    _query("format", {"enum": [AUTO, *RAW_FORMATS], "default": AUTO},
+                           "auto: a WAV header, else ffmpeg (MP3, Ogg, ...); or raw samples"),
+                    _query("rate", {"type": "integer", "minimum": 8000, "maximum": 192000}, "raw input rate, Hz"),
+                    _query("channels", {"type": "integer", "minimum": 1, "maximum": 64}, "raw input channels"),
+                    _query("id", {"type": "string"}, "segment id (default: seg-N)"),
+                    _query("wait", {"type": "boolean", "default": False}, "answer only once the segment has played"),
+                ],
+                requestBody={"required": True, "content": {"application/octet-stream": {"schema": {
+                    "type": "string", "format": "binary"}}}})},
+            "/v1/interrupt": {"post": _operation(
+                "Cut the segment playing (a 4 ms fade, then the gap); answers once the cut has played.",
+                {"200": _JSON, "503": _ERROR},
+                requestBody=_json_body({"mode": {"enum": list(MODES), "default": "now"},
+                                        "clear_queue": {"type": "boolean", "default": True},
+                                        "max_wait_ms": {"type": "integer", "default": DEFAULT_MAX_WAIT_MS}}))},
+            "/v1/live/start": {"post": _operation(
+                "Stream a sound card (or unmute the one muted by an interrupt).",
+                {"200": _JSON, "409": _ERROR, "503": _ERROR},
+                requestBody=_json_body({"device": {"type": ["string", "integer", "null"]},
+                                        "input_rate": {"type": "integer"}, "channels": {"type": "integer"}}))},
+            "/v1/live/stop": {"post": _operation("Stop the sound card (its audio fades out).", {"200": _JSON})},
+            "/v1/status": {"get": _operation("Call, participants, current segment, queue, live input, counters.",
+                                             {"200": _JSON})},
+            "/v1/events": {"get": _operation(
+                "Server-sent events: segments, interrupts, underruns, call state, participants, Tavus events.",
+                {"200": {"description": "An endless text/event-stream", "content": {"text/event-stream": {}}}})},
+            "/metrics": {"get": _operation("Prometheus text format.",
+                                           {"200": {"description": "OK", "content": {"text/plain": {}}}})},
+            "/send_text_message": {"post": _operation(
+                "The Tavus echo quickstart's endpoint: forwards conversation.echo as an app message.",
+                {"200": _JSON, "500": _ERROR},
+                requestBody=_json_body({"conversation_id": {"type": "string"},
+                                        "properties": {"type": "object"}}))},
+            "/openapi.json": {"get": _operation("This document.", {"200": _JSON})},
+        },
+    }

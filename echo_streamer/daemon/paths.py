@@ -1,0 +1,41 @@
+"""Which files ``/v1/play`` may read: those that resolve inside the ``--allow-dir`` roots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class PathRefused(Exception):
+    """The path is outside every allowed root (or no root is allowed)."""
+
+
+class AllowedPaths:
+    """Resolves request paths (symlinks included) and refuses any outside ``roots``.
+
+    Relative paths are taken relative to the first root. Raises ``FileNotFoundError`` for a root
+    that does not exist.
+    """
+
+    def __init__(self, roots: Iterable[str]) -> None:
+        self.roots = tuple(Path(root).resolve(strict=True) for root in roots)
+        for root in self.roots:
+            if not root.is_dir():
+                raise NotADirectoryError(f"{root} is not a directory")
+
+    def resolve(self, path: str) -> Path:
+        """The real path of ``path``; raises :class:`PathRefused` when it is not inside a root and
+        ``FileNotFoundError`` when it does not exist."""
+        if not self.roots:
+            raise PathRefused("no --allow-dir was given, so no path may be played: upload the audio to /v1/stream")
+        if "\0" in path:
+            raise PathRefused(f"{path!r} is not a valid path")
+        real = (self.roots[0] / path).resolve()
+        if not any(real.is_relative_to(root) for root in self.roots):
+            raise PathRefused(f"{path} is outside the allowed directories")
+        if not real.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        if not os.access(real, os.R_OK):
+            raise PathRefused(f"{path} is not readable")
+        return real

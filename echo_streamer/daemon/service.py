@@ -1,0 +1,312 @@
+"""The daemon's state: one Streamer kept in the room (rejoined when the call drops), its
+segments, the live input, and the events and counters the API reports."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.events import Event, EventFeed
+from ..engine.interrupt import Interruption
+from ..engine.live import LiveSession
+from ..engine.segment import Segment
+from ..engine.streamer import Streamer, StreamerConfig
+from ..errors import InputError, JoinError
+from ..output.tavus import conversation_id_from_url, received_event
+from .paths import AllowedPaths, PathRefused
+
+# Counters carried across rejoins (a new Streamer starts from zero).
+_STREAMER_COUNTERS = ("frames_sent", "frames_played", "underruns", "underrun_frames", "interrupts",
+                      "late_completions")
+
+
+class ApiError(Exception):
+    """A request the daemon refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """``allow_dirs``: the roots ``play`` may read files from (none: no paths at all).
+    ``retry_s``: the first and the longest wait between join attempts (doubling in between).
+    ``mute_ms``: how long an interrupted live input stays muted (None: until resumed)."""
+
+    streamer: StreamerConfig
+    allow_dirs: tuple[str, ...] = ()
+    retry_s: tuple[float, float] = (1.0, 30.0)
+    mute_ms: int | None = None
+
+
+class Daemon:
+    """Keeps a :class:`Streamer` running for as long as :meth:`run` runs, and carries out requests.
+
+    With a room, a join that fails is retried with backoff and a call that drops (the SDK reports
+    it left without being asked) is rejoined; requests that need the stream answer 503 meanwhile.
+    Everything here runs on the event loop and returns at once, except where it waits for the
+    stream (an interrupt carried out, a live device opened in a worker thread).
+    """
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.events = EventFeed()
+        self.paths = AllowedPaths(config.allow_dirs)
+        self.streamer: Streamer | None = None
+        self.call_state = "starting"
+        self.call_error: str | None = None
+        self.join_attempts = 0
+        self.participants: dict[str, dict[str, Any]] = {}
+        self.live: LiveSession | None = None
+        self.totals: Counter[str] = Counter()
+        self.last_error: str | None = None
+        self.started_at = time.monotonic()
+        self._segments: dict[str, Segment] = {}
+        self._segment_ids = itertools.count(1)
+        self._live_task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._dropped = asyncio.Event()
+
+    @property
+    def offline(self) -> bool:
+        return self.config.streamer.room_url is None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stream until :meth:`stop`: join (retrying), stream, rejoin when the call drops."""
+        first, longest = self.config.retry_s
+        delay = first
+        while not self._stop.is_set():
+            streamer = Streamer(self.config.streamer)
+            streamer.add_listener(self._on_streamer_event)
+            self.join_attempts += 1
+            self._set_call_state("offline" if self.offline else "joining")
+            try:
+                if not await self._unless_stopped(streamer.start()):
+                    await streamer.close()
+                    break
+            except JoinError as error:
+                self.call_error = str(error)
+                self._set_call_state("retrying", error=str(error), attempt=self.join_attempts, retry_in_s=delay)
+                await self._unless_stopped(asyncio.sleep(delay))
+                delay = min(longest, delay * 2)
+                continue
+            delay = first
+            self.call_error = None
+            self.streamer = streamer
+            if not self.offline:
+                self._set_call_state("joined")
+            self._dropped.clear()
+            await self._unless_stopped(self._dropped.wait())
+            await self._close_streamer(streamer)
+            if self._dropped.is_set() and not self._stop.is_set():
+                self._set_call_state("dropped", error="the call dropped: rejoining")
+        self._set_call_state("stopped")
+        self.events.close(time.monotonic())
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to fade out, leave the room and return."""
+        self._stop.set()
+
+    async def _close_streamer(self, streamer: Streamer) -> None:
+        self.streamer = None
+        await self.live_stop()
+        await streamer.close()
+        stats = streamer.stats()
+        self.totals.update({name: stats[name] for name in _STREAMER_COUNTERS})
+
+    async def _unless_stopped(self, awaitable: Any) -> bool:
+        """Await ``awaitable`` unless :meth:`stop` comes first (then cancel it); True when it finished."""
+        task = asyncio.ensure_future(awaitable)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+
+    # -- requests --------------------------------------------------------------------------
+
+    def play(self, path: str, segment_id: str | None = None) -> Segment:
+        """Queue the file at ``path`` (inside the allowed directories)."""
+        try:
+            real = self.paths.resolve(path)
+        except PathRefused as error:
+            raise ApiError(403, str(error)) from None
+        except FileNotFoundError as error:
+            raise ApiError(404, str(error)) from None
+        streamer = self._running()
+        return self._track(streamer.play(str(real), segment_id=self._new_id(segment_id)))
+
+    def stream(self, chunks: Any, sample_format: str, rate: int | None, channels: int | None,
+               segment_id: str | None = None) -> Segment:
+        """Queue a byte stream (see :meth:`Streamer.stream_bytes`)."""
+        streamer = self._running()
+        try:
+            segment = streamer.stream_bytes(chunks, sample_format=sample_format, rate=rate, channels=channels,
+                                            name="upload", segment_id=self._new_id(segment_id))
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+        return self._track(segment)
+
+    async def interrupt(self, mode: str, clear_queue: bool, max_wait_ms: int) -> Interruption:
+        streamer = self._running()
+        try:
+            interruption = streamer.interrupt(mode, keep_queue=not clear_queue, max_wait_ms=max_wait_ms)
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+        return await interruption.wait()
+
+    async def cancel(self, segment: Segment) -> None:
+        if self.streamer is not None:
+            await self.streamer.cancel(segment)
+
+    async def live_start(self, device: int | str | None, rate: int | None, channels: int | None) -> LiveSession:
+        """Start streaming a sound card, or unmute the one already open after an interrupt."""
+        from ..sources.live import LiveInput
+
+        streamer = self._running()
+        if self.live is not None:
+            if self.live.state != "muted":
+                raise ApiError(409, f"{self.live.live_input.name} is already streaming")
+            self.live.resume()
+            return self.live
+        try:
+            live_input = await asyncio.to_thread(LiveInput, device, rate, channels)
+        except InputError as error:
+            raise ApiError(400, str(error)) from None
+        session = self.live = LiveSession(streamer, live_input, self.config.mute_ms)
+        self._live_task = asyncio.ensure_future(self._run_live(session))
+        return session
+
+    async def live_stop(self) -> LiveSession | None:
+        """Stop the live input (its segment fades out); None when there was none."""
+        session, task = self.live, self._live_task
+        if session is None or task is None:
+            return None
+        session.stop()
+        await task
+        return session
+
+    async def _run_live(self, session: LiveSession) -> None:
+        try:
+            await session.run()
+        finally:
+            await asyncio.to_thread(session.live_input.close)
+            self.live = self._live_task = None
+            self._emit("live_stopped", {"device": session.live_input.name, "error": session.error,
+                                        **session.drift_report()})
+
+    async def send_app_message(self, message: Any) -> None:
+        """Broadcast an app message; raises :class:`ApiError` 400 when not in a room, 502 when refused."""
+        if self.offline or self.streamer is None or self.call_state != "joined":
+            raise ApiError(400, "Not connected to a room")
+        try:
+            await self.streamer.send_app_message(message)
+        except RuntimeError as error:
+            raise ApiError(502, f"Failed to send message: {error}") from None
+
+    def report_error(self, segment: Segment, message: str) -> None:
+        """An ``error`` event for ``segment`` (a failure the streamer did not see, such as an upload's)."""
+        self.last_error = message
+        self._emit("error", {"id": segment.id, "item": segment.name, "message": message})
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The Tavus conversation: as configured, else the room URL's last path segment."""
+        config = self.config.streamer
+        if config.tavus_conversation_id or config.room_url is None:
+            return config.tavus_conversation_id
+        return conversation_id_from_url(config.room_url)
+
+    def status(self) -> dict[str, Any]:
+        streamer = self.streamer
+        current = streamer.current if streamer else None
+        return {
+            "call": {"state": self.call_state, "room": self.config.streamer.room_url, "offline": self.offline,
+                     "join_attempts": self.join_attempts, "error": self.call_error,
+                     "participants": list(self.participants.values())},
+            "current": _segment_summary(current) if current else None,
+            "queue": [_segment_summary(segment) for segment in streamer.queued()] if streamer else [],
+            "live": None if self.live is None else {"device": self.live.live_input.name, "state": self.live.state},
+            "counters": self.counters(),
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+        }
+
+    def counters(self) -> dict[str, Any]:
+        """Totals since the daemon started (across rejoins), the current lead and lag, the last error."""
+        stats = self.streamer.stats() if self.streamer else {}
+        totals = {name: self.totals[name] + stats.get(name, 0) for name in _STREAMER_COUNTERS}
+        return {**totals, "segments_finished": self.totals["segments_finished"],
+                "segments_interrupted": self.totals["segments_interrupted"],
+                "segments_failed": self.totals["segments_failed"], "segments_dropped": self.totals["segments_dropped"],
+                "lead_frames": self.config.streamer.lead_frames, "lag_ms": stats.get("lag_ms", 0.0),
+                "event_subscribers": self.events.subscribers, "last_error": self.last_error}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _running(self) -> Streamer:
+        if self.streamer is None or not self.streamer.running:
+            reason = self.call_error or f"the call is {self.call_state}"
+            raise ApiError(503, f"not streaming yet ({reason})")
+        return self.streamer
+
+    def _new_id(self, requested: str | None) -> str:
+        if requested is None:
+            return f"seg-{next(self._segment_ids)}"
+        if not requested or len(requested) > 128:
+            raise ApiError(400, "id must be 1 to 128 characters")
+        if requested in self._segments:
+            raise ApiError(409, f"segment {requested!r} is still queued or playing")
+        return requested
+
+    def _track(self, segment: Segment) -> Segment:
+        self._segments[segment.id] = segment
+        return segment
+
+    def _set_call_state(self, state: str, **fields: Any) -> None:
+        self.call_state = state
+        self._emit("call_state", {"state": state, **fields})
+
+    def _emit(self, name: str, fields: dict[str, Any]) -> None:
+        self.events.publish({"t": time.monotonic(), "event": name, **fields})
+
+    def _on_streamer_event(self, event: Event) -> None:
+        """Every streamer event goes out as is; some also update the call's picture."""
+        name = event["event"]
+        if name == "call_state":
+            if event["state"] == "left" and self.streamer is not None and self.streamer.running:
+                self._dropped.set()
+            return  # reported as our own call_state events
+        self.events.publish(event)
+        if name == "participant_joined" and not event["participant"].get("is_local"):
+            self.participants[event["participant"]["id"]] = event["participant"]
+        elif name == "participant_left" and self.participants.pop(event["participant"]["id"], None):
+            if not self.participants:
+                self._emit("last_participant_left", {"participant": event["participant"], "reason": event["reason"]})
+        elif name == "app_message" and (tavus := received_event(event["message"])) is not None:
+            self.events.publish({"t": event["t"], **tavus, "sender": event["sender"]})
+        elif name in ("item_finished", "item_dropped"):
+            self._segments.pop(event["id"], None)
+            outcome = ("dropped" if name == "item_dropped" else "failed" if event.get("error")
+                       else "interrupted" if event["interrupted"] else "finished")
+            self.totals[f"segments_{outcome}"] += 1
+        elif name == "error":
+            self.last_error = event["message"]
+
+
+def _segment_summary(segment: Segment) -> dict[str, Any]:
+    return {"id": segment.id, "item": segment.name, "state": segment.state,
+            "position_ms": round(segment.position_ms, 1), "duration_s": segment.duration}

@@ -1,0 +1,77 @@
+"""An HTTP request body, read on the event loop, handed to the decode worker as it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Iterator
+
+from ..engine.segment import Segment
+
+
+class UploadError(Exception):
+    """The upload broke a limit; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Upload:
+    """A bounded bridge: :meth:`pump` reads the body on the loop, :meth:`chunks` yields it in the worker.
+
+    At most ``max_chunks`` chunks wait in between, so a client uploading faster than real time is
+    held back by TCP flow control rather than buffered here. Once the segment is done (cut,
+    dropped, failed) the worker is released at once and the rest of the body is read and thrown
+    away, so the client is not left hanging.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_chunks: int = 64) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=max_chunks)
+        self._ended = False
+        self.received = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body's chunks as they come; blocks the calling (worker) thread while none is waiting."""
+        while (chunk := asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop).result()) is not None:
+            yield chunk
+
+    async def pump(self, body: AsyncIterable[bytes], segment: Segment, max_bytes: int, idle_s: float) -> None:
+        """Read ``body`` to its end, passing it on while the segment lasts.
+
+        Raises :class:`UploadError` (413) past ``max_bytes`` and (408) when nothing arrives for
+        ``idle_s`` seconds; the worker's stream ends either way.
+        """
+        watcher = asyncio.ensure_future(segment.wait())
+        watcher.add_done_callback(lambda _: self._abort())
+        iterator = aiter(body)
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(anext(iterator), idle_s)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise UploadError(408, f"no bytes for {idle_s:g} s") from None
+                self.received += len(chunk)
+                if self.received > max_bytes:
+                    raise UploadError(413, f"the body is larger than {max_bytes} bytes")
+                if not self._ended:
+                    await self._queue.put(chunk)
+            if not self._ended:
+                await self._queue.put(None)  # waits for room; an _abort meanwhile makes some
+                self._ended = True
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            watcher.cancel()
+
+    def _abort(self) -> None:
+        """End the worker's stream now, throwing away what it has not read."""
+        if self._ended:
+            return
+        self._ended = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
