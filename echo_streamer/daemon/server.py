@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import signal
 from collections.abc import Callable
 
@@ -55,7 +56,8 @@ async def serve(daemon: Daemon, host: str, port: int, token: str | None, limits:
         try:
             await web.TCPSite(runner, host, port).start()
         except OSError as error:
-            raise ListenError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise ListenError(f"cannot listen on {host}:{port}: {reason}") from None
         bound_host, bound_port = runner.addresses[0][:2]
         on_listening(f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}")
         await daemon.run()

@@ -1,0 +1,471 @@
+"""``echo-streamer daemon`` over real HTTP on loopback, streaming offline through the real SDK.
+
+Each test starts the daemon as users do (a subprocess, ``--listen 127.0.0.1:0``) and talks to it
+with the standard library's HTTP client; the client commands are run as subprocesses too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import cli_command, frames_of, offline_env, read_events, read_pcm, run, tone, wait_for_event
+
+RATE = 24_000
+FRAME = RATE // 100
+
+
+class Daemon:
+    """A running ``echo-streamer daemon`` subprocess and an HTTP client for it."""
+
+    def __init__(self, tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None,
+                 token: str | None = None) -> None:
+        self.events_path, self.capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
+        self.token = token
+        self.process = subprocess.Popen(
+            cli_command("daemon", "--listen", "127.0.0.1:0", "--events", self.events_path,
+                        "--capture", self.capture, *args),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or offline_env())
+        assert self.process.stderr is not None
+        line = self.process.stderr.readline()
+        found = re.search(r"listening on (http://\S+)", line)
+        assert found, f"no address announced: {line!r} {self.process.stderr.read() if self.process.poll() else ''}"
+        self.url = found.group(1)
+        self.stderr_lines = [line]
+
+    def request(self, method: str, path: str, body: Any = None, *, data: bytes | Any = None,
+                headers: dict[str, str] | None = None, timeout: float = 20) -> tuple[int, Any]:
+        """(status, parsed JSON or text) of one request; HTTP errors are returned, not raised."""
+        headers = dict(headers or {})
+        if self.token is not None:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        if body is not None:
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, text = response.status, response.read().decode()
+                content_type = response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as error:
+            status, text, content_type = error.code, error.read().decode(), error.headers.get("Content-Type", "")
+        return status, json.loads(text) if content_type.startswith("application/json") else text
+
+    def events(self) -> list[dict[str, Any]]:
+        return read_events(self.events_path)
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 20) -> None:
+        wait_for_event(self.events_path, name, self.process, count, timeout)
+
+    def stop(self, timeout: float = 10) -> tuple[int, float, str]:
+        """SIGTERM; (exit status, seconds it took, the rest of stderr)."""
+        began = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        _stdout, stderr = self.process.communicate(timeout=timeout)
+        return self.process.returncode, time.monotonic() - began, stderr
+
+
+@pytest.fixture
+def audio_dir(tmp_path: Path) -> Path:
+    """An allowed directory holding a 1 s tone and a 0.6 s one."""
+    import soundfile
+
+    directory = tmp_path / "audio"
+    directory.mkdir()
+    soundfile.write(directory / "one.wav", tone(48_000, 1.0, 440), 48_000, subtype="PCM_16")
+    soundfile.write(directory / "short.wav", tone(16_000, 0.6, 660), 16_000, subtype="PCM_16")
+    return directory
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, audio_dir: Path) -> Iterator[Daemon]:
+    running = Daemon(tmp_path, "--allow-dir", audio_dir)
+    yield running
+    if running.process.poll() is None:
+        running.process.kill()
+        running.process.wait()
+
+
+def audible_frames(capture: Path) -> int:
+    return int((np.abs(frames_of(read_pcm(capture, RATE), FRAME)).max(axis=1) > 0).sum())
+
+
+# -- play, status, events ------------------------------------------------------------------
+
+def test_play_queues_in_order_and_plays_in_real_time(daemon: Daemon) -> None:
+    began = time.monotonic()
+    first = daemon.request("POST", "/v1/play", {"path": "one.wav"})
+    second = daemon.request("POST", "/v1/play", {"path": "short.wav", "id": "mine"})
+    assert first == (202, {"id": "seg-1", "state": "queued"})
+    assert second == (202, {"id": "mine", "state": "queued"})
+    status = daemon.request("GET", "/v1/status")[1]
+    assert [entry["id"] for entry in [status["current"], *status["queue"]] if entry] == ["seg-1", "mine"]
+    daemon.wait_for("item_finished", 2)
+    elapsed = time.monotonic() - began
+    assert 1.6 + 0.3 <= elapsed < 1.6 + 0.3 + 1.5, f"1.6 s of audio and a 0.3 s gap took {elapsed:.2f} s"
+    finished = [event for event in daemon.events() if event["event"] == "item_finished"]
+    assert [(event["id"], event["position_ms"], event["interrupted"]) for event in finished] == [
+        ("seg-1", 1000.0, False), ("mine", 600.0, False)]
+    code, took, _stderr = daemon.stop()
+    assert code == 0
+    assert audible_frames(daemon.capture) == 160
+
+
+def test_status_reports_call_queue_and_counters(daemon: Daemon) -> None:
+    status = daemon.request("GET", "/v1/status")[1]
+    assert status["call"] == {"state": "offline", "room": None, "offline": True, "join_attempts": 1, "error": None,
+                              "participants": []}
+    assert status["current"] is None and status["queue"] == [] and status["live"] is None
+    time.sleep(0.5)
+    counters = daemon.request("GET", "/v1/status")[1]["counters"]
+    assert counters["frames_sent"] >= 40, "silence keeps the track alive while idle"
+    assert counters["underruns"] == 0 and counters["lead_frames"] == 1 and counters["last_error"] is None
+
+
+def test_events_stream_as_server_sent_events(daemon: Daemon) -> None:
+    received: list[str] = []
+    request = urllib.request.Request(daemon.url + "/v1/events")
+    response = urllib.request.urlopen(request, timeout=20)
+    assert response.headers["Content-Type"] == "text/event-stream"
+
+    def read() -> None:
+        for line in response:
+            received.append(line.decode().rstrip("\n"))
+            if line.startswith(b"data: ") and b'"event": "item_finished"' in line:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    daemon.request("POST", "/v1/play", {"path": "short.wav"})
+    reader.join(10)
+    response.close()
+    names = [line.split(": ", 1)[1] for line in received if line.startswith("event: ")]
+    assert names[:2] == ["item_started", "item_finished"], received
+    data = [json.loads(line[len("data: "):]) for line in received if line.startswith("data: ")]
+    assert [event["event"] for event in data[:2]] == names[:2]
+    assert data[1]["id"] == "seg-1" and data[1]["position_ms"] == 600.0 and data[1]["interrupted"] is False
+
+
+def test_metrics_are_prometheus_text(daemon: Daemon) -> None:
+    daemon.request("POST", "/v1/play", {"path": "short.wav"})
+    daemon.wait_for("item_finished")
+    status, text = daemon.request("GET", "/metrics")
+    assert status == 200
+    samples = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert samples["echo_streamer_segments_finished_total"] == 1
+    assert samples["echo_streamer_frames_played_total"] >= 60
+    assert samples['echo_streamer_call_state{state="offline"}'] == 1
+    helped = {line.split()[2] for line in text.splitlines() if line.startswith("# HELP")}
+    assert helped == {name.split("{")[0] for name in samples}, "every sample has HELP and TYPE lines"
+
+
+def test_openapi_documents_every_route(daemon: Daemon) -> None:
+    from echo_streamer.daemon.app import create_app
+    from echo_streamer.daemon.service import Daemon as Service
+    from echo_streamer.daemon.service import DaemonConfig
+    from echo_streamer.engine.streamer import StreamerConfig
+
+    status, spec = daemon.request("GET", "/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    app = create_app(Service(DaemonConfig(StreamerConfig())))
+    routes = {(route.resource.canonical, route.method.lower()) for route in app.router.routes()
+              if route.method != "HEAD"}
+    documented = {(path, method) for path, operations in spec["paths"].items() for method in operations}
+    assert routes == documented
+
+
+# -- bad requests ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    (b"{not json", 400, "malformed JSON"),
+    (b"[1, 2]", 400, "JSON object"),
+    (b'{"id": "x"}', 400, "'path' is required"),
+    (b'{"path": 5}', 400, "'path' must be a str"),
+    (b'{"path": "../../../etc/passwd"}', 403, "outside the allowed directories"),
+    (b'{"path": "/etc/passwd"}', 403, "outside the allowed directories"),
+    (b'{"path": "missing.wav"}', 404, "no such file"),
+    (b'{"path": "one.wav", "id": ""}', 400, "id must be"),
+])
+def test_play_refuses_bad_requests_with_a_message(daemon: Daemon, body: bytes, status: int, says: str) -> None:
+    answer = daemon.request("POST", "/v1/play", data=body, headers={"Content-Type": "application/json"})
+    assert answer[0] == status and says in answer[1]["error"], answer
+
+
+def test_symlink_out_of_the_allowed_dir_is_refused(daemon: Daemon, audio_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.wav"
+    outside.write_bytes((audio_dir / "short.wav").read_bytes())
+    (audio_dir / "link.wav").symlink_to(outside)
+    status, answer = daemon.request("POST", "/v1/play", {"path": "link.wav"})
+    assert status == 403 and "outside" in answer["error"]
+
+
+def test_without_allow_dir_paths_are_refused_and_uploads_play(tmp_path: Path, audio_dir: Path) -> None:
+    daemon = Daemon(tmp_path)
+    try:
+        status, answer = daemon.request("POST", "/v1/play", {"path": str(audio_dir / "short.wav")})
+        assert status == 403 and "--allow-dir" in answer["error"]
+        status, answer = daemon.request("POST", "/v1/stream?wait=true", data=(audio_dir / "short.wav").read_bytes())
+        assert status == 200 and answer["state"] == "finished" and answer["position_ms"] == 600.0
+    finally:
+        assert daemon.stop()[0] == 0
+
+
+def test_a_bad_file_fails_its_segment_and_streaming_goes_on(daemon: Daemon, audio_dir: Path) -> None:
+    (audio_dir / "text.wav").write_text("this is not audio\n")
+    assert daemon.request("POST", "/v1/play", {"path": "text.wav"})[0] == 202
+    assert daemon.request("POST", "/v1/play", {"path": "short.wav"})[0] == 202
+    daemon.wait_for("item_finished", 2)
+    errors = [event for event in daemon.events() if event["event"] == "error"]
+    assert len(errors) == 1 and "text.wav" in errors[0]["message"] and "\n" not in errors[0]["message"]
+    status = daemon.request("GET", "/v1/status")[1]
+    assert status["counters"]["segments_failed"] == 1 and status["counters"]["segments_finished"] == 1
+    assert status["counters"]["last_error"] == errors[0]["message"]
+
+
+def test_interrupt_validates_its_body(daemon: Daemon) -> None:
+    status, answer = daemon.request("POST", "/v1/interrupt", {"mode": "later"})
+    assert status == 400 and "mode must be one of" in answer["error"]
+    status, answer = daemon.request("POST", "/v1/interrupt", {"max_wait_ms": True})
+    assert status == 400 and "max_wait_ms" in answer["error"]
+
+
+# -- interrupts --------------------------------------------------------------------------------
+
+def test_interrupt_cuts_the_segment_and_reports_where(daemon: Daemon) -> None:
+    daemon.request("POST", "/v1/play", {"path": "one.wav"})
+    daemon.request("POST", "/v1/play", {"path": "short.wav"})
+    daemon.wait_for("item_started")
+    time.sleep(0.3)
+    status, answer = daemon.request("POST", "/v1/interrupt", {"mode": "now"})
+    assert status == 200
+    assert answer["id"] == "seg-1" and answer["cut"] == "now" and answer["dropped"] == ["seg-2"]
+    assert 250 <= answer["position_ms"] <= 600, answer
+    daemon.wait_for("idle")
+    finished = [event for event in daemon.events() if event["event"] == "item_finished"]
+    assert finished[0]["position_ms"] == answer["position_ms"] and finished[0]["interrupted"] is True
+    assert daemon.request("POST", "/v1/interrupt", {})[1]["noop"] is True, "nothing left to cut"
+
+
+def test_interrupt_keeps_the_queue_when_asked(daemon: Daemon) -> None:
+    daemon.request("POST", "/v1/play", {"path": "one.wav"})
+    daemon.request("POST", "/v1/play", {"path": "short.wav"})
+    daemon.wait_for("item_started")
+    answer = daemon.request("POST", "/v1/interrupt", {"clear_queue": False})[1]
+    assert answer["id"] == "seg-1" and answer["dropped"] == []
+    daemon.wait_for("item_finished", 2)
+    assert [e["id"] for e in daemon.events() if e["event"] == "item_finished"] == ["seg-1", "seg-2"]
+
+
+# -- uploads -----------------------------------------------------------------------------------
+
+def slow_body(data: bytes, chunk: int, pause_s: float) -> Iterator[bytes]:
+    for start in range(0, len(data), chunk):
+        yield data[start:start + chunk]
+        time.sleep(pause_s)
+
+
+def test_upload_plays_while_it_uploads(daemon: Daemon, tmp_path: Path) -> None:
+    """espeak-ng's streaming WAV, sent in 50 ms pieces in real time: the first audio is handed to the
+    SDK long before the body ends, and all of it plays."""
+    wav = run("espeak-ng", "--stdout", "Streaming over HTTP, as it is synthesised.")
+    rate_bytes = 22_050 * 2
+    sent_at: list[float] = []
+
+    def body() -> Iterator[bytes]:
+        yield from slow_body(wav, rate_bytes // 20, 0.05)
+        sent_at.append(time.monotonic())
+
+    status, answer = daemon.request("POST", "/v1/stream?id=tts", data=body())
+    assert status == 200 and answer["id"] == "tts" and answer["bytes"] == len(wav)
+    started = [event for event in daemon.events() if event["event"] == "item_started"]
+    assert started and started[0]["id"] == "tts"
+    assert sent_at[0] - started[0]["t"] > 1.0, "the segment started playing only after the upload ended"
+    daemon.wait_for("item_finished")
+    finished = [event for event in daemon.events() if event["event"] == "item_finished"][0]
+    samples = (len(wav) - 44) // 2
+    assert finished["interrupted"] is False
+    assert abs(finished["position_ms"] - 1000 * samples / 22_050) <= 10 + 1000 * 200 / 22_050
+
+
+def test_raw_upload_needs_rate_and_channels(daemon: Daemon) -> None:
+    status, answer = daemon.request("POST", "/v1/stream?format=s16le", data=b"\0" * 100)
+    assert status == 400 and "rate" in answer["error"]
+    status, answer = daemon.request("POST", "/v1/stream?format=wav", data=b"\0" * 100)
+    assert status == 400 and "format must be" in answer["error"]
+    status, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=22050&channels=1&wait=1",
+                                    data=(tone(22_050, 0.5) * 32767).astype("<i2").tobytes())
+    assert status == 200 and answer["state"] == "finished" and answer["position_ms"] == 500.0
+
+
+def test_hard_interrupt_discards_the_rest_of_an_upload(daemon: Daemon) -> None:
+    """The upload keeps coming after the cut: it is read and thrown away, and the next segment plays."""
+    pcm = (tone(24_000, 4.0, 440) * 32767).astype("<i2").tobytes()
+    result: list[tuple[int, Any]] = []
+    uploader = threading.Thread(target=lambda: result.append(daemon.request(
+        "POST", "/v1/stream?format=s16le&rate=24000&channels=1", data=slow_body(pcm, 4800, 0.1))))
+    uploader.start()
+    daemon.wait_for("item_started")
+    time.sleep(0.5)
+    answer = daemon.request("POST", "/v1/interrupt", {})[1]
+    assert answer["id"] == "seg-1"
+    daemon.request("POST", "/v1/play", {"path": "short.wav"})
+    daemon.wait_for("item_finished", 2)
+    uploader.join(10)
+    assert result and result[0][0] == 200 and result[0][1]["state"] == "interrupted"
+    assert result[0][1]["bytes"] == len(pcm)
+    daemon.stop()
+    played = audible_frames(daemon.capture)
+    assert abs(played - (answer["position_ms"] / 10 + 60)) <= 2, "after the cut, only the next file played"
+
+
+def test_a_stalled_upload_fails_its_segment(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, "--upload-idle-s", "0.5")
+    try:
+        def stalls() -> Iterator[bytes]:
+            yield b"\0" * 4800
+            time.sleep(2)
+            yield b"\0" * 4800
+
+        status, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=24000&channels=1", data=stalls())
+        assert status == 408 and "no bytes for 0.5 s" in answer["error"]
+        daemon.wait_for("item_finished")
+        assert any(event["event"] == "error" and "no bytes" in event["message"] for event in daemon.events())
+        assert daemon.request("POST", "/v1/stream?wait=1&format=s16le&rate=24000&channels=1",
+                              data=b"\1\0" * 2400)[1]["state"] == "finished", "the daemon streams on"
+    finally:
+        assert daemon.stop()[0] == 0
+
+
+# -- security ----------------------------------------------------------------------------------
+
+def test_a_token_is_required_on_every_request(tmp_path: Path) -> None:
+    env = offline_env() | {"ECHO_STREAMER_TOKEN": "s3cret"}
+    daemon = Daemon(tmp_path, env=env)
+    try:
+        for path in ("/v1/status", "/metrics", "/openapi.json", "/v1/events"):
+            assert daemon.request("GET", path, headers={"Authorization": "Bearer nope"})[0] == 401
+            assert daemon.request("GET", path, headers={"Authorization": ""})[0] == 401
+        assert daemon.request("POST", "/v1/interrupt", {}, headers={"Authorization": "Bearer s3cre"})[0] == 401
+        assert daemon.request("GET", "/v1/status", headers={"Authorization": "Bearer s3cret"})[0] == 200
+    finally:
+        daemon.stop()
+
+
+def test_listening_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
+    result = subprocess.run(cli_command("daemon", "--listen", "0.0.0.0:0"), capture_output=True, text=True,
+                            env=offline_env(), timeout=30)
+    assert result.returncode == 2
+    assert "not loopback" in result.stderr and "token" in result.stderr
+
+
+def test_a_busy_port_is_one_line_and_status_2(daemon: Daemon) -> None:
+    port = daemon.url.rsplit(":", 1)[1]
+    result = subprocess.run(cli_command("daemon", "--listen", f"127.0.0.1:{port}"), capture_output=True, text=True,
+                            env=offline_env(), timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"echo-streamer: cannot listen on 127.0.0.1:{port}: "
+                                                  "Address already in use"], result.stderr
+
+
+# -- the Tavus quickstart's endpoint -------------------------------------------------------------
+
+def test_send_text_message_answers_like_the_quickstart_when_offline(daemon: Daemon) -> None:
+    body = {"message_type": "conversation", "event_type": "conversation.echo", "conversation_id": "c1",
+            "properties": {"modality": "text", "text": "Hello there!", "done": "true"}}
+    assert daemon.request("POST", "/send_text_message", body) == (400, {"error": "Not connected to a room"})
+
+
+# -- shutdown and the call -----------------------------------------------------------------------
+
+def test_sigterm_while_playing_uploading_and_watched_exits_0_within_3_s(daemon: Daemon) -> None:
+    pcm = (tone(24_000, 5.0) * 32767).astype("<i2").tobytes()
+
+    def upload() -> None:
+        try:
+            daemon.request("POST", "/v1/stream?format=s16le&rate=24000&channels=1", data=slow_body(pcm, 4800, 0.1))
+        except urllib.error.URLError:
+            pass  # the daemon went away mid-upload, as it should
+
+    threading.Thread(target=upload, daemon=True).start()
+    watcher = urllib.request.urlopen(daemon.url + "/v1/events", timeout=20)
+    daemon.wait_for("item_started")
+    code, took, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert took < 3.0, f"took {took:.2f} s to exit"
+    assert "Traceback" not in stderr and "panicked" not in stderr
+    assert watcher.read().count(b"event: ") >= 1, "the event stream ended cleanly"
+    events = daemon.events()
+    assert [event["event"] for event in events][-2:] == ["stream_finished", "call_state"]
+    assert events[-1]["state"] == "stopped"
+
+
+def test_an_unreachable_room_is_retried_and_reported(tmp_path: Path) -> None:
+    env = offline_env() | {"ECHO_STREAMER_ROOM_URL": "https://nonexistent.invalid/room"}
+    daemon = Daemon(tmp_path, "--join-timeout", "1", env=env)
+    try:
+        daemon.wait_for("call_state", 4, timeout=15)  # joining, retrying, joining, retrying
+        states = [event for event in daemon.events() if event["event"] == "call_state"]
+        assert [event["state"] for event in states[:4]] == ["joining", "retrying", "joining", "retrying"]
+        assert states[1]["retry_in_s"] == 1.0 and states[3]["retry_in_s"] == 2.0, "the wait doubles"
+        assert "nonexistent.invalid" in states[1]["error"]
+        status = daemon.request("GET", "/v1/status")[1]
+        assert status["call"]["join_attempts"] >= 2 and "nonexistent.invalid" in status["call"]["error"]
+        code, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=24000&channels=1", data=b"\0\0")
+        assert code == 503 and "not streaming yet" in answer["error"]
+    finally:
+        code, took, stderr = daemon.stop()
+    assert code == 0 and took < 3.0, (code, took, stderr)
+    assert "panicked" not in stderr
+
+
+# -- client commands -----------------------------------------------------------------------------
+
+def client(daemon: Daemon, *args: str | Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    env = offline_env() | {"ECHO_STREAMER_DAEMON": daemon.url}
+    return subprocess.run(cli_command(*args), input=stdin.decode("latin-1") if stdin else None, capture_output=True,
+                          text=True, env=env, timeout=30, encoding="latin-1")
+
+
+def test_client_commands(daemon: Daemon, audio_dir: Path) -> None:
+    said = client(daemon, "say", audio_dir / "short.wav", "--wait")
+    assert said.returncode == 0 and said.stdout == "seg-1\n", said.stderr
+    by_path = client(daemon, "say", "--by-path", audio_dir / "one.wav", "--id", "p1")
+    assert by_path.returncode == 0 and by_path.stdout == "p1\n", by_path.stderr
+    daemon.wait_for("item_started", 2)
+    status = json.loads(client(daemon, "status").stdout)
+    assert status["current"]["id"] == "p1"
+    cut = client(daemon, "interrupt")
+    assert cut.returncode == 0 and cut.stdout.startswith("p1 cut at "), cut.stdout
+    assert client(daemon, "interrupt").stdout == "nothing was playing\n"
+    piped = client(daemon, "say", "-", stdin=run("espeak-ng", "--stdout", "Hi."))
+    assert piped.returncode == 0 and piped.stdout == "seg-2\n", piped.stderr
+    events = client(daemon, "events", "--count", "1")
+    assert events.returncode == 0
+    assert json.loads(events.stdout)["event"] in ("item_started", "item_finished", "idle"), events.stdout
+
+
+def test_client_errors_are_one_line(daemon: Daemon, audio_dir: Path) -> None:
+    refused = client(daemon, "say", "--by-path", "/etc/hostname")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "echo-streamer: POST /v1/play: /etc/hostname is outside the allowed directories (HTTP 403)"]
+    gone = subprocess.run(cli_command("status", "--daemon", "http://127.0.0.1:9"), capture_output=True, text=True,
+                          timeout=30)
+    assert gone.returncode == 2 and len(gone.stderr.splitlines()) == 1
+    assert gone.stderr.startswith("echo-streamer: no daemon at http://127.0.0.1:9")
