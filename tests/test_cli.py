@@ -40,7 +40,7 @@ def test_help_has_examples(command: tuple[str, ...], cli: Cli) -> None:
         (("--room", "not-a-url"), "is not an http(s) URL"),
         (("--rate", "44100"), "'44100' is not one of '16000', '24000'"),
         (("--frame-ms", "15"), "'15' is not one of '10', '20'"),
-        (("--tavus-interrupt",), "--tavus-interrupt needs --room or --conversation-id"),
+        (("--tavus-interrupt",), "--tavus-interrupt and --transport app-message need --room or --conversation-id"),
         (("--tavus-interrupt", "--room", "https://tavus.daily.co/"), "has no path segment"),
     ],
     ids=["virtual-mic-offline", "bad-room-url", "bad-rate", "bad-frame", "tavus-without-id", "tavus-url-without-id"],

@@ -42,9 +42,11 @@ _STREAM_OPTIONS = [
                  help="Digital silence between segments, in ms."),
     click.option("--lead-ms", type=click.IntRange(1, 200), default=10, show_default=True,
                  help="Audio handed to the SDK ahead of playout, in ms (rounded up to whole frames)."),
-    click.option("--transport", type=click.Choice(["custom-track", "virtual-mic"]), default="custom-track",
-                 show_default=True, help="How audio reaches the call: a custom track used as the microphone, "
-                                         "or a virtual microphone device (needs a room)."),
+    click.option("--transport", type=click.Choice(["custom-track", "virtual-mic", "app-message"]),
+                 default="custom-track", show_default=True,
+                 help="How audio reaches the call: a custom track used as the microphone, a virtual microphone "
+                      "device (needs a room), or Tavus conversation.echo app messages (audio echo mode; needs "
+                      "a conversation id: the room URL's or --conversation-id)."),
     click.option("--bitrate", type=click.IntRange(6_000, 510_000), default=96_000, show_default=True,
                  help="Opus send bitrate in bit/s."),
     click.option("--join-timeout", type=click.FloatRange(0.1, 600), default=20.0, show_default=True,
@@ -58,7 +60,10 @@ _STREAM_OPTIONS = [
     click.option("--tavus-interrupt", is_flag=True,
                  help="Also send Tavus's conversation.interrupt app message at every interrupt."),
     click.option("--conversation-id", metavar="ID",
-                 help="Tavus conversation id for --tavus-interrupt (default: the room URL's last path segment)."),
+                 help="Tavus conversation id for --tavus-interrupt and the app-message transport (default: the "
+                      "room URL's last path segment)."),
+    click.option("--message-log", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+                 help="Append every app message sent to the room (echo audio, interrupts) here as JSON lines."),
 ]
 
 
@@ -124,12 +129,14 @@ def streamer_config(options: dict[str, Any]) -> StreamerConfig:
         raise click.BadParameter(f"{room!r} is not an http(s) URL", param_hint="--room")
     if room is None and options["transport"] == "virtual-mic":
         raise click.UsageError("--transport virtual-mic needs --room: a virtual microphone drops audio until joined")
-    conversation_id = _tavus_conversation_id(options["tavus_interrupt"], room, options["conversation_id"])
+    conversation_id = _tavus_conversation_id(options["tavus_interrupt"] or options["transport"] == "app-message",
+                                             room, options["conversation_id"])
     return StreamerConfig(room_url=room, meeting_token=options["meeting_token"], rate=int(options["rate"]),
                           frame_ms=int(options["frame_ms"]), gap_ms=options["gap_ms"], lead_ms=options["lead_ms"],
                           transport=options["transport"], bitrate=options["bitrate"],
                           join_timeout=options["join_timeout"], capture_path=options["capture"],
-                          tavus_conversation_id=conversation_id, stream_start_ms=options.get("stream_start_ms", 0))
+                          tavus_conversation_id=conversation_id, stream_start_ms=options.get("stream_start_ms", 0),
+                          message_log=options["message_log"])
 
 
 def _tavus_conversation_id(enabled: bool, room: str | None, conversation_id: str | None) -> str | None:
@@ -138,7 +145,7 @@ def _tavus_conversation_id(enabled: bool, room: str | None, conversation_id: str
     if conversation_id:
         return conversation_id
     if room is None:
-        raise click.UsageError("--tavus-interrupt needs --room or --conversation-id")
+        raise click.UsageError("--tavus-interrupt and --transport app-message need --room or --conversation-id")
     from ..output.tavus import conversation_id_from_url
 
     try:

@@ -29,6 +29,7 @@ LATE_MS = 5.0
 # What a frame handed to the SDK was, so its completion can be accounted. _FADE is the faded
 # frame that ends a cut segment, _CUT a silent one (nothing audible to fade).
 _IDLE, _GAP, _AUDIO, _END, _STARVED, _FADE, _CUT = range(7)
+KINDS = ("idle", "gap", "audio", "end", "starved", "fade", "cut")
 
 
 class Playout:
@@ -91,6 +92,12 @@ class Playout:
 
     def waiting(self) -> list[Segment]:
         return list(self._waiting)
+
+    @property
+    def handed_kind(self) -> str:
+        """What the frame last handed out was: one of ``KINDS`` ("audio" of a segment, its "end",
+        the "fade" or silent "cut" that ends an interrupted one, "gap", "idle" or "starved" silence)."""
+        return KINDS[self._last_kind]
 
     def next_frame(self, now: float, *, due: float | None = None) -> bytes | None:
         """The frame to hand to the SDK now; never blocks.

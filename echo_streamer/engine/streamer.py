@@ -18,8 +18,10 @@ import numpy as np
 from ..dsp.pipeline import Conditioner, OutputFormat, condition
 from ..dsp.resample import LIVE_QUALITY, LOW_LATENCY_QUALITY, QUALITY
 from ..errors import InputError
+from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
 from ..output.daily import DEFAULT_BITRATE, DailyMicrophone
+from ..output.eventlog import EventLog
 from ..output.tavus import interrupt_message
 from ..sources.arrays import ArraySource
 from ..sources.base import AudioSource
@@ -53,6 +55,11 @@ class StreamerConfig:
     than real time, which would otherwise starve once right after the start. With
     ``tavus_conversation_id`` set, every interrupt also sends Tavus's ``conversation.interrupt``
     app message for that conversation once its cut has played out.
+
+    ``transport="app-message"`` publishes no microphone: each segment's frames go to the room as
+    Tavus ``conversation.echo`` audio messages (for ``tavus_conversation_id``) as they are
+    handed to the SDK, which still paces them, and a cut sends ``conversation.interrupt`` at once.
+    ``message_log`` appends every app message sent (or tried) to that file as JSON lines.
     """
 
     room_url: str | None = None
@@ -68,6 +75,7 @@ class StreamerConfig:
     capture_path: str | None = None
     tavus_conversation_id: str | None = None
     stream_start_ms: int = 0
+    message_log: str | None = None
 
     def __post_init__(self) -> None:
         OutputFormat(self.rate, self.frame_ms)  # raises ValueError for an unsupported rate or frame length
@@ -122,6 +130,9 @@ class Streamer:
         self._late_since: float | None = None
         self._deadline: Deadline | None = None
         self._idle: asyncio.Event | None = None
+        self._echo: AppMessageEcho | None = None
+        self._message_log: EventLog | None = None
+        self._messages = {"sent": 0, "failed": 0}
         self.last_error: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -148,6 +159,11 @@ class Streamer:
                 raise
         if config.capture_path is not None:
             self._capture = WavCapture(config.capture_path, self._format.rate)
+        if config.message_log is not None:
+            self._message_log = EventLog(config.message_log)
+        if config.transport == "app-message":
+            self._echo = AppMessageEcho(self._send_soon, config.tavus_conversation_id, self._format.rate,
+                                        self._format.frame_bytes)
         self._deadline = Deadline(self._write_late)
         self._feeder.start()
         self._started = True
@@ -186,6 +202,8 @@ class Streamer:
             self._output = None
         if self._capture is not None:
             self._capture.close()
+        if self._message_log is not None:
+            self._message_log.close()
         if self._started:
             self._emit("stream_finished", time.monotonic(), self.stats())
         self._event_feed.close(time.monotonic())
@@ -323,6 +341,7 @@ class Streamer:
                 "lag_ms": round(playout.lag_ms, 2), "max_lag_ms": round(playout.max_lag_ms, 2),
                 "late_completions": playout.late_completions,
                 "lead_frames": self.config.lead_frames,
+                "app_messages_sent": self._messages["sent"], "app_messages_failed": self._messages["failed"],
                 "last_error": self.last_error}
 
     # -- real-time path (SDK threads) ------------------------------------------------------
@@ -351,6 +370,8 @@ class Streamer:
         if self._capture is not None:
             self._capture.write(frame)
         self._output.write(frame, self._on_completion)
+        if self._echo is not None:
+            self._echo.handed(self._playout.handed_kind, frame)
 
     def _write_late(self) -> None:
         """The write a completion left for later: from the worker once the live frame is complete,
@@ -464,7 +485,8 @@ class Streamer:
         for listener in self._listeners:
             listener(event)
         self._event_feed.publish(event)
-        if name == "interrupt_done" and self.config.tavus_conversation_id is not None:
+        if (name == "interrupt_done" and self.config.tavus_conversation_id is not None
+                and self.config.transport != "app-message"):  # that transport sent it at the cut
             # Not inline: this may run under the playout lock, and the SDK call must not.
             assert self._loop is not None
             self._loop.call_soon(self._send_tavus_interrupt, self.config.tavus_conversation_id)
@@ -488,7 +510,7 @@ class Streamer:
         def on_sent(error: str | None) -> None:
             loop.call_soon_threadsafe(resolve, error)
 
-        self._output.send_app_message(message, on_sent)
+        self._send_message(message, on_sent)
         if (error := await sent) is not None:
             raise RuntimeError(error)
 
@@ -497,5 +519,27 @@ class Streamer:
             self._emit_threadsafe("tavus_interrupt", time.monotonic(),
                                   {"conversation_id": conversation_id, "error": error}, None)
 
+        self._send_message(interrupt_message(conversation_id), on_sent)
+
+    def _send_soon(self, message: dict[str, Any]) -> None:
+        """Send from the event loop (called on SDK threads, where the SDK is not called again)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._send_message, message, None)
+
+    def _send_message(self, message: Any, on_sent: Callable[[str | None], None] | None) -> None:
+        """Log, send and count an app message (on the event loop); ``on_sent(error)`` follows."""
+        if self._message_log is not None:
+            self._message_log.write(message)
+        assert self._loop is not None
+        loop = self._loop
+
+        def count(outcome: str) -> None:
+            self._messages[outcome] += 1
+
+        def sent(error: str | None) -> None:
+            loop.call_soon_threadsafe(count, "failed" if error else "sent")
+            if on_sent is not None:
+                on_sent(error)
+
         if self._output is not None:
-            self._output.send_app_message(interrupt_message(conversation_id), on_sent)
+            self._output.send_app_message(message, sent)

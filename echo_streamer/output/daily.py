@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import JoinError
 
-TRANSPORTS = ("custom-track", "virtual-mic")
+TRANSPORTS = ("custom-track", "virtual-mic", "app-message")
 DEFAULT_BITRATE = 96_000
 _VIRTUAL_MIC_NAME = "echo-streamer-mic"
 _PROCESSING_OFF = {name: {"exact": False} for name in ("autoGainControl", "echoCancellation", "noiseSuppression")}
@@ -46,7 +46,9 @@ class DailyMicrophone:
     ``transport="custom-track"`` writes into a ``daily.CustomAudioSource`` wrapped in a
     ``CustomAudioTrack`` and used as the microphone; it paces itself in real time even when no
     room is joined. ``"virtual-mic"`` uses ``Daily.create_microphone_device`` (one per process),
-    which drops audio until a join completes, so it needs a room.
+    which drops audio until a join completes, so it needs a room. ``"app-message"`` paces the
+    frames through a custom audio source like ``"custom-track"`` but publishes no microphone: the
+    audio goes to the room as app messages (:mod:`.appmessage`), sent by the caller.
 
     ``on_event(name, fields)`` receives call state, participant and app-message events; it is
     called on SDK threads and must not block.
@@ -65,7 +67,7 @@ class DailyMicrophone:
         self._client: Any = None
         self._joined = False
         self._track: Any = None
-        if transport == "custom-track":
+        if transport != "virtual-mic":
             self._source: Any = CustomAudioSource(rate, 1)
             self._track = CustomAudioTrack(self._source)
             # daily-python 0.36 rejects customConstraints beside customTrack ("unknown keys"),
@@ -134,6 +136,9 @@ class DailyMicrophone:
         self._client.send_app_message(message, None, completion=on_sent)
 
     def _client_settings(self) -> dict[str, Any]:
+        if self.transport == "app-message":
+            return {"inputs": {"camera": False, "microphone": False},
+                    "publishing": {"camera": {"isPublishing": False}, "microphone": {"isPublishing": False}}}
         return {
             "inputs": {"camera": False, "microphone": {"isEnabled": True, "settings": self._mic_settings}},
             "publishing": {
