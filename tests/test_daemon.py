@@ -467,3 +467,81 @@ def test_client_errors_are_one_line(daemon: Daemon, audio_dir: Path) -> None:
                           timeout=30)
     assert gone.returncode == 2 and len(gone.stderr.splitlines()) == 1
     assert gone.stderr.startswith("echo-streamer: no daemon at http://127.0.0.1:9")
+
+
+# -- many clients at once ------------------------------------------------------------------------
+
+def process_footprint(pid: int) -> tuple[int, int, int]:
+    """(RSS in kB, threads, open file descriptors) of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    threads = int(re.search(r"Threads:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    return rss, threads, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def test_fifty_clients_for_thirty_seconds(daemon: Daemon) -> None:
+    """50 clients hitting status, play, interrupt, events and metrics at random for 30 s: every
+    answer is one the API documents, the audio keeps real time, and nothing is left behind."""
+    import asyncio
+    import random
+
+    import aiohttp
+
+    daemon.request("POST", "/v1/play", {"path": "short.wav"})
+    daemon.wait_for("idle")
+    before = process_footprint(daemon.process.pid)
+    counters_before = daemon.request("GET", "/v1/status")[1]["counters"]
+    answers: dict[tuple[str, int], int] = {}
+
+    async def client(session: aiohttp.ClientSession, seed: int, ends: float) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < ends:
+            choice = rng.choice(["status", "status", "play", "interrupt", "events", "metrics"])
+            if choice == "status":
+                async with session.get(daemon.url + "/v1/status") as response:
+                    await response.json()
+            elif choice == "metrics":
+                async with session.get(daemon.url + "/metrics") as response:
+                    await response.text()
+            elif choice == "play":
+                async with session.post(daemon.url + "/v1/play",
+                                        json={"path": rng.choice(["one.wav", "short.wav"])}) as response:
+                    await response.json()
+            elif choice == "interrupt":
+                mode = rng.choice(["now", "next_pause"])
+                async with session.post(daemon.url + "/v1/interrupt",
+                                        json={"mode": mode, "clear_queue": rng.random() < 0.5}) as response:
+                    await response.json()
+            else:
+                async with session.get(daemon.url + "/v1/events") as response:
+                    await asyncio.wait_for(response.content.readline(), 5)
+            answers[(choice, response.status)] = answers.get((choice, response.status), 0) + 1
+            await asyncio.sleep(rng.uniform(0, 0.05))
+
+    async def main() -> None:
+        ends = time.monotonic() + 30
+        connector = aiohttp.TCPConnector(limit=100)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=20)) as session:
+            await asyncio.gather(*(client(session, seed, ends) for seed in range(50)))
+
+    began = time.monotonic()
+    asyncio.run(main())
+    elapsed = time.monotonic() - began
+    assert elapsed < 40, f"the clients took {elapsed:.1f} s: something waited too long"
+    expected = {"status": 200, "metrics": 200, "play": 202, "interrupt": 200, "events": 200}
+    unexpected = {key: count for key, count in answers.items() if expected[key[0]] != key[1]}
+    assert not unexpected, unexpected
+    assert sum(answers.values()) > 5000, answers
+    daemon.request("POST", "/v1/interrupt", {"mode": "now"})  # answers once the cut has played
+    status = daemon.request("GET", "/v1/status")[1]
+    counters = status["counters"]
+    played = counters["frames_played"] - counters_before["frames_played"]
+    assert counters["underruns"] == 0
+    assert abs(counters["lag_ms"]) < 30, f"playout lags the wall clock by {counters['lag_ms']} ms"
+    assert played >= 0.97 * 100 * elapsed, f"{played} frames in {elapsed:.1f} s: the stream fell behind"
+    assert status["current"] is None and status["queue"] == [] and counters["event_subscribers"] == 1
+    time.sleep(1)
+    after = process_footprint(daemon.process.pid)
+    assert after[1] == before[1], f"threads {before[1]} -> {after[1]}"
+    assert after[2] <= before[2] + 2, f"file descriptors {before[2]} -> {after[2]}"
+    assert after[0] - before[0] < 20_000, f"RSS {before[0]} -> {after[0]} kB"

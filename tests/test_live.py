@@ -154,3 +154,46 @@ def test_a_device_that_goes_away_ends_with_one_line(jack_env: dict[str, str], tm
     lines = [line for line in stderr.splitlines() if line.startswith("echo-streamer:") and "offline" not in line]
     assert status == 1, stderr
     assert len(lines) >= 1 and lines[0].startswith("echo-streamer: live input 'system': "), stderr
+
+
+def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_path: Path) -> None:
+    """Through the daemon's API: live input streams the card, an interrupt mutes it, a second
+    start unmutes it, stop ends it with the drift figures; a missing device is refused in one line
+    and the daemon streams on."""
+    from test_daemon import Daemon
+
+    daemon = Daemon(tmp_path, env=jack_env)
+    card = None
+    try:
+        before = ports(jack_env)
+        answer = daemon.request("POST", "/v1/live/start", {"device": "system", "channels": 1})
+        assert answer == (200, {"device": "live input 'system'", "state": "streaming"})
+        (input_port,) = {port for port in ports(jack_env) - before if port.endswith("in_0")}
+        card = subprocess.Popen([sys.executable, str(CARD), input_port, "440", "0.5", "0.5"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=jack_env, text=True)
+        daemon.wait_for("item_started")
+        time.sleep(1.0)
+        assert daemon.request("POST", "/v1/live/start", {"device": "system"})[0] == 409
+        cut = daemon.request("POST", "/v1/interrupt", {})[1]
+        assert cut["id"] == "seg-1" and cut["cut"] == "now"
+        assert daemon.request("GET", "/v1/status")[1]["live"] == {"device": "live input 'system'", "state": "muted"}
+        assert daemon.request("POST", "/v1/live/start", {})[1]["state"] == "muted", "resumed, not yet streaming"
+        daemon.wait_for("item_started", 2)
+        time.sleep(0.5)
+        status, stopped = daemon.request("POST", "/v1/live/stop")
+        assert status == 200 and stopped["stopped"] is True and stopped["overflows"] == 0
+        assert {"ppm", "samples_dropped", "samples_inserted", "underruns"} <= stopped.keys()
+        assert daemon.request("GET", "/v1/status")[1]["live"] is None
+        status, refused = daemon.request("POST", "/v1/live/start", {"device": "no-such-card"})
+        assert (status, refused) == (400, {"error": "live input 'no-such-card': No input device matching "
+                                                    "'no-such-card'"})
+        assert daemon.request("GET", "/v1/status")[1]["call"]["state"] == "offline"
+    finally:
+        code, _took, stderr = daemon.stop()
+        if card is not None:
+            card.kill()
+            card.wait()
+    assert code == 0, stderr
+    freq, level = tone_figures(read_pcm(daemon.capture, RATE))
+    assert abs(freq - 440) < 3 and abs(level - 0.5) < 0.03, (freq, level)
+    assert [e["event"] for e in daemon.events()].count("live_stopped") == 1

@@ -20,7 +20,8 @@ the block boundaries, and it uses that for two things:
 Corrections begin in a quiet block unless a frame came too close to its deadline (an underrun
 is near) or far too early, and once begun go on block after block: halfway through, frames may
 wait for a block they need only a few samples of. Whatever would take the backlog past
-``max_ms`` is dropped a whole block at a time and counted as an overflow.
+``max_ms`` is dropped a whole block at a time and counted as an overflow (before the segment's
+first frame is handed, while it waits its turn, it is dropped without being counted).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class DriftControl:
     one). Counters: ``dropped`` / ``inserted`` samples, ``overflows`` (whole blocks dropped
     above ``max_ms``), ``underruns`` (counted by playout, each raising ``margin_ms``);
     ``ahead_ms`` is the last half second's smallest lead (negative: the latest frame),
-    ``peak_ms`` the highest backlog seen.
+    ``peak_ms`` the highest backlog seen once the segment plays.
     """
 
     def __init__(self, in_rate: int, out_rate: int, frame_samples: int, max_ms: int, late_ms: float = 0.0,
@@ -128,12 +129,15 @@ class DriftControl:
                 self._window_ends = now + WINDOW_S
                 self._block_ms = 1000 * len(block) / self.in_rate
             quiet = self._gate.quiet(block)
-            made = produced()
-            backlog_ms = 1000 * (made - handed() * self.frame_samples) / self.out_rate
-            self.peak_ms = max(self.peak_ms, backlog_ms)
+            made, handed_frames = produced(), handed()
+            backlog_ms = 1000 * (made - handed_frames * self.frame_samples) / self.out_rate
             if backlog_ms + self._block_ms > self.max_ms:
-                self.overflows += 1
+                # Before its first frame is handed the segment waits its turn (a gap, another
+                # segment): what does not fit is not an overflow of the stream, just not kept.
+                self.overflows += handed_frames > 0
                 continue
+            if handed_frames:
+                self.peak_ms = max(self.peak_ms, backlog_ms)
             if not self._pending and now >= self._window_ends:
                 self._plan(made % self.frame_samples, now)
             if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
