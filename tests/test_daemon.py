@@ -537,7 +537,10 @@ def test_fifty_clients_for_thirty_seconds(daemon: Daemon) -> None:
     counters = status["counters"]
     played = counters["frames_played"] - counters_before["frames_played"]
     assert counters["underruns"] == 0
-    assert abs(counters["lag_ms"]) < 30, f"playout lags the wall clock by {counters['lag_ms']} ms"
+    # A stall of the whole VM (up to a few hundred ms here) delays every clock alike; a stream
+    # that cannot keep up falls behind by seconds.
+    lag_growth = counters["lag_ms"] - counters_before["lag_ms"]
+    assert lag_growth < 100, f"playout fell {lag_growth} ms further behind the wall clock"
     assert played >= 0.97 * 100 * elapsed, f"{played} frames in {elapsed:.1f} s: the stream fell behind"
     assert status["current"] is None and status["queue"] == [] and counters["event_subscribers"] == 1
     time.sleep(1)
