@@ -237,26 +237,13 @@ class _InterruptSignals:
 
 async def _until_stopped(work: Any, stop: asyncio.Event, progress: _Progress | None = None) -> bool:
     """Run ``work`` until it finishes (True) or ``stop`` is set (False, ``work`` cancelled)."""
-    import asyncio
+    from ..engine.waiting import unless
 
-    task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stop.wait())
     try:
-        while not task.done() and not stop.is_set():
-            await asyncio.wait({task, stopped}, timeout=0.1 if progress else None,
-                               return_when=asyncio.FIRST_COMPLETED)
-            if progress is not None:
-                progress.refresh()
+        return await unless(stop, work, tick=None if progress is None else (0.1, progress.refresh))
     finally:
-        stopped.cancel()
         if progress is not None:
             progress.done()
-    if task.done():
-        task.result()
-        return True
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return False
 
 
 def _report_problems(event: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from ..engine.interrupt import Interruption
 from ..engine.live import LiveSession
 from ..engine.segment import Segment
 from ..engine.streamer import Streamer, StreamerConfig
+from ..engine.waiting import unless
 from ..errors import InputError, JoinError
 from ..output.tavus import conversation_id_from_url, received_event
 from .paths import AllowedPaths, PathRefused
@@ -89,13 +90,13 @@ class Daemon:
             self.join_attempts += 1
             self._set_call_state("offline" if self.offline else "joining")
             try:
-                if not await self._unless_stopped(streamer.start()):
+                if not await unless(self._stop, streamer.start()):
                     await streamer.close()
                     break
             except JoinError as error:
                 self.call_error = str(error)
                 self._set_call_state("retrying", error=str(error), attempt=self.join_attempts, retry_in_s=delay)
-                await self._unless_stopped(asyncio.sleep(delay))
+                await unless(self._stop, asyncio.sleep(delay))
                 delay = min(longest, delay * 2)
                 continue
             delay = first
@@ -104,7 +105,7 @@ class Daemon:
             if not self.offline:
                 self._set_call_state("joined")
             self._dropped.clear()
-            await self._unless_stopped(self._dropped.wait())
+            await unless(self._stop, self._dropped.wait())
             await self._close_streamer(streamer)
             if self._dropped.is_set() and not self._stop.is_set():
                 self._set_call_state("dropped", error="the call dropped: rejoining")
@@ -121,21 +122,6 @@ class Daemon:
         await streamer.close()
         stats = streamer.stats()
         self.totals.update({name: stats[name] for name in _STREAMER_COUNTERS})
-
-    async def _unless_stopped(self, awaitable: Any) -> bool:
-        """Await ``awaitable`` unless :meth:`stop` comes first (then cancel it); True when it finished."""
-        task = asyncio.ensure_future(awaitable)
-        stopped = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if task.done():
-            task.result()
-            return True
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return False
 
     # -- requests --------------------------------------------------------------------------
 

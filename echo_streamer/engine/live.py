@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any
 
 from ..sources.live import LiveInput
 from .drift import drift_ppm
 from .segment import Segment
 from .streamer import Streamer
+from .waiting import unless
 
 
 class LiveSession:
@@ -55,7 +54,7 @@ class LiveSession:
                                                channels=self.live_input.channels, name=self.live_input.name,
                                                live=True)
                 self.segments.append(segment)
-                if not await self._until(segment.wait(), ends):
+                if not await unless(self._stop, segment.wait(), _left(loop, ends)):
                     await self.streamer.cancel(segment)
                     return
                 if segment.error:
@@ -64,26 +63,11 @@ class LiveSession:
                 self.state = "muted"
                 self._unmute.clear()
                 mute_ends = None if self.mute_ms is None else loop.time() + self.mute_ms / 1000
-                await self._until(self._unmute.wait(), _earliest(ends, mute_ends))
+                await unless(self._stop, self._unmute.wait(), _left(loop, _earliest(ends, mute_ends)))
                 if ends is not None and loop.time() >= ends:
                     return
         finally:
             self.state = "ended"
-
-    async def _until(self, awaitable: Awaitable[Any], ends: float | None) -> bool:
-        """Wait for ``awaitable`` until ``ends`` (loop time) or :meth:`stop`; True when it finished."""
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(awaitable)
-        stopped = asyncio.ensure_future(self._stop.wait())
-        timeout = None if ends is None else max(0.0, ends - loop.time())
-        try:
-            await asyncio.wait({task, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if task.done():
-            return True
-        task.cancel()
-        return False
 
     def drift_report(self) -> dict[str, float]:
         """How the card's clock compared with playout, over every segment, and what it cost."""
@@ -97,3 +81,7 @@ class LiveSession:
 
 def _earliest(*times: float | None) -> float | None:
     return min((t for t in times if t is not None), default=None)
+
+
+def _left(loop: asyncio.AbstractEventLoop, ends: float | None) -> float | None:
+    return None if ends is None else max(0.0, ends - loop.time())
