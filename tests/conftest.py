@@ -27,7 +27,8 @@ from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import RenderResult
 from echo_streamer.renderer import render as render_file
 
-REQUIRED_TOOLS = ("ffmpeg", "ffprobe", "sox", "espeak-ng", "jackd", "jack_lsp", "jack_connect", "jack_disconnect")
+REQUIRED_TOOLS = ("ffmpeg", "ffprobe", "sox", "espeak-ng", "jackd", "jack_lsp", "jack_connect", "jack_disconnect",
+                  "pulseaudio", "pactl", "paplay")
 
 T = TypeVar("T")
 
