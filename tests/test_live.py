@@ -2,8 +2,9 @@
 
 A JACK server with its dummy driver (started here, no sound card needed) keeps real time; PortAudio
 reaches it through its JACK host API. The "sound card" is a JACK client (``jack_card.py``)
-playing a tone straight into the live command's input port. PulseAudio through ALSA's pulse plugin
-is not used: on this project's VM PortAudio's capture through it stops after about 0.4 s.
+playing a tone straight into the live command's input port: a steady card for the drift control,
+and one that can be killed to test a device that goes away. Capture through PulseAudio (ALSA's
+pulse plugin) is tested in ``test_live_pulse.py``.
 """
 
 from __future__ import annotations
