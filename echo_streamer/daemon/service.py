@@ -118,6 +118,7 @@ class Daemon:
 
     async def _close_streamer(self, streamer: Streamer) -> None:
         self.streamer = None
+        self.participants.clear()
         await self.live_stop()
         await streamer.close()
         stats = streamer.stats()
