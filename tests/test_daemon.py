@@ -571,3 +571,25 @@ def test_app_message_transport_through_the_daemon(tmp_path: Path, audio_dir: Pat
         assert counters["app_messages_failed"] == len(sent) and counters["app_messages_sent"] == 0
     finally:
         assert daemon.stop()[0] == 0
+
+
+def test_an_upload_cut_off_plays_what_arrived_and_says_so(daemon: Daemon) -> None:
+    """The client goes away mid-body: no traceback, an error event, and the audio that arrived plays."""
+    import socket
+
+    host, port = daemon.url[len("http://"):].split(":")
+    chunk = (tone(24_000, 0.1) * 32767).astype("<i2").tobytes()
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(b"POST /v1/stream?format=s16le&rate=24000&channels=1 HTTP/1.1\r\nHost: x\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(5):
+            connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            time.sleep(0.05)
+    daemon.wait_for("item_finished")
+    events = daemon.events()
+    (error,) = [event for event in events if event["event"] == "error"]
+    assert error["message"] == f"upload seg-1: the connection was lost after {5 * len(chunk)} bytes; what arrived plays"
+    (finished,) = [event for event in events if event["event"] == "item_finished"]
+    assert finished["position_ms"] == 500.0 and finished["interrupted"] is False
+    _code, _took, stderr = daemon.stop()
+    assert "Traceback" not in stderr and "Error handling request" not in stderr, stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from ..sources.formats import AUTO, RAW_FORMATS
 from . import metrics
 from .openapi import openapi_spec
 from .service import ApiError, Daemon
-from .uploads import Upload, UploadError
+from .uploads import Upload, UploadError, UploadLost
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -77,6 +78,10 @@ def _guard(token: str | None, request_s: float) -> Any:
             return _error(error.status, error.message)
         except TimeoutError:
             return _error(503, f"the request took longer than {request_s:g} s")
+        except Exception as error:  # a bug fails one request, in one line, and the daemon streams on
+            message = f"{request.method} {request.path}: unexpected {type(error).__name__}: {error}"
+            print(f"echo-streamer: {message}", file=sys.stderr)
+            return _error(500, message)
 
     return guard
 
@@ -137,6 +142,9 @@ class _Api:
             self.daemon.report_error(segment, message)
             await self.daemon.cancel(segment)
             raise ApiError(error.status, message) from None
+        except UploadLost as error:  # no one is left to answer; the event tells
+            self.daemon.report_error(segment, f"upload {segment.id}: {error}; what arrived plays")
+            raise ApiError(400, str(error)) from None
         if wait:
             await segment.wait()
         answer: dict[str, Any] = {"id": segment.id, "bytes": upload.received, "state": segment.state}

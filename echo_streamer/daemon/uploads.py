@@ -16,6 +16,10 @@ class UploadError(Exception):
         self.status = status
 
 
+class UploadLost(Exception):
+    """The client went away before its body ended; what arrived still plays."""
+
+
 class Upload:
     """A bounded bridge: :meth:`pump` reads the body on the loop, :meth:`chunks` yields it in the worker.
 
@@ -40,16 +44,21 @@ class Upload:
         """Read ``body`` to its end, passing it on while the segment lasts.
 
         Raises :class:`UploadError` (413) past ``max_bytes`` and (408) when nothing arrives for
-        ``idle_s`` seconds; the worker's stream ends either way.
+        ``idle_s`` seconds, throwing away what the worker has not read; and :class:`UploadLost`
+        when the connection is lost, after the worker's stream has ended with what arrived.
         """
         watcher = asyncio.ensure_future(segment.wait())
         watcher.add_done_callback(lambda _: self._abort())
         iterator = aiter(body)
+        lost = False
         try:
             while True:
                 try:
                     chunk = await asyncio.wait_for(anext(iterator), idle_s)
                 except StopAsyncIteration:
+                    break
+                except ConnectionResetError:
+                    lost = True
                     break
                 except TimeoutError:
                     raise UploadError(408, f"no bytes for {idle_s:g} s") from None
@@ -66,6 +75,8 @@ class Upload:
             raise
         finally:
             watcher.cancel()
+        if lost:
+            raise UploadLost(f"the connection was lost after {self.received} bytes")
 
     def _abort(self) -> None:
         """End the worker's stream now, throwing away what it has not read."""
