@@ -593,3 +593,8 @@ def test_an_upload_cut_off_plays_what_arrived_and_says_so(daemon: Daemon) -> Non
     assert finished["position_ms"] == 500.0 and finished["interrupted"] is False
     _code, _took, stderr = daemon.stop()
     assert "Traceback" not in stderr and "Error handling request" not in stderr, stderr
+
+
+def test_unknown_paths_and_methods_get_aiohttps_answers(daemon: Daemon) -> None:
+    assert daemon.request("GET", "/v1/nothing")[0] == 404
+    assert daemon.request("GET", "/v1/play")[0] == 405

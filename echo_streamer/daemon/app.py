@@ -78,6 +78,8 @@ def _guard(token: str | None, request_s: float) -> Any:
             return _error(error.status, error.message)
         except TimeoutError:
             return _error(503, f"the request took longer than {request_s:g} s")
+        except web.HTTPException:  # aiohttp's own answers: 404 for an unknown path, 405, 413
+            raise
         except Exception as error:  # a bug fails one request, in one line, and the daemon streams on
             message = f"{request.method} {request.path}: unexpected {type(error).__name__}: {error}"
             print(f"echo-streamer: {message}", file=sys.stderr)
