@@ -548,3 +548,26 @@ def test_fifty_clients_for_thirty_seconds(daemon: Daemon) -> None:
     assert after[1] == before[1], f"threads {before[1]} -> {after[1]}"
     assert after[2] <= before[2] + 2, f"file descriptors {before[2]} -> {after[2]}"
     assert after[0] - before[0] < 20_000, f"RSS {before[0]} -> {after[0]} kB"
+
+
+def test_app_message_transport_through_the_daemon(tmp_path: Path, audio_dir: Path) -> None:
+    """``--transport app-message``: an upload goes out as conversation.echo messages under one
+    inference_id, the last marked done; offline each one fails to send and is counted."""
+    import base64
+
+    messages = tmp_path / "messages.jsonl"
+    daemon = Daemon(tmp_path, "--transport", "app-message", "--conversation-id", "c-daemon", "--message-log",
+                    messages)
+    try:
+        pcm = (tone(24_000, 0.5) * 32767).astype("<i2").tobytes()
+        answer = daemon.request("POST", "/v1/stream?format=s16le&rate=24000&channels=1&wait=1", data=pcm)[1]
+        assert answer["state"] == "finished"
+        sent = [json.loads(line) for line in messages.read_text().splitlines()]
+        assert {m["properties"]["inference_id"] for m in sent} == {sent[0]["properties"]["inference_id"]}
+        assert [m["properties"]["done"] for m in sent][-2:] == [False, True]
+        audio = b"".join(base64.b64decode(m["properties"]["audio"]) for m in sent)
+        assert audio == pcm, "exactly the uploaded samples (24 kHz in, 24 kHz out)"
+        counters = daemon.request("GET", "/v1/status")[1]["counters"]
+        assert counters["app_messages_failed"] == len(sent) and counters["app_messages_sent"] == 0
+    finally:
+        assert daemon.stop()[0] == 0

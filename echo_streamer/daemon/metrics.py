@@ -14,6 +14,8 @@ _COUNTERS = {
     "underrun_frames": "Silent frames sent because a segment had no audio ready.",
     "interrupts": "Interrupts carried out.",
     "late_completions": "SDK completions more than one frame late.",
+    "app_messages_sent": "App messages the SDK sent (echo audio, interrupts, /send_text_message).",
+    "app_messages_failed": "App messages that could not be sent (not in a room, refused).",
     "segments_finished": "Segments that played to their end.",
     "segments_interrupted": "Segments cut by an interrupt.",
     "segments_failed": "Segments that failed (bad input).",

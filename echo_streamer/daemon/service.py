@@ -22,7 +22,7 @@ from .paths import AllowedPaths, PathRefused
 
 # Counters carried across rejoins (a new Streamer starts from zero).
 _STREAMER_COUNTERS = ("frames_sent", "frames_played", "underruns", "underrun_frames", "interrupts",
-                      "late_completions")
+                      "late_completions", "app_messages_sent", "app_messages_failed")
 
 
 class ApiError(Exception):
@@ -118,6 +118,7 @@ class Daemon:
 
     async def _close_streamer(self, streamer: Streamer) -> None:
         self.streamer = None
+        self.participants.clear()
         await self.live_stop()
         await streamer.close()
         stats = streamer.stats()

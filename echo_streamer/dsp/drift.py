@@ -6,6 +6,8 @@ samples, so it can be tested on plain arrays.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # A correction goes at the centre of the quietest stretch of this length.
@@ -52,6 +54,7 @@ class QuietGate:
         self._below = 10 ** (-QUIET_BELOW_DB / 20)
 
     def quiet(self, block: np.ndarray) -> bool:
-        rms = float(np.sqrt(np.mean(np.square(block, dtype=np.float64)))) if block.size else 0.0
+        samples = block.ravel()
+        rms = math.sqrt(float(np.dot(samples, samples)) / samples.size) if samples.size else 0.0
         self._loud = max(rms, self._loud * _LOUD_DECAY_PER_S ** (len(block) / self._rate))
         return rms <= max(self._floor, self._loud * self._below)

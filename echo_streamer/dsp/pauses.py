@@ -25,7 +25,7 @@ SILENCE_DB = -100.0
 
 def frame_levels(frames: np.ndarray) -> np.ndarray:
     """RMS level of each int16 frame in dBFS (full-scale sine = -3 dB); silence is -100."""
-    power = np.mean(np.square(frames, dtype=np.float64), axis=1) / 32768.0**2
+    power = np.square(frames, dtype=np.float64).sum(axis=1) / (frames.shape[1] * 32768.0**2)
     return np.maximum(10 * np.log10(np.maximum(power, 1e-30)), SILENCE_DB)
 
 
