@@ -119,7 +119,7 @@ class SimulatedLive:
 
     def _hand(self, asked_at: float) -> None:
         ready = self.ready.popleft()
-        self.drift.handed(asked_at - ready)
+        self.drift.handed(asked_at, ready)
         self.latencies_ms.append(1000 * (self.now - ready))
         self.handed += 1
 

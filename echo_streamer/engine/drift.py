@@ -100,6 +100,7 @@ class DriftControl:
         self._window_ends: float | None = None
         self._underruns_seen = 0
         self._moved_earlier_at = -math.inf
+        self._fresh_after = -math.inf
         self._clock = clock
         self._block_ms = 0.0
 
@@ -114,10 +115,12 @@ class DriftControl:
                 "samples_inserted": self.inserted, "overflows": self.overflows, "underruns": self.underruns,
                 "drift_ppm": round(self.ppm, 1)}
 
-    def handed(self, ahead: float) -> None:
-        """A frame of this segment was handed to the SDK; it was complete ``ahead`` seconds before
-        playout asked for it (negative: that much after)."""
-        self._least_ahead = min(self._least_ahead, 1000 * ahead)
+    def handed(self, asked_at: float, ready_at: float) -> None:
+        """A frame of this segment was handed to the SDK: playout asked for it at ``asked_at`` and
+        it was complete at ``ready_at`` (clock seconds). Frames completed before the last
+        correction ended say nothing about the timing it made, so they are not counted."""
+        if ready_at >= self._fresh_after:
+            self._least_ahead = min(self._least_ahead, 1000 * (asked_at - ready_at))
 
     def hold(self, blocks: Iterable[np.ndarray], produced: Callable[[], int],
              handed: Callable[[], int]) -> Iterator[np.ndarray]:
@@ -146,9 +149,10 @@ class DriftControl:
                 self._pending -= count
                 self.dropped += max(count, 0)
                 self.inserted += max(-count, 0)
-                if not self._pending:  # judge the next window by frames timed after this correction
+                if not self._pending:  # judge the next window by frames completed after this correction
                     self._least_ahead = math.inf
                     self._window_ends = now + WINDOW_S
+                    self._fresh_after = now
             self.samples_in += len(block)
             yield block
 

@@ -249,7 +249,7 @@ class Playout:
             segment.first_handed_at = now
         segment.handed_frames += 1
         if segment.drift is not None:
-            segment.drift.handed(due - item.ready_at)
+            segment.drift.handed(due, item.ready_at)
         return _AUDIO, segment, item.pcm
 
     def _end(self, segment: Segment) -> tuple[int, Segment | None, bytes]:
