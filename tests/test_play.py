@@ -93,7 +93,8 @@ def session(request: pytest.FixtureRequest, inputs: list[Path], tmp_path_factory
         rendered = folder / f"render-{index}.wav"
         run(*cli_command("render", path, "-o", rendered, "--rate", rate, "--frame-ms", frame_ms))
         references.append(read_pcm(rendered, rate))
-        real_samples.append(render_file(str(path), str(folder / f"api-{index}.wav"), OutputFormat(rate, frame_ms)).samples)
+        api_render = render_file(str(path), str(folder / f"api-{index}.wav"), OutputFormat(rate, frame_ms))
+        real_samples.append(api_render.samples)
     capture, events = folder / "capture.wav", folder / "events.jsonl"
     began = time.monotonic()
     result = subprocess.run(
@@ -261,7 +262,8 @@ def test_unreachable_room_fails_fast_with_one_line(via: str, short_wav: Path, tm
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_cleanly(signum: signal.Signals, make_wav: Callable[..., Path], tmp_path: Path) -> None:
-    """SIGTERM / SIGINT mid-file: exit 0 within 3 s, no traceback, a whole-frame capture, events end with stream_finished."""
+    """SIGTERM / SIGINT mid-file: exit 0 within 3 s, no traceback, a whole-frame capture, events end with
+    stream_finished."""
     rate, frame_ms = 16000, 20
     long_file = make_wav(tone(44100, 5.0, freq=330.0), 44100, name="long.wav")
     capture, events = tmp_path / "cap.wav", tmp_path / "events.jsonl"

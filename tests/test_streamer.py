@@ -91,8 +91,9 @@ def test_public_names_resolve_to_what_they_document() -> None:
     script = (
         "import inspect, echo_streamer\n"
         "from echo_streamer import render, Streamer, StreamerConfig, Segment, InputError, JoinError\n"
-        "kinds = {n: inspect.isfunction(getattr(echo_streamer, n)) for n in echo_streamer.__all__ if n != '__version__'}\n"
-        "again = {n: inspect.isfunction(getattr(echo_streamer, n)) for n in echo_streamer.__all__ if n != '__version__'}\n"
+        "names = [n for n in echo_streamer.__all__ if n != '__version__']\n"
+        "kinds = {n: inspect.isfunction(getattr(echo_streamer, n)) for n in names}\n"
+        "again = {n: inspect.isfunction(getattr(echo_streamer, n)) for n in names}\n"
         "print(inspect.isfunction(render), kinds == again, sorted(n for n, f in kinds.items() if f),"
         " all(inspect.isclass(c) for c in (Streamer, StreamerConfig, Segment, InputError, JoinError)))\n"
     )
