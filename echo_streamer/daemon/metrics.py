@@ -29,8 +29,8 @@ _GAUGES = {
 
 
 def render(daemon: Daemon) -> str:
-    counters = daemon.counters()
     status = daemon.status()
+    counters = status["counters"]
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, value: float, labels: str = "") -> None:

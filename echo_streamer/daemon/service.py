@@ -68,7 +68,7 @@ class Daemon:
         self.totals: Counter[str] = Counter()
         self.last_error: str | None = None
         self.started_at = time.monotonic()
-        self._segments: dict[str, Segment] = {}
+        self._active_ids: set[str] = set()  # segments queued or playing, whose ids are taken
         self._segment_ids = itertools.count(1)
         self._live_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -255,12 +255,12 @@ class Daemon:
             return f"seg-{next(self._segment_ids)}"
         if not requested or len(requested) > 128:
             raise ApiError(400, "id must be 1 to 128 characters")
-        if requested in self._segments:
+        if requested in self._active_ids:
             raise ApiError(409, f"segment {requested!r} is still queued or playing")
         return requested
 
     def _track(self, segment: Segment) -> Segment:
-        self._segments[segment.id] = segment
+        self._active_ids.add(segment.id)
         return segment
 
     def _set_call_state(self, state: str, **fields: Any) -> None:
@@ -286,7 +286,7 @@ class Daemon:
         elif name == "app_message" and (tavus := received_event(event["message"])) is not None:
             self.events.publish({"t": event["t"], **tavus, "sender": event["sender"]})
         elif name in ("item_finished", "item_dropped"):
-            self._segments.pop(event["id"], None)
+            self._active_ids.discard(event["id"])
             outcome = ("dropped" if name == "item_dropped" else "failed" if event.get("error")
                        else "interrupted" if event["interrupted"] else "finished")
             self.totals[f"segments_{outcome}"] += 1

@@ -31,11 +31,6 @@ class LiveSession:
         self._unmute = asyncio.Event()
         self._stop = asyncio.Event()
 
-    @property
-    def segment(self) -> Segment | None:
-        """The segment now streaming, if any."""
-        return self.segments[-1] if self.segments and self.state == "streaming" else None
-
     def resume(self) -> None:
         """Unmute after an interrupt (no effect while streaming)."""
         self._unmute.set()
