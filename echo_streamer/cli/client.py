@@ -36,15 +36,24 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def bearer_token(token_file: str | None) -> str | None:
+    """The daemon's token: the contents of ``token_file`` (``--token-file``), else
+    ``$ECHO_STREAMER_TOKEN``, else None. An empty file is a usage error."""
+    if token_file is None:
+        return os.environ.get("ECHO_STREAMER_TOKEN") or None
+    with open(token_file, encoding="utf-8") as file:
+        token = file.read().strip()
+    if not token:
+        raise click.BadParameter(f"{token_file} is empty", param_hint="--token-file")
+    return token
+
+
 class _Daemon:
     """One daemon's API; every failure becomes a one-line message and an exit status."""
 
     def __init__(self, url: str, token_file: str | None) -> None:
         self.url = url.rstrip("/")
-        token = os.environ.get("ECHO_STREAMER_TOKEN")
-        if token_file is not None:
-            with open(token_file, encoding="utf-8") as file:
-                token = file.read().strip()
+        token = bearer_token(token_file)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def call(self, method: str, path: str, body: Any = None, *, data: Any = None,

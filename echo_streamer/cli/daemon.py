@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 import click
 
+from .client import bearer_token
 from .session import divert_native_stderr, say, stream_options, streamer_config
 
 EXIT_CANNOT_LISTEN = 2
@@ -61,7 +61,7 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
         host, port = parse_listen(listen)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--listen") from None
-    token = _token(token_file)
+    token = bearer_token(token_file)
     if token is None and not is_loopback(host):
         raise click.UsageError(f"--listen {listen} is not loopback: give a token (--token-file or "
                                "$ECHO_STREAMER_TOKEN) or listen on 127.0.0.1")
@@ -82,12 +82,3 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
         say(f"echo-streamer: {error}")
         sys.exit(EXIT_CANNOT_LISTEN)
 
-
-def _token(token_file: str | None) -> str | None:
-    if token_file is not None:
-        with open(token_file, encoding="utf-8") as file:
-            token = file.read().strip()
-        if not token:
-            raise click.BadParameter(f"{token_file} is empty", param_hint="--token-file")
-        return token
-    return os.environ.get("ECHO_STREAMER_TOKEN") or None

@@ -20,7 +20,7 @@ from ..dsp.resample import LIVE_QUALITY, LOW_LATENCY_QUALITY, QUALITY
 from ..errors import InputError
 from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
-from ..output.daily import DEFAULT_BITRATE, DailyMicrophone
+from ..output.daily import DEFAULT_BITRATE, DailyMicrophone, resolve_once
 from ..output.eventlog import EventLog
 from ..output.tavus import interrupt_message
 from ..sources.arrays import ArraySource
@@ -503,12 +503,8 @@ class Streamer:
         sent: asyncio.Future[str | None] = self._loop.create_future()
         loop = self._loop
 
-        def resolve(error: str | None) -> None:
-            if not sent.done():
-                sent.set_result(error)
-
         def on_sent(error: str | None) -> None:
-            loop.call_soon_threadsafe(resolve, error)
+            loop.call_soon_threadsafe(resolve_once, sent, error)
 
         self._send_message(message, on_sent)
         if (error := await sent) is not None:

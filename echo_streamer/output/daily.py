@@ -90,7 +90,7 @@ class DailyMicrophone:
         joined: asyncio.Future[str | None] = loop.create_future()
 
         def on_join(_data: Any, error: str | None) -> None:
-            loop.call_soon_threadsafe(_resolve, joined, error)
+            loop.call_soon_threadsafe(resolve_once, joined, error)
 
         self._client = CallClient(event_handler=_make_event_handler(self._on_event))
         self._client.join(url, meeting_token=meeting_token, client_settings=self._client_settings(), completion=on_join)
@@ -111,7 +111,7 @@ class DailyMicrophone:
             if self._joined:
                 loop = asyncio.get_running_loop()
                 left: asyncio.Future[str | None] = loop.create_future()
-                self._client.leave(completion=lambda error: loop.call_soon_threadsafe(_resolve, left, error))
+                self._client.leave(completion=lambda error: loop.call_soon_threadsafe(resolve_once, left, error))
                 await left
                 self._client.release()
             else:
@@ -149,7 +149,8 @@ class DailyMicrophone:
         }
 
 
-def _resolve(future: asyncio.Future[str | None], value: str | None) -> None:
+def resolve_once(future: asyncio.Future[str | None], value: str | None) -> None:
+    """Set ``future``'s result unless it is already done; call it on the future's loop."""
     if not future.done():
         future.set_result(value)
 
