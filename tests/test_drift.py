@@ -84,7 +84,8 @@ def test_quiet_gate_follows_the_loud_level() -> None:
 class SimulatedLive:
     """A card ``ppm`` fast against playout, both on one simulated clock, through DriftControl."""
 
-    def __init__(self, ppm: float, late_ms: float = 0.0, late_every: int = 0, seed: int = 0) -> None:
+    def __init__(self, ppm: float, late_ms: float = 0.0, late_every: int = 0, seed: int = 0,
+                 phase_s: float = 0.0123) -> None:
         self.now = 0.0
         self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS, clock=lambda: self.now)
         self.conditioner = Conditioner("card", IN_RATE, OUTPUT, quality=LIVE_QUALITY)
@@ -97,7 +98,7 @@ class SimulatedLive:
         self.loud_starts = 0  # corrections begun (an edited block after an unedited one) in the tone
         self._blocks = 0
         self._block_s = BLOCK / IN_RATE / (1 + ppm * 1e-6)
-        self._next_pull = 0.0123  # playout's phase against the card's: arbitrary
+        self._next_pull = phase_s  # playout's phase against the card's
         # One block in ``late_every`` (at random) comes ``late_ms`` late: a stalled callback.
         self._late_s = late_ms / 1000
         self._late_every = late_every
@@ -174,14 +175,28 @@ def test_backlog_stays_put_while_the_clocks_drift(ppm: float) -> None:
     assert abs(drift.dropped - drift.inserted - expected) <= 2 * BLOCK + 0.05 * abs(expected)
 
 
-def test_frames_are_handed_within_a_block_of_completing() -> None:
-    """The control keeps frames complete just in time: none waits longer than one 5 ms block and
-    the hysteresis, and the latest comes a margin before its deadline."""
-    live = SimulatedLive(300)
-    live.run(60)
+@pytest.mark.parametrize("phase_s", [0.001, 0.004, 0.0065, 0.009, 0.0123])
+@pytest.mark.parametrize("ppm", [-300, 300])
+def test_frames_are_handed_within_a_block_of_completing(ppm: float, phase_s: float) -> None:
+    """The control keeps frames complete just in time, whatever the clocks' phase: none waits
+    longer than one 5 ms block minus the margin, no frame misses its deadline, and after the
+    start every move goes the way the clocks drift (a move judged on frames of the old timing
+    would go too far, and wait RELEASE_S to be undone)."""
+    live = SimulatedLive(ppm, phase_s=phase_s)
+    moves: list[int] = []
+    plan = live.drift._plan  # noqa: SLF001 - observed, not replaced
+
+    def observed_plan(partial: int, now: float) -> None:
+        plan(partial, now)
+        if now > 10 and live.drift._pending:  # noqa: SLF001
+            moves.append(live.drift._pending)  # noqa: SLF001
+
+    live.drift._plan = observed_plan  # type: ignore[method-assign]  # noqa: SLF001
+    live.run(120)
     settled = np.array(live.latencies_ms[1000:])
-    assert settled.max() <= 5 + 1 + 0.5
-    assert live.drift.ahead_ms is not None and live.drift.ahead_ms >= live.drift.margin_ms - LATE_MS
+    assert live.underrun_frames == 0
+    assert settled.max() <= 5 - live.drift.margin_ms
+    assert len(moves) >= 4 and all((count > 0) == (ppm > 0) for count in moves)
 
 
 def test_corrections_begin_in_quiet_blocks() -> None:

@@ -117,8 +117,8 @@ class DriftControl:
 
     def handed(self, asked_at: float, ready_at: float) -> None:
         """A frame of this segment was handed to the SDK: playout asked for it at ``asked_at`` and
-        it was complete at ``ready_at`` (clock seconds). Frames completed before the last
-        correction ended say nothing about the timing it made, so they are not counted."""
+        it was complete at ``ready_at`` (clock seconds). Frames completed before the block after
+        the last correction say nothing about the timing it made, so they are not counted."""
         if ready_at >= self._fresh_after:
             self._least_ahead = min(self._least_ahead, 1000 * (asked_at - ready_at))
 
@@ -143,16 +143,20 @@ class DriftControl:
                 self.peak_ms = max(self.peak_ms, backlog_ms)
             if not self._pending and now >= self._window_ends:
                 self._plan(made % self.frame_samples, now)
+            if self._fresh_after == math.inf:  # the last correction is done: judge frames from now on
+                self._least_ahead = math.inf
+                self._window_ends = now + WINDOW_S
+                self._fresh_after = now
             if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
                 count = max(-MAX_PER_BLOCK, min(MAX_PER_BLOCK, self._pending))
                 block = correct(block, count, self.in_rate)
                 self._pending -= count
                 self.dropped += max(count, 0)
                 self.inserted += max(-count, 0)
-                if not self._pending:  # judge the next window by frames completed after this correction
-                    self._least_ahead = math.inf
-                    self._window_ends = now + WINDOW_S
-                    self._fresh_after = now
+                # Frames completed by this block may still have the old timing: the next window
+                # counts only frames completed by the blocks after it.
+                if not self._pending:
+                    self._fresh_after = math.inf
             self.samples_in += len(block)
             yield block
 
