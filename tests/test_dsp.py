@@ -18,9 +18,11 @@ from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
 from echo_streamer.dsp.decimate import lowpass
 from echo_streamer.dsp.resample import (
     DECIMATOR_QUALITY,
+    LIVE_FALLBACK_QUALITY,
     LOW_LATENCY_QUALITY,
     QUALITY,
     StreamResampler,
+    live_quality,
     resample,
 )
 from echo_streamer.errors import InputError
@@ -28,7 +30,7 @@ from echo_streamer.errors import InputError
 IN_RATES = (8000, 22050, 44100, 48000, 96000)
 OUT_RATES = (16000, 24000)
 RATE_PAIRS = [(i, o) for i in IN_RATES for o in OUT_RATES]
-# files: soxr HQ; streams: libsamplerate sinc_best; the FIR decimator
+# files: soxr HQ; streams: libsamplerate sinc_best; live input at a whole ratio: the FIR decimator
 QUALITIES = (QUALITY, LOW_LATENCY_QUALITY, DECIMATOR_QUALITY)
 # The decimator takes only whole ratios: factors 2 (48 -> 24 kHz), 3 (48 -> 16), 4 (96 -> 24), 6 (96 -> 16).
 DECIMATOR_PAIRS = [(i, o) for i, o in RATE_PAIRS if i > o and i % o == 0]
@@ -168,6 +170,12 @@ def tone(freq: float, rate: int, seconds: float = 0.5, level: float = 0.5) -> np
 def inner(samples: np.ndarray, rate: int) -> np.ndarray:
     """``samples`` without their first and last 20 ms (onset and abrupt end)."""
     return samples[rate // 50 : len(samples) - rate // 50]
+
+
+def test_live_input_decimates_at_whole_ratios_only() -> None:
+    assert {live_quality(48000, 24000), live_quality(48000, 16000), live_quality(96000, 24000)} == {DECIMATOR_QUALITY}
+    assert {live_quality(44100, 24000), live_quality(22050, 24000), live_quality(8000, 16000),
+            live_quality(24000, 24000)} == {LIVE_FALLBACK_QUALITY}
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), [(44100, 24000), (24000, 16000), (8000, 16000), (16000, 48000)])
