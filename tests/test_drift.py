@@ -22,7 +22,7 @@ import pytest
 
 from echo_streamer.dsp.drift import QuietGate, correct
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
-from echo_streamer.dsp.resample import LIVE_QUALITY
+from echo_streamer.dsp.resample import live_quality
 from echo_streamer.engine.deadline import Deadline
 from echo_streamer.engine.drift import RELEASE_S, DriftControl
 from echo_streamer.engine.playout import LATE_MS, Playout
@@ -88,7 +88,7 @@ class SimulatedLive:
                  phase_s: float = 0.0123) -> None:
         self.now = 0.0
         self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS, clock=lambda: self.now)
-        self.conditioner = Conditioner("card", IN_RATE, OUTPUT, quality=LIVE_QUALITY)
+        self.conditioner = Conditioner("card", IN_RATE, OUTPUT, quality=live_quality(IN_RATE, OUTPUT.rate))
         self.ready: deque[float] = deque()  # completion times of frames not yet taken
         self.handed = 0
         self.latencies_ms: list[float] = []  # frame complete -> handed

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..dsp.pipeline import Conditioner, OutputFormat, condition
-from ..dsp.resample import LIVE_QUALITY, LOW_LATENCY_QUALITY, QUALITY
+from ..dsp.resample import LOW_LATENCY_QUALITY, QUALITY, live_quality
 from ..errors import InputError
 from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
@@ -411,7 +411,10 @@ class Streamer:
         try:
             source = segment.open_source()
             segment.duration = source.duration
-            quality = LIVE_QUALITY if segment.drift else LOW_LATENCY_QUALITY if segment.low_latency else QUALITY
+            if segment.drift is not None:  # live input
+                quality = live_quality(source.rate, self._format.rate)
+            else:
+                quality = LOW_LATENCY_QUALITY if segment.low_latency else QUALITY
             conditioner = Conditioner(source.name, source.rate, self._format, quality=quality)
             # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
             blocks: Iterable[np.ndarray] = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
