@@ -102,7 +102,8 @@ async def live_run(env: dict[str, str], seconds: float) -> dict[str, Any]:
         async with Streamer(StreamerConfig()) as streamer:
             clock = FrameClock()
             streamer._capture = clock  # type: ignore[assignment]  # instrumentation: time every frame handed
-            segment = streamer.stream(live_input.blocks(), IN_RATE, channels=2, name="card", live=True)
+            segment = streamer.stream(live_input.blocks(), IN_RATE, channels=2, name="card", live=True,
+                                      wake_after=live_input.wake_after)
             await asyncio.sleep(3)
             cpu = await measure_cpu(seconds)
             await streamer.interrupt("now").wait()

@@ -87,7 +87,12 @@ class SimulatedLive:
     def __init__(self, ppm: float, late_ms: float = 0.0, late_every: int = 0, seed: int = 0,
                  phase_s: float = 0.0123) -> None:
         self.now = 0.0
-        self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS, clock=lambda: self.now)
+        self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS, clock=lambda: self.now,
+                                  wake_after=self._wake_after)
+        # What wake_after() asked for: a LiveInput would hold blocks back until this much came.
+        self.wanted = 0
+        self.held_blocks = 0
+        self.held_blocks_with_frames = 0
         self.conditioner = Conditioner("card", IN_RATE, OUTPUT, quality=live_quality(IN_RATE, OUTPUT.rate))
         self.ready: deque[float] = deque()  # completion times of frames not yet taken
         self.handed = 0
@@ -112,11 +117,19 @@ class SimulatedLive:
             if edited and not edited_before and np.abs(block).max() > 0.1:
                 self.loud_starts += 1
             edited_before = edited
-            for _frame in self.conditioner.push(block):
+            frames = self.conditioner.push(block)
+            held = len(block) < self.wanted  # (each block is still processed here on its own)
+            self.wanted = max(0, self.wanted - len(block)) if held else 0
+            self.held_blocks += held
+            self.held_blocks_with_frames += held and len(frames) > 0
+            for _frame in frames:
                 self.ready.append(self.now)
             if self._asked_at is not None and self.ready:
                 self._hand(self._asked_at)
                 self._asked_at = None
+
+    def _wake_after(self, samples: int) -> None:
+        self.wanted = samples
 
     def _hand(self, asked_at: float) -> None:
         ready = self.ready.popleft()
@@ -197,6 +210,16 @@ def test_frames_are_handed_within_a_block_of_completing(ppm: float, phase_s: flo
     assert live.underrun_frames == 0
     assert settled.max() <= 5 - live.drift.margin_ms
     assert len(moves) >= 4 and all((count > 0) == (ppm > 0) for count in moves)
+
+
+@pytest.mark.parametrize("ppm", [-1000, 0, 1000])
+def test_wake_after_never_holds_back_a_block_that_completes_a_frame(ppm: float) -> None:
+    """What the control asks a live input to hold back (the worker is not woken for it) never
+    completes a frame, corrections included; and it is about every other 5 ms block."""
+    live = SimulatedLive(ppm)
+    live.run(60)
+    assert live.held_blocks_with_frames == 0
+    assert live.held_blocks > 0.45 * live.drift.samples_in / BLOCK
 
 
 def test_corrections_begin_in_quiet_blocks() -> None:
@@ -293,3 +316,16 @@ def test_deadline_fires_once_at_its_time() -> None:
         assert len(fired) == 1 and at <= fired[0] < at + 0.05
     finally:
         deadline.close()
+
+
+def test_a_deadline_armed_again_replaces_the_pending_one_and_close_cancels() -> None:
+    fired: list[float] = []
+    deadline = Deadline(lambda: fired.append(time.monotonic()))
+    first = time.monotonic() + 0.05
+    deadline.arm(first)
+    deadline.arm(first + 0.05)
+    time.sleep(0.15)
+    deadline.arm(time.monotonic() + 0.1)
+    deadline.close()
+    time.sleep(0.15)
+    assert len(fired) == 1 and first + 0.05 <= fired[0] < first + 0.1

@@ -37,13 +37,16 @@ from ..dsp.drift import QuietGate, correct
 
 # The least lead is taken over this long, and corrected after each.
 WINDOW_S = 0.5
-# At most this many samples dropped or repeated per block: 4 in a 5 ms block at 48 kHz is 1.7 %.
-MAX_PER_BLOCK = 4
+# At most this share of a block's samples dropped or repeated: 4 in a 5 ms block at 48 kHz.
+MAX_CORRECTION = 1 / 60
 # Corrections wait for a quiet block unless frames are this far too early, or for this long.
 FORCE_MS = 3.0
 FORCE_AFTER_S = 2.0
 # A frame may end this many output samples before the end of the block that completes it.
 FIT_SAMPLES = 8
+# wake_after() asks for this many output samples' worth less input than the next frame needs, so
+# that rounding and corrections never leave a frame waiting for a block it did not need.
+WAKE_SLACK_SAMPLES = 8
 # The timing's band is one block wide plus this, so that jitter at its edge does not flip frame
 # ends back and forth between blocks.
 HYSTERESIS_MS = 1.0
@@ -70,14 +73,17 @@ class DriftControl:
     ahead of its request each frame was complete (:meth:`handed`, from the SDK's thread or the
     worker: one comparison, never blocks). ``late_ms``: how late after its request playout
     still takes a frame. ``clock`` gives the time in seconds (``time.monotonic``, or a simulated
-    one). Counters: ``dropped`` / ``inserted`` samples, ``overflows`` (whole blocks dropped
+    one). ``wake_after(samples)``, when given, is told after each block how much more input the
+    next frame needs (``LiveInput.wake_after``), so the worker need not wake for blocks that
+    cannot complete one. Counters: ``dropped`` / ``inserted`` samples, ``overflows`` (whole blocks dropped
     above ``max_ms``), ``underruns`` (counted by playout, each raising ``margin_ms``);
     ``ahead_ms`` is the last half second's smallest lead (negative: the latest frame),
     ``peak_ms`` the highest backlog seen once the segment plays.
     """
 
     def __init__(self, in_rate: int, out_rate: int, frame_samples: int, max_ms: int, late_ms: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wake_after: Callable[[int], None] | None = None) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.frame_samples = frame_samples
@@ -102,6 +108,7 @@ class DriftControl:
         self._moved_earlier_at = -math.inf
         self._fresh_after = -math.inf
         self._clock = clock
+        self._wake_after = wake_after
         self._block_ms = 0.0
 
     @property
@@ -134,7 +141,7 @@ class DriftControl:
             quiet = self._gate.quiet(block)
             made, handed_frames = produced(), handed()
             backlog_ms = 1000 * (made - handed_frames * self.frame_samples) / self.out_rate
-            if backlog_ms + self._block_ms > self.max_ms:
+            if backlog_ms + 1000 * len(block) / self.in_rate > self.max_ms:
                 # Before its first frame is handed the segment waits its turn (a gap, another
                 # segment): what does not fit is not an overflow of the stream, just not kept.
                 self.overflows += handed_frames > 0
@@ -148,7 +155,8 @@ class DriftControl:
                 self._window_ends = now + WINDOW_S
                 self._fresh_after = now
             if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
-                count = max(-MAX_PER_BLOCK, min(MAX_PER_BLOCK, self._pending))
+                limit = max(1, round(len(block) * MAX_CORRECTION))
+                count = max(-limit, min(limit, self._pending))
                 block = correct(block, count, self.in_rate)
                 self._pending -= count
                 self.dropped += max(count, 0)
@@ -159,6 +167,13 @@ class DriftControl:
                     self._fresh_after = math.inf
             self.samples_in += len(block)
             yield block
+            if self._wake_after is not None:
+                self._wake_after(self._input_for_next_frame(produced()))
+
+    def _input_for_next_frame(self, made: int) -> int:
+        """Input samples (per channel) the next frame needs at least, ``made`` output samples so far."""
+        short = self.frame_samples - made % self.frame_samples - WAKE_SLACK_SAMPLES
+        return max(0, math.floor(short * self.in_rate / self.out_rate))
 
     def _plan(self, partial: int, now: float) -> None:
         """Decide the next corrections from the last window's least lead and from ``partial``, the

@@ -47,7 +47,7 @@ class LiveSession:
                 self.state = "streaming"
                 segment = self.streamer.stream(self.live_input.blocks(), self.live_input.rate,
                                                channels=self.live_input.channels, name=self.live_input.name,
-                                               live=True)
+                                               live=True, wake_after=self.live_input.wake_after)
                 self.segments.append(segment)
                 if not await unless(self._stop, segment.wait(), _left(loop, ends)):
                     await self.streamer.cancel(segment)

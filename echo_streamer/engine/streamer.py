@@ -225,7 +225,8 @@ class Streamer:
         return self._enqueue(path, lambda: open_audio(path), segment_id)
 
     def stream(self, chunks: Iterable[np.ndarray], rate: int, *, channels: int = 1, name: str = "stream",
-               segment_id: str | None = None, buffer_ms: int | None = None, live: bool = False) -> Segment:
+               segment_id: str | None = None, buffer_ms: int | None = None, live: bool = False,
+               wake_after: Callable[[int], None] | None = None) -> Segment:
         """Queue audio you produce: ``chunks`` yields int16 or float arrays at ``rate`` Hz.
 
         The iterable is consumed in the decode worker as the segment plays, so a generator that
@@ -238,12 +239,16 @@ class Streamer:
         clocks' drift is taken up by dropping or repeating single samples in quiet moments, audio
         beyond ``buffer_ms`` (default 40) is dropped as an overflow, and the counters are in
         ``segment.drift`` and its ``item_finished`` event (see
-        :class:`~echo_streamer.engine.drift.DriftControl`).
+        :class:`~echo_streamer.engine.drift.DriftControl`). A live source that can hold its blocks
+        back may pass ``wake_after`` (as :class:`~echo_streamer.sources.live.LiveInput` does): it
+        is told after each block how many more samples the next frame needs, and saves the worker
+        the blocks that could not complete one.
         """
         drift = None
         if live:
             buffer_ms = buffer_ms or LIVE_BUFFER_MS
-            drift = DriftControl(rate, self._format.rate, self._format.frame_samples, buffer_ms, LATE_MS)
+            drift = DriftControl(rate, self._format.rate, self._format.frame_samples, buffer_ms, LATE_MS,
+                                 wake_after=wake_after)
             # Room for a few frames over the limit, so the drift control drops audio before the queue fills.
             buffer_ms += 3 * self._format.frame_ms
         return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id, low_latency=True,

@@ -45,12 +45,14 @@ class LiveInput:
     until :meth:`close`.
 
     PortAudio calls back with ``BLOCK_MS`` of audio at a time; the callback only copies each block
-    into a queue holding at most ``max_buffer_ms``. When it is full the oldest block is dropped,
+    into a queue holding at most ``max_buffer_ms`` (in blocks of ``BLOCK_MS``, or of what the
+    reader asked for at once). When it is full the oldest block is dropped,
     and counted in ``overflows`` while :meth:`blocks` is being read (as are the input overflows
     PortAudio reports), so a consumer that falls behind loses audio instead of adding delay.
-    :meth:`blocks` yields float32 ``(frames, channels)`` blocks as they arrive; each call starts
-    fresh, dropping what was captured before it. Raises :class:`InputError` naming the device when
-    it cannot be opened (missing, busy, unsupported rate) or stops delivering audio.
+    :meth:`blocks` yields float32 ``(frames, channels)`` blocks as they arrive (joined, when the
+    reader asked for more at once with :meth:`wake_after`); each call starts fresh, dropping what
+    was captured before it. Raises :class:`InputError` naming the device when it cannot be opened
+    (missing, busy, unsupported rate) or stops delivering audio.
     """
 
     duration: float | None = None
@@ -62,6 +64,10 @@ class LiveInput:
         self.name = f"live input {device!r}" if device is not None else "live input (default)"
         self.overflows = 0
         self._reading = False
+        # Captured blocks not handed over yet, until the reader's wake_after() count is reached.
+        self._held: list[np.ndarray] = []
+        self._held_frames = 0
+        self._wanted = 0
         # The device went away: PortAudio may hang or abort when it is shut down at exit.
         self.lost = False
         try:
@@ -83,6 +89,7 @@ class LiveInput:
     def blocks(self) -> Iterator[np.ndarray]:
         """Captured blocks from now on, as they arrive (blocking while none are queued)."""
         self._drain()
+        self._wanted = 0
         self._reading = True
         try:
             while True:
@@ -96,6 +103,15 @@ class LiveInput:
                                                 "went away") from None
         finally:
             self._reading = False
+
+    def wake_after(self, frames: int) -> None:
+        """Hand the next blocks over only once ``frames`` samples (per channel) have been captured.
+
+        For a reader that can do nothing useful with less (a live segment whose next output frame
+        needs that much input): it is woken once instead of once per block. Holds for one hand-over;
+        never delays audio beyond the block that reaches the count.
+        """
+        self._wanted = frames
 
     def close(self) -> None:
         """Stop capturing; waits at most ``CLOSE_TIMEOUT_S``.
@@ -113,9 +129,15 @@ class LiveInput:
         """PortAudio's thread: copy and queue, never wait."""
         if status.input_overflow:
             self.overflows += 1
+        self._held.append(data.copy())
+        self._held_frames += len(data)
+        if self._held_frames < self._wanted:
+            return
+        held = self._held[0] if len(self._held) == 1 else np.concatenate(self._held)
+        self._held, self._held_frames, self._wanted = [], 0, 0
         while self._queue.qsize() >= self._max_blocks:
             self._drop_oldest()
-        self._queue.put(data.copy())
+        self._queue.put(held)
 
     def _drop_oldest(self) -> None:
         try:
