@@ -85,7 +85,7 @@ class SimulatedLive:
     """A card ``ppm`` fast against playout, both on one simulated clock, through DriftControl."""
 
     def __init__(self, ppm: float, late_ms: float = 0.0, late_every: int = 0, seed: int = 0,
-                 phase_s: float = 0.0123) -> None:
+                 phase_s: float = 0.0123, stall: tuple[float, float] | None = None) -> None:
         self.now = 0.0
         self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS, clock=lambda: self.now,
                                   wake_after=self._wake_after)
@@ -97,6 +97,7 @@ class SimulatedLive:
         self.ready: deque[float] = deque()  # completion times of frames not yet taken
         self.handed = 0
         self.latencies_ms: list[float] = []  # frame complete -> handed
+        self.handed_at: list[float] = []
         self._asked_at: float | None = None  # a request waiting for its frame
         self.underrun_frames = 0
         self.backlog_ms: list[float] = []
@@ -108,6 +109,8 @@ class SimulatedLive:
         self._late_s = late_ms / 1000
         self._late_every = late_every
         self._random = random.Random(seed)
+        # (at seconds, for ms): the card delivers nothing for that long, then all it captured at once.
+        self._stall = stall
 
     def run(self, until: float) -> None:
         """Run both clocks until simulated time ``until`` (seconds)."""
@@ -135,6 +138,7 @@ class SimulatedLive:
         ready = self.ready.popleft()
         self.drift.handed(asked_at, ready)
         self.latencies_ms.append(1000 * (self.now - ready))
+        self.handed_at.append(self.now)
         self.handed += 1
 
     def _card(self, until: float) -> Iterator[np.ndarray]:
@@ -143,6 +147,8 @@ class SimulatedLive:
             index = self._blocks
             late = self._late_every and self._random.randrange(self._late_every) == 0
             arrival = index * self._block_s + (self._late_s if late else 0.0)
+            if self._stall is not None and self._stall[0] <= arrival < self._stall[0] + self._stall[1] / 1000:
+                arrival = self._stall[0] + self._stall[1] / 1000
             if arrival > until:
                 return
             self._blocks += 1
@@ -251,6 +257,19 @@ def test_stalls_do_not_keep_frames_hunting_between_blocks() -> None:
     live.run(300)
     assert live.underrun_frames == 0
     assert live.drift.dropped + live.drift.inserted <= 2 * 240 * 300 / RELEASE_S
+
+
+def test_the_backlog_a_card_stall_leaves_is_gone_within_a_second() -> None:
+    """The card stalls 30 ms, then delivers what it captured at once: silence went out meanwhile
+    (an underrun) and the frames that follow are 30 ms early. All of that goes in one catch-up,
+    not a block per half-second window."""
+    live = SimulatedLive(0, stall=(20.0, 30.0))
+    live.run(30)
+    waits = np.array(live.latencies_ms)
+    at = np.array(live.handed_at)
+    assert live.underrun_frames >= 2
+    assert waits[(at > 20.05) & (at < 20.3)].max() > 20  # the stall's backlog
+    assert waits[at > 21.2].max() <= 5 - live.drift.margin_ms + 1
 
 
 def test_a_stalled_consumer_overflows_instead_of_queueing() -> None:
