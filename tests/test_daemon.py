@@ -205,6 +205,14 @@ def test_play_refuses_bad_requests_with_a_message(daemon: Daemon, body: bytes, s
     assert answer[0] == status and says in answer[1]["error"], answer
 
 
+@pytest.mark.parametrize("body", [{"device": True}, {"device": 1.5}, {"device": ["system"]},
+                                  {"device": "system", "channels": True}])
+def test_live_start_refuses_a_device_or_field_of_the_wrong_type(daemon: Daemon, body: dict[str, object]) -> None:
+    """JSON true is not device index 1 (bool is an int in Python), nor a channel count."""
+    status, answer = daemon.request("POST", "/v1/live/start", body)
+    assert status == 400 and "must be" in answer["error"], answer
+
+
 def test_symlink_out_of_the_allowed_dir_is_refused(daemon: Daemon, audio_dir: Path, tmp_path: Path) -> None:
     outside = tmp_path / "secret.wav"
     outside.write_bytes((audio_dir / "short.wav").read_bytes())

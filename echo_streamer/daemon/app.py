@@ -169,7 +169,7 @@ class _Api:
     async def live_start(self, request: web.Request) -> web.Response:
         body = await _json_object(request, optional=True)
         device = body.get("device")
-        if device is not None and not isinstance(device, str | int):
+        if device is not None and (not isinstance(device, str | int) or isinstance(device, bool)):
             raise ApiError(400, "device must be a name, an index or null")
         session = await self.daemon.live_start(device, _field(body, "input_rate", int, required=False),
                                                _field(body, "channels", int, required=False))
