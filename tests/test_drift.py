@@ -259,17 +259,17 @@ def test_stalls_do_not_keep_frames_hunting_between_blocks() -> None:
     assert live.drift.dropped + live.drift.inserted <= 2 * 240 * 300 / RELEASE_S
 
 
-def test_the_backlog_a_card_stall_leaves_is_gone_within_a_second() -> None:
+def test_the_backlog_a_card_stall_leaves_is_gone_within_2_5_s() -> None:
     """The card stalls 30 ms, then delivers what it captured at once: silence went out meanwhile
-    (an underrun) and the frames that follow are 30 ms early. All of that goes in one catch-up,
-    not a block per half-second window."""
+    (an underrun) and the frames that follow are 30 ms early. All of that goes in one correction
+    at the usual rate (about 2.2 s), not a block per half-second window and its correction (4.7 s)."""
     live = SimulatedLive(0, stall=(20.0, 30.0))
     live.run(30)
     waits = np.array(live.latencies_ms)
     at = np.array(live.handed_at)
     assert live.underrun_frames >= 2
     assert waits[(at > 20.05) & (at < 20.3)].max() > 20  # the stall's backlog
-    assert waits[at > 21.2].max() <= 5 - live.drift.margin_ms + 1
+    assert waits[at > 22.5].max() <= 5 - live.drift.margin_ms + 1
 
 
 def test_a_stalled_consumer_overflows_instead_of_queueing() -> None:

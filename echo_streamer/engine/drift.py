@@ -37,10 +37,9 @@ from ..dsp.drift import QuietGate, correct
 
 # The least lead is taken over this long, and corrected after each.
 WINDOW_S = 0.5
-# At most this share of a block's samples dropped or repeated: 4 in a 5 ms block at 48 kHz; and
-# while catching up after a stall (frames more than a block too early), four times that.
+# At most this share of a block's samples dropped or repeated: 4 in a 5 ms block at 48 kHz. (More
+# shifts a 2 kHz component by more than 30 degrees within one 5 ms block.)
 MAX_CORRECTION = 1 / 60
-CATCH_UP_CORRECTION = 4 / 60
 # Corrections wait for a quiet block unless frames are this far too early, or for this long.
 FORCE_MS = 3.0
 FORCE_AFTER_S = 2.0
@@ -104,7 +103,6 @@ class DriftControl:
         self._pending = 0
         self._planned = 0  # what _pending was when planned: once begun, a correction is carried through
         self._forced = False
-        self._catching_up = False
         self._force_at = math.inf
         self._window_ends: float | None = None
         self._underruns_seen = 0
@@ -158,7 +156,7 @@ class DriftControl:
                 self._window_ends = now + WINDOW_S
                 self._fresh_after = now
             if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
-                limit = max(1, round(len(block) * (CATCH_UP_CORRECTION if self._catching_up else MAX_CORRECTION)))
+                limit = max(1, round(len(block) * MAX_CORRECTION))
                 count = max(-limit, min(limit, self._pending))
                 block = correct(block, count, self.in_rate)
                 self._pending -= count
@@ -208,4 +206,3 @@ class DriftControl:
             return
         self._pending = self._planned = -round(change * self.in_rate / self.out_rate)
         self._forced = least < low or least > high + FORCE_MS
-        self._catching_up = excess_blocks > 0
