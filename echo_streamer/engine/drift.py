@@ -76,8 +76,8 @@ class DriftControl:
     still takes a frame. ``clock`` gives the time in seconds (``time.monotonic``, or a simulated
     one). ``wake_after(samples)``, when given, is told after each block how much more input the
     next frame needs (``LiveInput.wake_after``), so the worker need not wake for blocks that
-    cannot complete one. Counters: ``dropped`` / ``inserted`` samples, ``overflows`` (whole blocks dropped
-    above ``max_ms``), ``underruns`` (counted by playout, each raising ``margin_ms``);
+    cannot complete one. Counters: ``dropped`` / ``inserted`` samples, ``overflows`` (whole
+    blocks dropped above ``max_ms``), ``underruns`` (counted by playout, each raising ``margin_ms``);
     ``ahead_ms`` is the last half second's smallest lead (negative: the latest frame),
     ``peak_ms`` the highest backlog seen once the segment plays.
     """

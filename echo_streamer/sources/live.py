@@ -46,9 +46,9 @@ class LiveInput:
 
     PortAudio calls back with ``BLOCK_MS`` of audio at a time; the callback only copies each block
     into a queue holding at most ``max_buffer_ms`` (in blocks of ``BLOCK_MS``, or of what the
-    reader asked for at once). When it is full the oldest block is dropped,
-    and counted in ``overflows`` while :meth:`blocks` is being read (as are the input overflows
-    PortAudio reports), so a consumer that falls behind loses audio instead of adding delay.
+    reader asked for at once). When it is full the oldest block is dropped, and counted in
+    ``overflows`` while :meth:`blocks` is being read (as are the input overflows PortAudio
+    reports), so a consumer that falls behind loses audio instead of adding delay.
     :meth:`blocks` yields float32 ``(frames, channels)`` blocks as they arrive (joined, when the
     reader asked for more at once with :meth:`wake_after`); each call starts fresh, dropping what
     was captured before it. Raises :class:`InputError` naming the device when it cannot be opened
