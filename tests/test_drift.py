@@ -272,6 +272,16 @@ def test_the_backlog_a_card_stall_leaves_is_gone_within_2_5_s() -> None:
     assert waits[at > 22.5].max() <= 5 - live.drift.margin_ms + 1
 
 
+def test_a_segment_that_waits_its_turn_starts_at_the_live_edge() -> None:
+    """Playout takes the first frame only after 0.5 s (a gap, a segment before it): meanwhile
+    the control keeps just the first frame and a block, uncounted, so it starts about 15 ms
+    behind the card, not 40 ms behind with a backlog to work off by dropping samples."""
+    live = SimulatedLive(0, phase_s=0.5123)
+    live.run(5)
+    assert live.backlog_ms[0] <= 15 and max(live.backlog_ms) <= 15
+    assert live.drift.overflows == 0 and live.drift.dropped <= 240
+
+
 def test_a_stalled_consumer_overflows_instead_of_queueing() -> None:
     """Playout stops taking frames (the SDK stalled): the backlog stops at 40 ms, the rest is dropped."""
     live = SimulatedLive(0)

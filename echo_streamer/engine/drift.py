@@ -20,8 +20,10 @@ the block boundaries, and it uses that for two things:
 Corrections begin in a quiet block unless a frame came too close to its deadline (an underrun
 is near) or far too early, and once begun go on block after block: halfway through, frames may
 wait for a block they need only a few samples of. Whatever would take the backlog past
-``max_ms`` is dropped a whole block at a time and counted as an overflow (before the segment's
-first frame is handed, while it waits its turn, it is dropped without being counted).
+``max_ms`` is dropped a whole block at a time and counted as an overflow. Before the segment's
+first frame is handed, while it waits its turn, only ``start_ms`` (rounded up to whole frames,
+one at least) and the block arriving are kept, and what is dropped is not counted: the segment
+starts at the live edge, not ``max_ms`` behind it with a backlog to work off.
 """
 
 from __future__ import annotations
@@ -84,11 +86,13 @@ class DriftControl:
 
     def __init__(self, in_rate: int, out_rate: int, frame_samples: int, max_ms: int, late_ms: float = 0.0,
                  clock: Callable[[], float] = time.monotonic,
-                 wake_after: Callable[[int], None] | None = None) -> None:
+                 wake_after: Callable[[int], None] | None = None, start_ms: float = 0.0) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.frame_samples = frame_samples
         self.max_ms = max_ms
+        frame_ms = 1000 * frame_samples / out_rate
+        self.start_ms = max(1, math.ceil(start_ms / frame_ms)) * frame_ms  # whole frames, the first at least
         self.late_ms = late_ms
         self.margin_ms = MARGIN_MS
         self.ahead_ms: float | None = None
@@ -126,7 +130,10 @@ class DriftControl:
     def handed(self, asked_at: float, ready_at: float) -> None:
         """A frame of this segment was handed to the SDK: playout asked for it at ``asked_at`` and
         it was complete at ``ready_at`` (clock seconds). Frames completed before the block after
-        the last correction say nothing about the timing it made, so they are not counted."""
+        the last correction say nothing about the timing it made, so they are not counted; nor
+        do frames completed before playout first asked (the segment was waiting its turn)."""
+        if self._fresh_after == -math.inf:
+            self._fresh_after = asked_at
         if ready_at >= self._fresh_after:
             self._least_ahead = min(self._least_ahead, 1000 * (asked_at - ready_at))
 
@@ -142,10 +149,13 @@ class DriftControl:
             quiet = self._gate.quiet(block)
             made, handed_frames = produced(), handed()
             backlog_ms = 1000 * (made - handed_frames * self.frame_samples) / self.out_rate
-            if backlog_ms + 1000 * len(block) / self.in_rate > self.max_ms:
-                # Before its first frame is handed the segment waits its turn (a gap, another
-                # segment): what does not fit is not an overflow of the stream, just not kept.
-                self.overflows += handed_frames > 0
+            block_ms = 1000 * len(block) / self.in_rate
+            if handed_frames == 0 and backlog_ms > self.start_ms:
+                # Waiting its turn (a gap, another segment): older audio is not an overflow of
+                # the stream, just not kept.
+                continue
+            if backlog_ms + block_ms > self.max_ms:
+                self.overflows += 1
                 continue
             if handed_frames:
                 self.peak_ms = max(self.peak_ms, backlog_ms)

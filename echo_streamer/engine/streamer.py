@@ -248,7 +248,7 @@ class Streamer:
         if live:
             buffer_ms = buffer_ms or LIVE_BUFFER_MS
             drift = DriftControl(rate, self._format.rate, self._format.frame_samples, buffer_ms, LATE_MS,
-                                 wake_after=wake_after)
+                                 wake_after=wake_after, start_ms=self.config.stream_start_ms)
             # Room for a few frames over the limit, so the drift control drops audio before the queue fills.
             buffer_ms += 3 * self._format.frame_ms
         return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id, low_latency=True,
