@@ -114,7 +114,7 @@ class DriftControl:
         self._fresh_after = -math.inf
         self._clock = clock
         self._wake_after = wake_after
-        self._block_ms = 0.0
+        self._block_ms = math.inf  # the capture's block: the shortest seen (LiveInput may join blocks)
 
     @property
     def ppm(self) -> float:
@@ -145,11 +145,12 @@ class DriftControl:
             now = self._clock()
             if self._window_ends is None:
                 self._window_ends = now + WINDOW_S
-                self._block_ms = 1000 * len(block) / self.in_rate
+            block_ms = 1000 * len(block) / self.in_rate
+            if block_ms:
+                self._block_ms = min(self._block_ms, block_ms)
             quiet = self._gate.quiet(block)
             made, handed_frames = produced(), handed()
             backlog_ms = 1000 * (made - handed_frames * self.frame_samples) / self.out_rate
-            block_ms = 1000 * len(block) / self.in_rate
             if handed_frames == 0 and backlog_ms > self.start_ms:
                 # Waiting its turn (a gap, another segment): older audio is not an overflow of
                 # the stream, just not kept.
