@@ -54,8 +54,8 @@ class TimedInput(LiveInput):
         self.arrivals: list[float] = []  # time of each callback that held an impulse
         super().__init__(*args)
 
-    def _captured(self, data: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        if data[-1, 0] > 0.25:
+    def _captured(self, data: Any, frames: int, time_info: Any, status: Any) -> None:
+        if np.frombuffer(data, np.float32).reshape(frames, -1)[-1, 0] > 0.25:
             self.arrivals.append(time.monotonic())
         super()._captured(data, frames, time_info, status)
 

@@ -140,6 +140,7 @@ def test_mute_ms_unmutes_by_itself(jack_env: dict[str, str], tmp_path: Path) -> 
 
 
 BLOCK_SIZES = """
+import time
 import sounddevice
 from echo_streamer.sources.live import LiveInput
 live = LiveInput("system", 48000, 1)
@@ -147,6 +148,10 @@ blocks = live.blocks()
 sizes = [len(next(blocks)) for _ in range(3)]
 live.wake_after(700)  # more than two 5 ms blocks (240 frames each), less than three
 sizes += [len(next(blocks)) for _ in range(3)]  # one hand-over only: then block by block again
+live.wake_after(48000)  # then the reader goes away while the callback holds blocks for it
+time.sleep(0.1)
+blocks = live.blocks()  # a new reader starts fresh
+sizes += [len(next(blocks)) for _ in range(2)]
 print(*sizes)
 live.close()
 sounddevice._terminate()
@@ -158,8 +163,11 @@ def test_live_input_joins_blocks_until_the_reader_has_what_it_asked_for(jack_env
                             timeout=30)
     assert result.returncode == 0, result.stderr
     # A block may have been queued before wake_after() was called: it comes first, as it was.
-    assert result.stdout.split()[3:] in (["720", "240", "240"], ["240", "720", "240"])
-    assert result.stdout.split()[:3] == ["240", "240", "240"]
+    sizes = result.stdout.split()
+    assert sizes[3:6] in (["720", "240", "240"], ["240", "720", "240"])
+    assert sizes[:3] == ["240", "240", "240"]
+    # Not the 100 ms held for the reader before, joined to its first block.
+    assert sizes[6:] == ["240", "240"], sizes
 
 
 def test_missing_device_is_one_line_and_exit_1(jack_env: dict[str, str]) -> None:

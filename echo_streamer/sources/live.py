@@ -44,8 +44,8 @@ class LiveInput:
     """Captures ``device`` (a PortAudio index or name; None for the default input) from construction
     until :meth:`close`.
 
-    PortAudio calls back with ``BLOCK_MS`` of audio at a time; the callback only copies each block
-    into a queue holding at most ``max_buffer_ms`` (in blocks of ``BLOCK_MS``, or of what the
+    PortAudio calls back with ``BLOCK_MS`` of audio at a time; the callback only copies each block's
+    bytes into a queue holding at most ``max_buffer_ms`` (in blocks of ``BLOCK_MS``, or of what the
     reader asked for at once). When it is full the oldest block is dropped, and counted in
     ``overflows`` while :meth:`blocks` is being read (as are the input overflows PortAudio
     reports), so a consumer that falls behind loses audio instead of adding delay.
@@ -65,9 +65,11 @@ class LiveInput:
         self.overflows = 0
         self._reading = False
         # Captured blocks not handed over yet, until the reader's wake_after() count is reached.
-        self._held: list[np.ndarray] = []
+        self._held: list[bytes] = []
         self._held_frames = 0
         self._wanted = 0
+        # Set by a new reader: the callback forgets the blocks it holds (only it touches them).
+        self._restart = False
         # The device went away: PortAudio may hang or abort when it is shut down at exit.
         self.lost = False
         try:
@@ -78,9 +80,11 @@ class LiveInput:
             block = max(1, round(self.rate * BLOCK_MS / 1000))
             # A SimpleQueue: put and get run in C, which matters 200 times a second on two threads.
             # The callback is its only producer, so it keeps the bound itself.
-            self._queue: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+            self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
             self._max_blocks = max(2, round(max_buffer_ms / BLOCK_MS))
-            self._stream = sounddevice.InputStream(device=device, samplerate=self.rate, channels=self.channels,
+            # Raw: the callback copies bytes, and the reader's thread makes the arrays. A numpy
+            # array per callback made there costs the callback thread twice its CPU.
+            self._stream = sounddevice.RawInputStream(device=device, samplerate=self.rate, channels=self.channels,
                                                    dtype="float32", blocksize=block, callback=self._captured)
             self._stream.start()
         except (ValueError, sounddevice.PortAudioError) as error:
@@ -88,19 +92,21 @@ class LiveInput:
 
     def blocks(self) -> Iterator[np.ndarray]:
         """Captured blocks from now on, as they arrive (blocking while none are queued)."""
-        self._drain()
         self._wanted = 0
+        self._restart = True
+        self._drain()
         self._reading = True
         try:
             while True:
                 try:
-                    yield self._queue.get(timeout=SILENT_DEVICE_S)
+                    raw = self._queue.get(timeout=SILENT_DEVICE_S)
                 except queue.Empty:
                     if self._stream.closed:
                         return
                     self.lost = True
                     raise InputError(self.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped or "
                                                 "went away") from None
+                yield np.frombuffer(raw, np.float32).reshape(-1, self.channels)
         finally:
             self._reading = False
 
@@ -125,15 +131,17 @@ class LiveInput:
             closer.join(CLOSE_TIMEOUT_S)
             self.lost = self.lost or closer.is_alive()
 
-    def _captured(self, data: np.ndarray, _frames: int, _time: Any, status: Any) -> None:
-        """PortAudio's thread: copy and queue, never wait."""
+    def _captured(self, data: Any, frames: int, _time: Any, status: Any) -> None:
+        """PortAudio's thread: copy and queue, never wait. ``data``: a buffer of interleaved float32."""
         if status.input_overflow:
             self.overflows += 1
-        self._held.append(data.copy())
-        self._held_frames += len(data)
+        if self._restart:
+            self._held, self._held_frames, self._restart = [], 0, False
+        self._held.append(bytes(data))
+        self._held_frames += frames
         if self._held_frames < self._wanted:
             return
-        held = self._held[0] if len(self._held) == 1 else np.concatenate(self._held)
+        held = self._held[0] if len(self._held) == 1 else b"".join(self._held)
         self._held, self._held_frames, self._wanted = [], 0, 0
         while self._queue.qsize() >= self._max_blocks:
             self._drop_oldest()
