@@ -18,8 +18,11 @@ the block boundaries, and it uses that for two things:
   waits for a block it needs only a few samples of.
 
 Corrections begin in a quiet block unless a frame came too close to its deadline (an underrun
-is near) or far too early, and once begun go on block after block: halfway through, frames may
-wait for a block they need only a few samples of. Whatever would take the backlog past
+is near) or none came for ``FORCE_AFTER_S``, and once begun go on block after block: halfway
+through, frames may wait for a block they need only a few samples of. Quiet blocks take them
+five times as fast as loud ones, so a correction begun in a pause is mostly done in it: the
+backlog a stall leaves (frames tens of ms early) goes in the next pause, not as a pitch shift
+over seconds of speech or music. Whatever would take the backlog past
 ``max_ms`` is dropped a whole block at a time and counted as an overflow. Before the segment's
 first frame is handed, while it waits its turn, only ``start_ms`` (rounded up to whole frames,
 one at least) and the block arriving are kept, and what is dropped is not counted: the segment
@@ -42,8 +45,9 @@ WINDOW_S = 0.5
 # At most this share of a block's samples dropped or repeated: 4 in a 5 ms block at 48 kHz. (More
 # shifts a 2 kHz component by more than 30 degrees within one 5 ms block.)
 MAX_CORRECTION = 1 / 60
-# Corrections wait for a quiet block unless frames are this far too early, or for this long.
-FORCE_MS = 3.0
+# ...and in a quiet block (20 dB under the recent level, or under -50 dBFS): 20 at 48 kHz.
+QUIET_MAX_CORRECTION = 1 / 12
+# Corrections wait for a quiet block for at most this long (frames too late never wait).
 FORCE_AFTER_S = 2.0
 # A frame may end this many output samples before the end of the block that completes it.
 FIT_SAMPLES = 8
@@ -167,7 +171,7 @@ class DriftControl:
                 self._window_ends = now + WINDOW_S
                 self._fresh_after = now
             if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
-                limit = max(1, round(len(block) * MAX_CORRECTION))
+                limit = max(1, round(len(block) * (QUIET_MAX_CORRECTION if quiet else MAX_CORRECTION)))
                 count = max(-limit, min(limit, self._pending))
                 block = correct(block, count, self.in_rate)
                 self._pending -= count
@@ -204,7 +208,7 @@ class DriftControl:
         block = self._block_ms * self.out_rate / 1000
         overshoot = partial % block  # how far frame ends fall short of the ends of the blocks completing them
         # More than a block too early (the card or the machine stalled, and the audio captured
-        # meanwhile came at once): every block of it goes now, hold or not.
+        # meanwhile came at once): every block of it goes in this correction, hold or not.
         excess_blocks = max(0, math.floor((least - high) / self._block_ms))
         if least < low:  # end frames one block earlier: repeat samples until they fit again
             change = block - overshoot
@@ -216,4 +220,4 @@ class DriftControl:
         else:
             return
         self._pending = self._planned = -round(change * self.in_rate / self.out_rate)
-        self._forced = least < low or least > high + FORCE_MS
+        self._forced = least < low
