@@ -184,7 +184,10 @@ def test_tone_reaches_the_capture_at_its_frequency_and_level(pulse_env: dict[str
     assert abs(peak - level) < 0.03 and abs(rms_level - level) < 0.03, (peak, rms_level, level)
     assert 0 < latency < MAX_LATENCY_S, latency
     (finished,) = [e for e in events if e["event"] == "item_finished"]
-    assert finished["live"]["overflows"] == 0 and finished["live"]["underruns"] <= 1, finished
+    # PulseAudio reconfigures the null sink as paplay connects and again as it goes, and the
+    # monitor stalls a few ms each time: 8 local runs with their underruns timed had 0-2 each,
+    # 0.03-0.6 s and 2.7-3.5 s after the start (the tone plays from about 0.6 to 2.6 s).
+    assert finished["live"]["overflows"] == 0 and finished["live"]["underruns"] <= 2, finished
     assert CLOSING_LINE.search(stderr), stderr
 
 

@@ -164,7 +164,9 @@ class DriftControl:
                 continue
             if handed_frames:
                 self.peak_ms = max(self.peak_ms, backlog_ms)
-            if not self._pending and now >= self._window_ends:
+            if now >= self._window_ends and self._pending in (0, self._planned):
+                # No correction under way: none, or one still waiting for a pause, which the last
+                # window may replace (frames that became late cannot wait for it).
                 self._plan(made % self.frame_samples, now)
             if self._fresh_after == math.inf:  # the last correction is done: judge frames from now on
                 self._least_ahead = math.inf
@@ -196,7 +198,9 @@ class DriftControl:
         output samples past the last whole frame. They are carried out before the next plan."""
         least, self._least_ahead = self._least_ahead, math.inf
         self._window_ends = now + WINDOW_S
-        self._force_at = now + FORCE_AFTER_S
+        if not self._pending:  # a correction planned again keeps waiting for a pause only as long
+            self._force_at = now + FORCE_AFTER_S
+        self._pending = self._planned = 0
         if self.underruns > self._underruns_seen:
             self._underruns_seen = self.underruns
             self.margin_ms = min(self.margin_ms + JITTER_STEP_MS, MAX_MARGIN_MS)
