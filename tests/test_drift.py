@@ -24,7 +24,7 @@ from echo_streamer.dsp.drift import QuietGate, correct
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
 from echo_streamer.dsp.resample import live_quality
 from echo_streamer.engine.deadline import Deadline
-from echo_streamer.engine.drift import RELEASE_S, DriftControl
+from echo_streamer.engine.drift import FORCE_AFTER_S, RELEASE_S, WINDOW_S, DriftControl
 from echo_streamer.engine.playout import LATE_MS, Playout
 from echo_streamer.engine.segment import Frame, Segment
 
@@ -292,6 +292,54 @@ def test_the_backlog_a_card_stall_leaves_goes_in_the_next_pause() -> None:
     assert waits[(at > 20.05) & (at < 20.3)].max() > 20  # the stall's backlog
     assert waits[at > 21.0].max() <= 5 - live.drift.margin_ms + 1
     assert not [t for t in live.loud_edits if 20.0 <= t < 21.5]
+
+
+class LoudFeed:
+    """A tone in 5 ms blocks straight through a DriftControl, with each frame's lead set by hand:
+    playout takes a frame every other block, and it was complete ``ahead_ms`` before it was asked for."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS, clock=lambda: self.now)
+        self.edited_at: list[float] = []  # when a block came out longer or shorter
+        self._blocks = 0
+
+    def run(self, seconds: float, ahead_ms: float) -> None:
+        frames = lambda: self._blocks // 2  # noqa: E731 - no backlog: every frame made is handed
+        made = lambda: frames() * OUTPUT.frame_samples  # noqa: E731
+        for block in self.drift.hold(self._tone(seconds, ahead_ms), made, frames):
+            if len(block) != BLOCK:
+                self.edited_at.append(self.now)
+
+    def _tone(self, seconds: float, ahead_ms: float) -> Iterator[np.ndarray]:
+        for _ in range(round(seconds * 1000 / 5)):
+            self._blocks += 1
+            self.now = self._blocks * BLOCK / IN_RATE
+            if self._blocks % 2 == 0:
+                self.drift.handed(self.now, self.now - ahead_ms / 1000)
+            tone = 0.3 * np.sin(2 * np.pi * 300 / IN_RATE * np.arange(self._blocks * BLOCK, (self._blocks + 1) * BLOCK))
+            yield np.column_stack((tone, tone)).astype(np.float32)
+
+
+def test_frames_turning_late_do_not_wait_behind_a_correction_waiting_for_a_pause() -> None:
+    """In loud audio, frames a block early wait for a pause to be moved later. When frames then come
+    too close to their deadline, the next window moves them earlier at once (samples repeated), and
+    the waiting correction is dropped: it would have held every plan back for FORCE_AFTER_S."""
+    feed = LoudFeed()
+    feed.run(1.0, ahead_ms=5)
+    assert feed.edited_at == [] and feed.drift._pending > 0  # noqa: SLF001 - waiting for a pause
+    feed.run(1.0, ahead_ms=-5)
+    assert feed.drift.dropped == 0 and feed.drift.inserted > 0
+    assert feed.edited_at[0] <= 1.0 + WINDOW_S + 0.01
+
+
+def test_a_correction_planned_again_keeps_waiting_only_until_its_first_deadline() -> None:
+    """Frames stay a block early through loud audio: each window plans the same correction again,
+    and it still begins FORCE_AFTER_S after the first plan, not after the last."""
+    feed = LoudFeed()
+    feed.run(4.0, ahead_ms=5)
+    assert feed.drift.dropped > 0 and feed.drift.inserted == 0
+    assert WINDOW_S + FORCE_AFTER_S <= feed.edited_at[0] <= WINDOW_S + FORCE_AFTER_S + 0.01
 
 
 def test_a_segment_that_waits_its_turn_starts_at_the_live_edge() -> None:
