@@ -236,3 +236,34 @@ def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_p
     level = float(np.sqrt(2 * np.mean(audible**2)))
     assert abs(freq - 440) < 3 and abs(level - 0.5) < 0.03, (freq, level)
     assert [e["event"] for e in daemon.events()].count("live_stopped") == 1
+
+
+def test_daemon_reports_a_card_that_goes_away_and_streams_on(jack_env: dict[str, str], tmp_path: Path) -> None:
+    """The card dies under the daemon's live input: an error event and a failed segment naming the
+    input, status without live input, and the daemon still plays what it is given afterwards."""
+    import soundfile
+    from conftest import tone
+    from test_daemon import Daemon, audible_frames
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    soundfile.write(audio / "after.wav", tone(48_000, 0.5, 660), 48_000, subtype="PCM_16")
+    daemon = Daemon(tmp_path, "--allow-dir", audio, env=jack_env)
+    try:
+        assert daemon.request("POST", "/v1/live/start", {"device": "system", "channels": 1})[0] == 200
+        daemon.wait_for("item_started")
+        subprocess.run(["pkill", "-f", f"jackd -n {jack_env['JACK_DEFAULT_SERVER']}"], check=True)
+        daemon.wait_for("live_stopped", timeout=10)
+        assert daemon.request("GET", "/v1/status")[1]["live"] is None
+        assert daemon.request("POST", "/v1/play", {"path": str(audio / "after.wav")})[0] == 202
+        daemon.wait_for("item_finished", 2)
+    finally:
+        code, _took, stderr = daemon.stop()
+    assert code == 0, stderr
+    events = daemon.events()
+    (error,) = [e for e in events if e["event"] == "error"]
+    (stopped,) = [e for e in events if e["event"] == "live_stopped"]
+    assert error["message"].startswith("live input 'system': ") and stopped["error"] == error["message"], events
+    live_end, file_end = [e for e in events if e["event"] == "item_finished"]
+    assert live_end.get("error") and file_end["item"].endswith("after.wav") and not file_end.get("error"), events
+    assert file_end["samples"] == 12_000 and audible_frames(daemon.capture) >= 50

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .client import bearer_token
-from .session import divert_native_stderr, say, stream_options, streamer_config
+from .session import divert_native_stderr, exit_with, say, stream_options, streamer_config
 
 EXIT_CANNOT_LISTEN = 2
 
@@ -73,12 +73,15 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
         where = "offline: no room URL" if config.streamer.room_url is None else config.streamer.room_url
         say(f"echo-streamer: daemon listening on {url} ({where})")
 
-    async def main() -> None:
-        await serve(Daemon(config), host, port, token, limits, listening, options["events_path"])
+    async def main() -> Daemon:
+        daemon = Daemon(config)
+        await serve(daemon, host, port, token, limits, listening, options["events_path"])
+        return daemon
 
     try:
-        asyncio.run(main())
+        daemon = asyncio.run(main())
     except ListenError as error:
         say(f"echo-streamer: {error}")
         sys.exit(EXIT_CANNOT_LISTEN)
+    exit_with(0, skip_finalisation=daemon.device_lost)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -97,8 +97,8 @@ def run_streaming(options: dict[str, Any], work: Work, *, hard_exit: Callable[[]
     """Check ``options`` (from :func:`streaming_options`), stream until ``work`` is done or a
     signal stops it, and exit with the status: 0, 1 (a segment failed) or 2 (no join).
 
-    Exits without interpreter finalisation when the join failed or ``hard_exit()`` says a native
-    library is in a state that would hang or abort at exit."""
+    Exits without interpreter finalisation (:func:`exit_with`) when the join failed or
+    ``hard_exit()`` says so."""
     import asyncio
 
     config = streamer_config(options)
@@ -107,10 +107,16 @@ def run_streaming(options: dict[str, Any], work: Work, *, hard_exit: Callable[[]
     divert_native_stderr(options["sdk_log"])
     interrupts = _InterruptSignals(options["keep_queue"], options["max_wait_ms"])
     status = asyncio.run(_session(config, options["events_path"], show_progress, interrupts, work))
-    if status == EXIT_JOIN_FAILED or hard_exit():
-        # The SDK still finishing a failed join on its own threads would call back into a
-        # finalising interpreter (a Rust panic on stderr); so would PortAudio holding a device
-        # that went away. Skip finalisation instead.
+    # The SDK still finishing a failed join on its own threads would call back into a finalising
+    # interpreter (a Rust panic on stderr).
+    exit_with(status, skip_finalisation=status == EXIT_JOIN_FAILED or hard_exit())
+
+
+def exit_with(status: int, *, skip_finalisation: bool) -> NoReturn:
+    """Exit with ``status``; without interpreter finalisation when a native library is in a state
+    that would hang or abort in it (PortAudio, when a device went away, asserts in its shutdown)."""
+    if skip_finalisation:
+        sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)

@@ -65,6 +65,8 @@ class Daemon:
         self.join_attempts = 0
         self.participants: dict[str, dict[str, Any]] = {}
         self.live: LiveSession | None = None
+        # A live input's device went away: PortAudio would abort in the interpreter's shutdown.
+        self.device_lost = False
         self.totals: Counter[str] = Counter()
         self.last_error: str | None = None
         self.started_at = time.monotonic()
@@ -192,6 +194,7 @@ class Daemon:
             await session.run()
         finally:
             await asyncio.to_thread(session.live_input.close)
+            self.device_lost = self.device_lost or session.live_input.lost
             self.live = self._live_task = None
             self._emit("live_stopped", {"device": session.live_input.name, "error": session.error,
                                         **session.drift_report()})
