@@ -124,8 +124,10 @@ def test_interrupt_mutes_until_sigcont(jack_env: dict[str, str], tmp_path: Path)
     assert finished[0]["interrupted"] is True and finished[0]["id"] == "seg-1"
     assert [e["id"] for e in events if e["event"] == "item_started"][:2] == ["seg-1", "seg-2"]
     audible = frames_of(read_pcm(session.capture, RATE), 240).any(axis=1)
-    edges = np.flatnonzero(np.diff(audible.astype(np.int8)))
-    silent_ms = (edges[2] - edges[1]) * 10  # tone -> muted -> tone again
+    heard = np.flatnonzero(audible)
+    edges = np.flatnonzero(np.diff(audible[heard[0]:heard[-1] + 1].astype(np.int8)))
+    # The longest silence inside the tone is the mute (a frame starved on a busy machine is another).
+    silent_ms = max(edges[1::2] - edges[0::2]) * 10
     assert 500 <= silent_ms <= 1500, silent_ms
 
 
