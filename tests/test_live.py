@@ -172,6 +172,16 @@ def test_live_input_joins_blocks_until_the_reader_has_what_it_asked_for(jack_env
     assert sizes[6:] == ["240", "240"], sizes
 
 
+def test_devices_with_no_sound_server_says_so(tmp_path: Path) -> None:
+    """No card, no PulseAudio, no JACK server: one line on stderr and status 1, not an empty list."""
+    env = {**offline_env(), "PULSE_SERVER": f"unix:{tmp_path}/no-pulse", "XDG_RUNTIME_DIR": str(tmp_path),
+           "JACK_DEFAULT_SERVER": "echo-streamer-no-such-server", "JACK_NO_START_SERVER": "1"}
+    result = subprocess.run([sys.executable, "-m", "echo_streamer", "devices"], capture_output=True, text=True,
+                            env=env, timeout=30)
+    assert (result.returncode, result.stdout, result.stderr.count("\n")) == (1, "", 1), result.stderr
+    assert result.stderr.startswith("echo-streamer: no input devices: "), result.stderr
+
+
 def test_missing_device_is_one_line_and_exit_1(jack_env: dict[str, str]) -> None:
     result = subprocess.run([sys.executable, "-m", "echo_streamer", "live", "--device", "no-such-card"],
                             capture_output=True, text=True, env=jack_env, timeout=30)

@@ -83,7 +83,7 @@ def devices() -> None:
     """List the input devices `live` can capture from.
 
     Columns: index (for --device), name (also usable), host API, default sample rate, input
-    channels. The default input is marked with *.
+    channels. The default input is marked with *. With none, says so in one line and exits 1.
 
     \b
     Examples:
@@ -93,8 +93,13 @@ def devices() -> None:
 
     from ..sources.live import input_devices
 
+    found = input_devices()
+    if not found:
+        say("echo-streamer: no input devices: PortAudio found no sound card, and no sound server (PulseAudio, "
+            "JACK) to capture from")
+        sys.exit(EXIT_BAD_INPUT)
     default = sounddevice.default.device[0]
-    for device in input_devices():
+    for device in found:
         mark = "*" if device.index == default else " "
         click.echo(f"{mark}{device.index:3d}  {device.name}  ({device.host_api}, {device.default_rate:g} Hz, "
                    f"{device.channels} in)")
