@@ -277,5 +277,6 @@ def test_daemon_reports_a_card_that_goes_away_and_streams_on(jack_env: dict[str,
     (stopped,) = [e for e in events if e["event"] == "live_stopped"]
     assert error["message"].startswith("live input 'system': ") and stopped["error"] == error["message"], events
     live_end, file_end = [e for e in events if e["event"] == "item_finished"]
+    assert [live_end["id"], file_end["id"]] == ["seg-1", "seg-2"], "one numbering for live input and files"
     assert live_end.get("error") and file_end["item"].endswith("after.wav") and not file_end.get("error"), events
     assert file_end["samples"] == 12_000 and audible_frames(daemon.capture) >= 50

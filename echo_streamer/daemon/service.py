@@ -176,7 +176,7 @@ class Daemon:
             live_input = await asyncio.to_thread(LiveInput, device, rate, channels)
         except InputError as error:
             raise ApiError(400, str(error)) from None
-        session = self.live = LiveSession(streamer, live_input, self.config.mute_ms)
+        session = self.live = LiveSession(streamer, live_input, self.config.mute_ms, new_id=lambda: self._new_id(None))
         self._live_task = asyncio.ensure_future(self._run_live(session))
         return session
 

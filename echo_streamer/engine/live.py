@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from ..sources.live import LiveInput
 from .drift import drift_ppm
@@ -18,11 +19,14 @@ class LiveSession:
     An interrupt cuts the live segment (a fade, then the gap) and mutes the input: nothing is
     streamed until :meth:`resume`, or until ``mute_ms`` has passed when it is given; then a new
     segment starts. ``state`` is ``"streaming"``, ``"muted"`` or ``"ended"``; ``error`` says why
-    the device failed. The caller owns ``live_input`` and closes it.
+    the device failed. The caller owns ``live_input`` and closes it. ``new_id``, when given, names
+    each segment (the daemon's numbering, shared with its files and uploads); else the streamer does.
     """
 
-    def __init__(self, streamer: Streamer, live_input: LiveInput, mute_ms: int | None = None) -> None:
+    def __init__(self, streamer: Streamer, live_input: LiveInput, mute_ms: int | None = None,
+                 new_id: Callable[[], str] | None = None) -> None:
         self.streamer = streamer
+        self.new_id = new_id
         self.live_input = live_input
         self.mute_ms = mute_ms
         self.segments: list[Segment] = []
@@ -47,7 +51,8 @@ class LiveSession:
                 self.state = "streaming"
                 segment = self.streamer.stream(self.live_input.blocks(), self.live_input.rate,
                                                channels=self.live_input.channels, name=self.live_input.name,
-                                               live=True, wake_after=self.live_input.wake_after)
+                                               live=True, wake_after=self.live_input.wake_after,
+                                               segment_id=None if self.new_id is None else self.new_id())
                 self.segments.append(segment)
                 if not await unless(self._stop, segment.wait(), _left(loop, ends)):
                     await self.streamer.cancel(segment)
