@@ -81,6 +81,12 @@ def test_quiet_gate_follows_the_loud_level() -> None:
 # -- the control loop against simulated clocks -------------------------------------------------
 
 
+def stereo_tone(start: int, stop: int) -> np.ndarray:
+    """Samples ``start`` to ``stop`` of a 300 Hz tone at 0.3 of full scale, both channels, float32."""
+    tone = 0.3 * np.sin(2 * np.pi * 300 / IN_RATE * np.arange(start, stop))
+    return np.column_stack((tone, tone)).astype(np.float32)
+
+
 class SimulatedLive:
     """A card ``ppm`` fast against playout, both on one simulated clock, through DriftControl."""
 
@@ -148,7 +154,6 @@ class SimulatedLive:
         self.handed += 1
 
     def _card(self, until: float) -> Iterator[np.ndarray]:
-        phase = 2 * np.pi * 300 / IN_RATE
         while True:
             index = self._blocks
             late = self._late_every and self._random.randrange(self._late_every) == 0
@@ -164,8 +169,7 @@ class SimulatedLive:
                 continue
             talking = (index // 100) % 3 != 2  # half a second of tone, a quarter of a second of silence
             start = 0 if index < self._first_blocks else index * BLOCK
-            tone = 0.3 * np.sin(phase * np.arange(start, (index + 1) * BLOCK)) if talking else np.zeros(BLOCK)
-            yield np.column_stack((tone, tone)).astype(np.float32)
+            yield stereo_tone(start, (index + 1) * BLOCK) if talking else np.zeros((BLOCK, 2), np.float32)
 
     def _pull_until(self, t: float) -> None:
         """Playout's requests, and the deadlines of those left waiting, up to time ``t``."""
@@ -317,8 +321,7 @@ class LoudFeed:
             self.now = self._blocks * BLOCK / IN_RATE
             if self._blocks % 2 == 0:
                 self.drift.handed(self.now, self.now - ahead_ms / 1000)
-            tone = 0.3 * np.sin(2 * np.pi * 300 / IN_RATE * np.arange(self._blocks * BLOCK, (self._blocks + 1) * BLOCK))
-            yield np.column_stack((tone, tone)).astype(np.float32)
+            yield stereo_tone(self._blocks * BLOCK, (self._blocks + 1) * BLOCK)
 
 
 def test_frames_turning_late_do_not_wait_behind_a_correction_waiting_for_a_pause() -> None:

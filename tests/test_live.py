@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import frames_of, offline_env, read_events, read_pcm, wait_for_event
+import soundfile
+from conftest import frames_of, offline_env, read_events, read_pcm, tone, wait_for_event
 from jack_card import jack_server, ports
 
 CARD = Path(__file__).with_name("jack_card.py")
@@ -253,8 +254,6 @@ def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_p
 def test_daemon_reports_a_card_that_goes_away_and_streams_on(jack_env: dict[str, str], tmp_path: Path) -> None:
     """The card dies under the daemon's live input: an error event and a failed segment naming the
     input, status without live input, and the daemon still plays what it is given afterwards."""
-    import soundfile
-    from conftest import tone
     from test_daemon import Daemon, audible_frames
 
     audio = tmp_path / "audio"

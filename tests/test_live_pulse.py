@@ -174,7 +174,8 @@ def test_tone_reaches_the_capture_at_its_frequency_and_level(pulse_env: dict[str
     freq_out, peak, rms_level = tone_figures(pcm)
     level = float(np.mean(levels))
     started = next(e for e in events if e["event"] == "stream_started")["t"]
-    first = int(np.flatnonzero(frames_of(pcm, FRAME).any(axis=1))[0])
+    heard = np.flatnonzero(frames_of(pcm, FRAME).any(axis=1))
+    first, last = int(heard[0]), int(heard[-1])
     latency = started + first * 0.010 - (player.started_at + TONE_AT_S)  # frames are handed one per 10 ms tick
     print(f"figures: device={device} channels={channels} freq={freq_out:.2f} peak={peak:.4f} "
           f"rms_level={rms_level:.4f} latency_ms={latency * 1000:.1f}")
@@ -189,7 +190,6 @@ def test_tone_reaches_the_capture_at_its_frequency_and_level(pulse_env: dict[str
     # 0.03-0.6 s and 2.7-3.5 s after the start (the tone plays from about 0.6 to 2.6 s). Between
     # the two, while the tone plays, the stream must not starve.
     assert finished["live"]["overflows"] == 0 and finished["live"]["underruns"] <= 2, finished
-    last = int(np.flatnonzero(frames_of(pcm, FRAME).any(axis=1))[-1])
     tone_plays = (started + first * 0.010 + 0.1, started + last * 0.010 - 0.1)
     starved = [e["t"] - started for e in events if e["event"] == "underrun" and tone_plays[0] < e["t"] < tone_plays[1]]
     assert not starved, f"underruns while the tone played, at {starved} s"
