@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from echo_streamer import Streamer, StreamerConfig
 from echo_streamer.errors import InputError
 from echo_streamer.sources.bytestream import open_byte_stream
 from echo_streamer.sources.formats import RAW_FORMATS
+from echo_streamer.sources.pipe import PipeReader
 from echo_streamer.sources.rawpcm import SampleDecoder, decode_samples
 
 RATE = 24000
@@ -165,6 +167,71 @@ def test_stream_bytes_checks_its_arguments() -> None:
     arun(session())
 
 
+# -- utterances: WAVs back to back in one stream -------------------------------------------
+
+
+def written_to_a_pipe(data: bytes, sizes: list[int]) -> PipeReader:
+    """A PipeReader over a real pipe that a thread fills with ``data`` in pieces of ``sizes``."""
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        with os.fdopen(write_end, "wb", buffering=0) as pipe:
+            for piece in pieces(data, sizes):
+                pipe.write(piece)
+
+    threading.Thread(target=write, daemon=True).start()
+    return PipeReader(read_end, "pipe", split_wav=True)
+
+
+def utterances(reader: PipeReader) -> list[bytes]:
+    found = [b"".join(reader.utterance())]
+    while reader.next_utterance():
+        found.append(b"".join(reader.utterance()))
+    assert reader.ended.is_set()
+    reader.close()
+    return found
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 300), min_size=1, max_size=8), count=st.integers(1, 4))
+def test_wavs_back_to_back_are_one_utterance_each(sizes: list[int], count: int) -> None:
+    """Streamed WAVs written one after another (a FIFO whose next writer opened before the last
+    one's end was read; several commands into one pipe), read in any pieces, come apart again at
+    their headers, byte for byte; a signature's start at the very end of a read waits for the rest."""
+    wavs = [wav_header(RATE, 1, 0xFFFFFFFF) + pcm16_tone(0.02 * (n + 1), 300.0 + 100 * n).tobytes() + b"RI"
+            for n in range(count)]
+    assert utterances(written_to_a_pipe(b"".join(wavs), sizes)) == wavs
+
+
+def test_raw_streams_are_never_split() -> None:
+    """Without split_wav (a raw format), bytes that look like a WAV header are just samples."""
+    data = bytes(100) + wav_header(RATE, 1, 0) + bytes(100)
+    reader = written_to_a_pipe(data, [33])
+    reader.split_wav = False
+    assert utterances(reader) == [data]
+
+
+def test_discarding_an_utterance_stops_at_the_next_header() -> None:
+    """After a cut, the rest of the current utterance is dropped, the next one is kept whole, and a
+    late read for the dropped utterance gets nothing from the next."""
+    first, second = (wav_header(RATE, 1, 0) + pcm16_tone(0.05, freq).tobytes() for freq in (330.0, 550.0))
+    read_end, write_end = os.pipe()
+    os.write(write_end, first[:100])
+    reader = PipeReader(read_end, "pipe", split_wav=True)
+    stale = reader.utterance()
+    assert next(stale) == first[:100]
+
+    def write_the_rest() -> None:
+        with os.fdopen(write_end, "wb", buffering=0) as pipe:
+            pipe.write(first[100:] + second)
+
+    threading.Thread(target=write_the_rest, daemon=True).start()
+    reader.discard_utterance()
+    assert reader.utterance_over.is_set() and reader.next_utterance()
+    assert list(stale) == []
+    assert b"".join(reader.utterance()) == second
+
+
 # -- echo-streamer pipe ----------------------------------------------------------------------
 
 
@@ -182,6 +249,21 @@ def test_espeak_stdout_pipe_as_in_the_readme(tmp_path: Path) -> None:
     speech_ms = 1000 * len(run("espeak-ng", "--stdout", "Hello there")[44:]) / 2 / 22050
     assert abs(finished[0]["position_ms"] - speech_ms) < 30
     assert np.abs(read_pcm(capture)).max() > 3000
+
+
+def test_wavs_one_after_another_into_a_pipe_as_in_the_readme(tmp_path: Path) -> None:
+    """`(espeak-ng --stdout "One."; espeak-ng --stdout "Two.") | echo-streamer pipe`: two segments,
+    each as long as its speech, the second header not played as audio."""
+    events = tmp_path / "events.jsonl"
+    command = f'(espeak-ng --stdout "One."; espeak-ng --stdout "Two.") | {sys.executable} -m echo_streamer pipe ' \
+              f'--events {events}'
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60, env=offline_env())
+    assert result.returncode == 0, result.stderr
+    finished = [e for e in read_events(events) if e["event"] == "item_finished"]
+    assert [e["interrupted"] for e in finished] == [False, False]
+    for event, text in zip(finished, ["One.", "Two."], strict=True):
+        speech_ms = 1000 * len(run("espeak-ng", "--stdout", text)[44:]) / 2 / 22050
+        assert abs(event["position_ms"] - speech_ms) < 15
 
 
 def slow_writer(data: bytes, path: Path, sizes: list[int], stall_after: int, stall_s: float,
@@ -231,9 +313,12 @@ def test_a_slow_raw_writer_with_a_stall_streams_in_order(tmp_path: Path) -> None
     assert (span[-1] - span[0]) / RATE > 1.15, "the stall did not show as silence inside the segment"
 
 
-def test_fifo_follow_makes_one_segment_per_writer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pause_s", [0.5, 0.0], ids=["writers-apart", "back-to-back"])
+def test_fifo_follow_makes_one_segment_per_writer(pause_s: float, tmp_path: Path) -> None:
     """--follow on a named FIFO: three writers in turn give three segments, in order, bit-exact,
-    with at least --gap-ms of silence between them."""
+    with at least --gap-ms of silence between them; also when each writer opens the FIFO before
+    the last one's end has been read (all three are in the pipe at once), where a new WAV header
+    is what tells them apart."""
     fifo = tmp_path / "say"
     os.mkfifo(fifo)
     events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
@@ -245,7 +330,7 @@ def test_fifo_follow_makes_one_segment_per_writer(tmp_path: Path) -> None:
         for pcm in tones:
             with open(fifo, "wb") as writer:
                 writer.write(wav_header(RATE, 1, 0xFFFFFFFF) + pcm.tobytes())
-            time.sleep(0.05)
+            time.sleep(pause_s)
         wait_for_event(events, "item_finished", process, count=3)
         process.send_signal(signal.SIGTERM)
         _stdout, stderr = process.communicate(timeout=10)

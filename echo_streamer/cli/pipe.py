@@ -45,8 +45,10 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
     Nothing waits for the end of the input: each chunk a TTS process writes is decoded,
     resampled and framed at once. While the writer is silent the stream carries silence (an
     underrun while a segment is open); when it closes, the segment ends and --gap-ms of silence
-    follows. SIGUSR1 / SIGUSR2 interrupt as in `play`; what the writer sends after a cut, until it
-    closes, is read and dropped.
+    follows. With --format auto, a new WAV header in the stream also starts a new segment, so
+    WAVs written back to back (writers that follow each other closely on a FIFO, or several
+    commands into one pipe) stay apart. SIGUSR1 / SIGUSR2 interrupt as in `play`; what the writer
+    sends after a cut, until it closes (or its next WAV header), is read and dropped.
 
     \b
     Examples:
@@ -63,18 +65,21 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
         raise click.UsageError("--follow needs --input PATH (a named FIFO to reopen)")
 
     async def pipe_segments(streamer: Streamer, segments: list[Segment]) -> None:
-        reader = await _opened(input_path)
+        split_wav = sample_format == AUTO
+        reader = await _opened(input_path, split_wav)
         while True:
-            segment = streamer.stream_bytes(reader.chunks(), sample_format=sample_format, rate=input_rate,
+            segment = streamer.stream_bytes(reader.utterance(), sample_format=sample_format, rate=input_rate,
                                             channels=channels, name=reader.name)
             segments.append(segment)
-            await _writer_closed(reader, segment)
+            await _utterance_over(reader, segment)
+            if reader.next_utterance():
+                continue
             if not follow:
                 reader.close()
                 break
             # Open the next reader before closing this one: while no reader is open the FIFO
             # drops what a writer already put in it.
-            next_reader = await _opened(input_path)
+            next_reader = await _opened(input_path, split_wav)
             reader.close()
             reader = next_reader
         await streamer.drain()
@@ -94,25 +99,25 @@ def _check_input(path: str, follow: bool) -> None:
                                  param_hint="--input")
 
 
-async def _opened(path: str | None) -> PipeReader:
+async def _opened(path: str | None, split_wav: bool) -> PipeReader:
     from ..sources.pipe import PipeReader
 
     if path is None:
-        return PipeReader(os.dup(sys.stdin.fileno()), "-")
-    return await _in_thread(PipeReader.open, path)
+        return PipeReader(os.dup(sys.stdin.fileno()), "-", split_wav)
+    return await _in_thread(PipeReader.open, path, split_wav)
 
 
-async def _writer_closed(reader: PipeReader, segment: Segment) -> None:
-    """Wait until the writer closes; once the segment is over before that (cut, dropped or
-    failed), read and drop the rest so that the writer is never blocked."""
+async def _utterance_over(reader: PipeReader, segment: Segment) -> None:
+    """Wait until the utterance has been read to its end; once the segment is over before that
+    (cut, dropped or failed), read and drop the rest so that the writer is never blocked."""
     import asyncio
 
-    ended: asyncio.Future[Any] = _in_thread(reader.ended.wait)
+    over: asyncio.Future[Any] = _in_thread(reader.utterance_over.wait)
     done: asyncio.Future[Any] = asyncio.ensure_future(segment.wait())
     try:
-        await asyncio.wait({ended, done}, return_when=asyncio.FIRST_COMPLETED)
-        if not reader.ended.is_set():
-            await _in_thread(reader.discard_rest)
+        await asyncio.wait({over, done}, return_when=asyncio.FIRST_COMPLETED)
+        if not reader.utterance_over.is_set():
+            await _in_thread(reader.discard_utterance)
     finally:
         done.cancel()
 

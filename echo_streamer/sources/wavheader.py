@@ -73,3 +73,25 @@ def _parse_fmt(fmt: bytes, name: str) -> WavHeader:
     if sample_format is None:
         raise InputError(name, f"unsupported WAV sample format (tag {tag:#x}, {bits} bits)")
     return WavHeader(rate=rate, channels=channels, sample_format=sample_format)
+
+
+_SIGNATURE_SIZE = 12  # b"RIFF", the RIFF size, b"WAVE"
+
+
+def _is_signature_start(data: bytes) -> bool:
+    """Whether ``data`` (at most a signature long) is how a RIFF/WAVE signature begins."""
+    return b"RIFF".startswith(data[:4]) and b"WAVE".startswith(data[8:12])
+
+
+def find_wav_signature(data: bytes, start: int = 0) -> tuple[int, bool] | None:
+    """Where the first RIFF/WAVE signature at or after ``start`` begins, and whether all of it is
+    in ``data`` (False: ``data`` ends with the start of one); None if there is none."""
+    index = data.find(b"RIFF", start)
+    while index != -1 and index + _SIGNATURE_SIZE <= len(data):
+        if data[index + 8:index + _SIGNATURE_SIZE] == b"WAVE":
+            return index, True
+        index = data.find(b"RIFF", index + 1)
+    for index in range(max(start, len(data) - _SIGNATURE_SIZE + 1), len(data)):
+        if _is_signature_start(data[index:]):
+            return index, False
+    return None
