@@ -64,7 +64,10 @@ class FfmpegSource:
         try:
             header = read_wav_header(self._stdout, self.name)
         except InputError as error:
-            raise self._failure(f"cannot decode ({self._ffmpeg_reason(error.reason)})") from None
+            reason = self._ffmpeg_reason(error.reason)
+            if "matches no streams" in reason:  # our -map 0:a:0 found nothing to map
+                raise self._failure("no audio stream in it") from None
+            raise self._failure(f"cannot decode ({reason})") from None
         if header.sample_format != "f32le":
             raise self._failure("ffmpeg did not deliver float32 PCM")
         self.rate = header.rate
