@@ -36,8 +36,10 @@ class LiveSession:
         self._stop = asyncio.Event()
 
     def resume(self) -> None:
-        """Unmute after an interrupt (no effect while streaming)."""
-        self._unmute.set()
+        """Unmute after an interrupt (no effect while streaming); ``state`` is ``"streaming"`` from here on."""
+        if self.state == "muted":
+            self.state = "streaming"
+            self._unmute.set()
 
     def stop(self) -> None:
         """End the session; a segment still streaming fades out first."""
