@@ -209,6 +209,14 @@ async def _json_object(request: web.Request, optional: bool = False) -> dict[str
     return body
 
 
+_JSON_KINDS: dict[type, str] = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+                                list: "an array", dict: "an object"}
+
+
+def _json_kind(kind: type) -> str:
+    return _JSON_KINDS.get(kind, kind.__name__)
+
+
 def _field(body: dict[str, Any], name: str, kind: type, required: bool = True) -> Any:
     value = body.get(name)
     if value is None:
@@ -217,7 +225,7 @@ def _field(body: dict[str, Any], name: str, kind: type, required: bool = True) -
         return None
     # bool is an int in Python; a JSON true is not a number of milliseconds.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ApiError(400, f"{name!r} must be a {kind.__name__}, not {type(value).__name__}")
+        raise ApiError(400, f"{name!r} must be {_json_kind(kind)}, not {_json_kind(type(value))}")
     return value
 
 
