@@ -183,11 +183,15 @@ def test_devices_with_no_sound_server_says_so(tmp_path: Path) -> None:
     assert result.stderr.startswith("echo-streamer: no input devices: "), result.stderr
 
 
-def test_missing_device_is_one_line_and_exit_1(jack_env: dict[str, str]) -> None:
-    result = subprocess.run([sys.executable, "-m", "echo_streamer", "live", "--device", "no-such-card"],
+@pytest.mark.parametrize(("device", "says"), [
+    ("no-such-card", "live input 'no-such-card': No input device matching 'no-such-card'"),
+    ("99", "live input 99: no device with index 99 (`echo-streamer devices` lists the inputs)"),
+], ids=["name", "index"])
+def test_missing_device_is_one_line_and_exit_1(jack_env: dict[str, str], device: str, says: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "echo_streamer", "live", "--device", device],
                             capture_output=True, text=True, env=jack_env, timeout=30)
     assert result.returncode == 1
-    assert result.stderr.strip() == "echo-streamer: live input 'no-such-card': No input device matching 'no-such-card'"
+    assert result.stderr.strip() == f"echo-streamer: {says}"
 
 
 def test_a_device_that_goes_away_ends_with_one_line(jack_env: dict[str, str], tmp_path: Path) -> None:

@@ -73,6 +73,8 @@ class LiveInput:
         # The device went away: PortAudio may hang or abort when it is shut down at exit.
         self.lost = False
         try:
+            if isinstance(device, int) and not 0 <= device < len(sounddevice.query_devices()):
+                raise ValueError(f"no device with index {device} (`echo-streamer devices` lists the inputs)")
             info: dict[str, Any] = sounddevice.query_devices(device, kind="input")  # type: ignore[assignment]
             self.rate = int(rate or info["default_samplerate"])
             self.channels = int(channels or min(2, info["max_input_channels"]))
