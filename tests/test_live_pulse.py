@@ -41,9 +41,9 @@ TONE_AT_S = 0.5
 # not known, only when it was started, so the lower bound leaves 30 ms for that and only catches a
 # capture that is clearly ahead of the file.
 MAX_LATENCY_S = 0.1
+MIN_LATENCY_S = -0.03
 # Frames at the start of the noise capture not held to its continuity checks (see there).
 SETTLING_FRAMES = 3
-MIN_LATENCY_S = -0.03
 # Continuity (see test_capture_runs_continuously_and_every_gap_is_reported): the most the noise
 # may move on between 5 ms windows beyond 5 ms (measured: at most 7), and the most it may move on
 # over the whole run beyond what the drift control reports dropping and repeating (measured: 0 in
@@ -288,14 +288,15 @@ def test_capture_runs_continuously_and_every_gap_is_reported(pulse_env: dict[str
     # The first frames are left out of the checks below: on 2026-12-04 about one run in three here
     # (clean-clone CI runs, and at the previous commit too) had window 0 not match the noise or a
     # 10 ms jump by window 3, while PulseAudio's monitor stream was starting. Not yet explained.
-    body = frames[first + SETTLING_FRAMES:fade]
+    body_start = first + SETTLING_FRAMES
+    body = frames[body_start:fade]
     silent = np.flatnonzero(~body.any(axis=1))
     sounding = np.setdiff1d(np.arange(len(body)), silent)
     # Silent frames: the underruns, and nothing else.
     assert len(silent) == stream["underrun_frames"], (silent, stream)
     runs = np.split(silent, np.flatnonzero(np.diff(silent) > 1) + 1) if len(silent) else []
     assert len(runs) == len(underrun_at) == stream["underruns"] == live_fields["underruns"], (runs, underrun_at)
-    offsets = [started + (first + SETTLING_FRAMES + run[0]) * 0.010 - t for run, t in zip(runs, underrun_at)]
+    offsets = [started + (body_start + run[0]) * 0.010 - t for run, t in zip(runs, underrun_at)]
     assert all(-0.03 < offset < 0.03 for offset in offsets), offsets
     # Every 5 ms of every sounding frame is the noise, at its level.
     windows = body[sounding].reshape(-1, WINDOW)

@@ -170,17 +170,21 @@ def test_stream_bytes_checks_its_arguments() -> None:
 # -- utterances: WAVs back to back in one stream -------------------------------------------
 
 
-def written_to_a_pipe(data: bytes, sizes: list[int]) -> PipeReader:
-    """A PipeReader over a real pipe that a thread fills with ``data`` in pieces of ``sizes``."""
-    read_end, write_end = os.pipe()
-
+def write_in_a_thread(write_end: int, data: bytes, sizes: list[int]) -> None:
+    """Write ``data`` to the pipe ``write_end`` in pieces of ``sizes`` from a thread, then close it."""
     def write() -> None:
         with os.fdopen(write_end, "wb", buffering=0) as pipe:
             for piece in pieces(data, sizes):
                 pipe.write(piece)
 
     threading.Thread(target=write, daemon=True).start()
-    return PipeReader(read_end, "pipe", split_wav=True)
+
+
+def written_to_a_pipe(data: bytes, sizes: list[int], split_wav: bool = True) -> PipeReader:
+    """A PipeReader over a real pipe that a thread fills with ``data`` in pieces of ``sizes``."""
+    read_end, write_end = os.pipe()
+    write_in_a_thread(write_end, data, sizes)
+    return PipeReader(read_end, "pipe", split_wav)
 
 
 def utterances(reader: PipeReader) -> list[bytes]:
@@ -206,9 +210,7 @@ def test_wavs_back_to_back_are_one_utterance_each(sizes: list[int], count: int) 
 def test_raw_streams_are_never_split() -> None:
     """Without split_wav (a raw format), bytes that look like a WAV header are just samples."""
     data = bytes(100) + wav_header(RATE, 1, 0) + bytes(100)
-    reader = written_to_a_pipe(data, [33])
-    reader.split_wav = False
-    assert utterances(reader) == [data]
+    assert utterances(written_to_a_pipe(data, [33], split_wav=False)) == [data]
 
 
 def test_discarding_an_utterance_stops_at_the_next_header() -> None:
@@ -220,12 +222,7 @@ def test_discarding_an_utterance_stops_at_the_next_header() -> None:
     reader = PipeReader(read_end, "pipe", split_wav=True)
     stale = reader.utterance()
     assert next(stale) == first[:100]
-
-    def write_the_rest() -> None:
-        with os.fdopen(write_end, "wb", buffering=0) as pipe:
-            pipe.write(first[100:] + second)
-
-    threading.Thread(target=write_the_rest, daemon=True).start()
+    write_in_a_thread(write_end, first[100:] + second, [])
     reader.discard_utterance()
     assert reader.utterance_over.is_set() and reader.next_utterance()
     assert list(stale) == []

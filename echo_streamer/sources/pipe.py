@@ -72,7 +72,7 @@ class PipeReader:
 
     def _next(self, utterance: int) -> bytes:
         with self._lock:
-            while utterance == self._utterance and not self._at_next_header:
+            while utterance == self._utterance:
                 if data := self._take():
                     self._fresh = False
                     return data
