@@ -285,19 +285,21 @@ def test_capture_runs_continuously_and_every_gap_is_reported(pulse_env: dict[str
     first, fade = int(audible[0]), int(audible[-1])
     assert first <= 3, f"the noise starts only at frame {first}"
     assert 11.9 <= (fade - first) / 100 <= 12.1, f"{(fade - first) / 100} s of audio"
-    # The first frames are left out of the checks below: on 2026-12-04 about one run in three here
-    # (clean-clone CI runs, and at the previous commit too) had window 0 not match the noise or a
-    # 10 ms jump by window 3, while PulseAudio's monitor stream was starting. Not yet explained.
-    body_start = first + SETTLING_FRAMES
-    body = frames[body_start:fade]
-    silent = np.flatnonzero(~body.any(axis=1))
-    sounding = np.setdiff1d(np.arange(len(body)), silent)
-    # Silent frames: the underruns, and nothing else.
+    # Silent frames after the first audible one: the underruns, and nothing else.
+    silent = np.flatnonzero(~frames[first:fade].any(axis=1)) + first
     assert len(silent) == stream["underrun_frames"], (silent, stream)
     runs = np.split(silent, np.flatnonzero(np.diff(silent) > 1) + 1) if len(silent) else []
     assert len(runs) == len(underrun_at) == stream["underruns"] == live_fields["underruns"], (runs, underrun_at)
-    offsets = [started + (body_start + run[0]) * 0.010 - t for run, t in zip(runs, underrun_at)]
+    offsets = [started + run[0] * 0.010 - t for run, t in zip(runs, underrun_at)]
     assert all(-0.03 < offset < 0.03 for offset in offsets), offsets
+    # The first frames are left out of the continuity checks below: on 2026-12-04 about one run in
+    # three here (clean-clone CI runs, and at the previous commit too) had window 0 not match the
+    # noise, a 10 ms jump by window 3, or an underrun in the first frames, while PulseAudio's
+    # monitor stream was starting. Not yet explained.
+    body_start = first + SETTLING_FRAMES
+    body = frames[body_start:fade]
+    silent = silent[silent >= body_start] - body_start
+    sounding = np.setdiff1d(np.arange(len(body)), silent)
     # Every 5 ms of every sounding frame is the noise, at its level.
     windows = body[sounding].reshape(-1, WINDOW)
     start = int(sounding[0])
@@ -323,5 +325,7 @@ def test_capture_runs_continuously_and_every_gap_is_reported(pulse_env: dict[str
     assert live_fields["overflows"] == 0, live_fields
     closing = CLOSING_LINE.search(stderr)
     assert closing, stderr
-    assert [int(g) for g in closing.groups()] == [round(live_fields["drift_ppm"]), live_fields["samples_dropped"],
-                                                  live_fields["samples_inserted"], 0, live_fields["underruns"]]
+    # The closing line rounds the drift to whole ppm, item_finished to a tenth.
+    ppm, *counts = [int(g) for g in closing.groups()]
+    assert abs(ppm - live_fields["drift_ppm"]) <= 0.55, (ppm, live_fields)
+    assert counts == [live_fields["samples_dropped"], live_fields["samples_inserted"], 0, live_fields["underruns"]]
