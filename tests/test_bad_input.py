@@ -92,7 +92,7 @@ def nan_wav(path: Path) -> Path:
 
 
 def video_only(path: Path) -> Path:
-    """An MP4 holding one video stream and no audio at all."""
+    """A video file (MP4, AVI: RIFF like WAV) holding one video stream and no audio at all."""
     run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=1:size=64x64:rate=10", "-c:v", "mpeg4", path)
     return path
 
@@ -104,7 +104,8 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing": (lambda d: d / "missing.wav", r"no such file"),
     "directory": (lambda d: make_directory(d / "folder.wav"), r"directory"),
     "empty": (lambda d: write(d / "empty.wav", b""), r"empty"),
-    "text-as-wav": (lambda d: write(d / "notes.wav", b"this is not audio, only text\n" * 20), ANY_REASON),
+    "text-as-wav": (lambda d: write(d / "notes.wav", b"this is not audio, only text\n" * 20),
+                    r"not a known audio format, or damaged"),
     "wav-cut-mid-data": (lambda d: cut(good_wav(d), 0.6, "cut.wav"), r"truncated"),
     "flac-cut-in-half": (lambda d: cut(encode(d, "a.flac"), 0.5, "cut.flac"), DAMAGED),
     "mp3-cut-in-half": (lambda d: cut(encode(d, "a.mp3"), 0.5, "cut.mp3"), DAMAGED),
@@ -125,10 +126,12 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
         r"NaN|corrupt",
     ),
     "mp4-video-only": (lambda d: video_only(d / "video.mp4"), r"no audio stream"),
-    "wav-unknown-format-tag": (lambda d: write(d / "tag.wav", wav_header(tag=0x1234) + bytes(3200)), ANY_REASON),
+    "avi-video-only": (lambda d: video_only(d / "video.avi"), r"no audio stream"),
+    "wav-unknown-format-tag": (lambda d: write(d / "tag.wav", wav_header(tag=0x1234) + bytes(3200)),
+                              r"unsupported WAV sample format \(tag 0x1234, 16 bits\)"),
     "wav-1-hz": (lambda d: write(d / "1hz.wav", wav_header(rate=1) + bytes(3200)), r"sample rate"),
     "wav-10-mhz": (lambda d: write(d / "10mhz.wav", wav_header(rate=10_000_000) + bytes(3200)), r"sample rate"),
-    "wav-0-channels": (lambda d: write(d / "0ch.wav", wav_header(channels=0) + bytes(3200)), ANY_REASON),
+    "wav-0-channels": (lambda d: write(d / "0ch.wav", wav_header(channels=0) + bytes(3200)), r"0 channels"),
     "wav-full-of-nan": (lambda d: nan_wav(d / "nan.wav"), r"NaN"),
 }
 

@@ -282,3 +282,12 @@ def test_redirect_is_not_followed(tavus_api: StandInTavus) -> None:
 def test_api_url_must_be_http() -> None:
     result = tavus("file:///etc/passwd", "create-persona")
     assert_one_line_error(result, "create-persona", "TAVUS_API_URL 'file:///etc/passwd' is not an http(s) URL")
+
+
+@pytest.mark.parametrize("args", [["create-conversation"], ["create-persona", "--timeout", "0"], ["no-such-command"]])
+def test_usage_error_exits_2_and_sends_nothing(tavus_api: StandInTavus, args: list[str]) -> None:
+    result = tavus(tavus_api.url, *args)
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("usage: tavus"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert tavus_api.requests == []

@@ -7,9 +7,10 @@ import sys
 from typing import BinaryIO
 
 from ..errors import InputError
-from .base import AudioSource, checked
+from .base import AudioSource, check_format, checked
 from .ffmpeg import FfmpegSource
 from .libsndfile import NotForLibsndfile, SoundFileSource
+from .wavheader import read_wav_header
 
 BLOCK_SECONDS = 0.5
 
@@ -33,7 +34,32 @@ def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> Au
     try:
         return SoundFileSource(path, block_seconds)
     except NotForLibsndfile:
+        pass
+    try:
         return FfmpegSource(path, block_seconds)
+    except InputError as error:
+        raise _wav_header_fault(path) or error from None
+
+
+def _wav_header_fault(path: str) -> InputError | None:
+    """What is wrong with the WAV header of ``path``, if it is a WAV neither decoder could open.
+
+    ffmpeg's reason for such a file is about its decoder ("Invalid argument", "codec none"); the
+    header's own fields (0 channels, an unknown format tag) say what the user can fix.
+    """
+    try:
+        with open(path, "rb") as file:
+            signature = file.read(12)
+            if signature[:4] != b"RIFF" or signature[8:] != b"WAVE":
+                return None
+            file.seek(0)
+            header = read_wav_header(file, path)
+        check_format(path, header.rate, header.channels)
+    except InputError as fault:
+        return fault
+    except OSError:
+        pass
+    return None
 
 
 def _prefers_ffmpeg(head: bytes) -> bool:
