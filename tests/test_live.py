@@ -183,12 +183,15 @@ def test_devices_with_no_sound_server_says_so(tmp_path: Path) -> None:
     assert result.stderr.startswith("echo-streamer: no input devices: "), result.stderr
 
 
-@pytest.mark.parametrize(("device", "says"), [
-    ("no-such-card", "live input 'no-such-card': No input device matching 'no-such-card'"),
-    ("99", "live input 99: no device with index 99 (`echo-streamer devices` lists the inputs)"),
-], ids=["name", "index"])
-def test_missing_device_is_one_line_and_exit_1(jack_env: dict[str, str], device: str, says: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "echo_streamer", "live", "--device", device],
+@pytest.mark.parametrize(("args", "says"), [
+    (["--device", "no-such-card"], "live input 'no-such-card': No input device matching 'no-such-card'"),
+    (["--device", "99"], "live input 99: no device with index 99 (`echo-streamer devices` lists the inputs)"),
+    # The JACK server runs at 48 kHz, and PortAudio's JACK host API takes no other rate.
+    (["--device", "system", "--input-rate", "44100"], "live input 'system': cannot open it: Invalid sample rate"),
+], ids=["name", "index", "rate"])
+def test_device_that_cannot_be_opened_is_one_line_and_exit_1(jack_env: dict[str, str], args: list[str],
+                                                             says: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "echo_streamer", "live", *args],
                             capture_output=True, text=True, env=jack_env, timeout=30)
     assert result.returncode == 1
     assert result.stderr.strip() == f"echo-streamer: {says}"

@@ -329,3 +329,40 @@ def test_capture_runs_continuously_and_every_gap_is_reported(pulse_env: dict[str
     ppm, *counts = [int(g) for g in closing.groups()]
     assert abs(ppm - live_fields["drift_ppm"]) <= 0.55, (ppm, live_fields)
     assert counts == [live_fields["samples_dropped"], live_fields["samples_inserted"], 0, live_fields["underruns"]]
+
+
+def test_more_channels_than_the_device_has_is_one_line(pulse_env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "echo_streamer", "live", "--device", "pulse", "--channels", "64"],
+                            capture_output=True, text=True, env=pulse_env, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr == "echo-streamer: live input 'pulse': 64 channels asked for, it captures at most 32\n"
+
+
+OPEN_64_CHANNELS = """
+import os, sys, sounddevice
+from echo_streamer.sources.live import portaudio_checks_hidden
+def open_64():
+    try:
+        sounddevice.RawInputStream(device="pulse", channels=64)
+    except sounddevice.PortAudioError as error:
+        print(error)
+if sys.argv[1] == "hidden":
+    with portaudio_checks_hidden():
+        os.write(2, b"another thread's line\\n")
+        open_64()
+else:
+    open_64()
+"""
+
+
+def test_portaudio_failed_checks_are_kept_off_stderr_and_nothing_else_is(pulse_env: dict[str, str]) -> None:
+    """PortAudio itself, asked for more channels than ALSA's pulse device has: it prints its failed
+    checks to stderr, unless they are hidden; what else was written meanwhile still comes out."""
+    def run(mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", OPEN_64_CHANNELS, mode], capture_output=True, text=True,
+                              env=pulse_env, timeout=30)
+
+    shown, hidden = run("shown"), run("hidden")
+    assert "Invalid number of channels" in shown.stdout and "Invalid number of channels" in hidden.stdout
+    assert re.search(r"^Expression '.*' failed in '.*', line: \d+$", shown.stderr, re.MULTILINE), shown.stderr
+    assert hidden.stderr == "another thread's line\n"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import queue
+import re
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +24,10 @@ BLOCK_MS = 5.0
 # A device that delivers nothing for this long is treated as gone.
 SILENT_DEVICE_S = 1.0
 CLOSE_TIMEOUT_S = 1.0
+
+_FAILED_CHECK = re.compile(rb"^Expression '.*' failed in '.*', line: \d+\r?\n?$")
+_ERROR_CODE = re.compile(r" \[PaErrorCode -?\d+\]$")
+_OPENING = re.compile(r"^Error (?:opening|starting) \w+: ")
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,9 @@ class LiveInput:
             self.rate = int(rate or info["default_samplerate"])
             self.channels = int(channels or min(2, info["max_input_channels"]))
             check_format(self.name, self.rate, self.channels)
+            most = info["max_input_channels"]
+            if self.channels > most:
+                raise ValueError(f"{self.channels} channels asked for, it captures at most {most}")
             block = max(1, round(self.rate * BLOCK_MS / 1000))
             # A SimpleQueue: put and get run in C, which matters 200 times a second on two threads.
             # The callback is its only producer, so it keeps the bound itself.
@@ -86,11 +98,12 @@ class LiveInput:
             self._max_blocks = max(2, round(max_buffer_ms / BLOCK_MS))
             # Raw: the callback copies bytes, and the reader's thread makes the arrays. A numpy
             # array made per callback there cost the callback thread 0.55 % of a core, not 0.39 %.
-            self._stream = sounddevice.RawInputStream(device=device, samplerate=self.rate, channels=self.channels,
-                                                   dtype="float32", blocksize=block, callback=self._captured)
-            self._stream.start()
+            with portaudio_checks_hidden():
+                self._stream = sounddevice.RawInputStream(device=device, samplerate=self.rate, channels=self.channels,
+                                                       dtype="float32", blocksize=block, callback=self._captured)
+                self._stream.start()
         except (ValueError, sounddevice.PortAudioError) as error:
-            raise InputError(self.name, str(error).splitlines()[0]) from None
+            raise InputError(self.name, _reason(error)) from None
 
     def blocks(self) -> Iterator[np.ndarray]:
         """Captured blocks from now on, as they arrive (blocking while none are queued)."""
@@ -162,3 +175,34 @@ class LiveInput:
                 self._queue.get_nowait()
             except queue.Empty:
                 return
+
+
+def _reason(error: Exception) -> str:
+    """sounddevice's message, less its function name and PortAudio's error code:
+    "Error opening RawInputStream: Invalid sample rate [PaErrorCode -9997]" -> "cannot open it: Invalid sample rate"."""
+    text = _ERROR_CODE.sub("", str(error).splitlines()[0])
+    return _OPENING.sub("cannot open it: ", text)
+
+
+@contextmanager
+def portaudio_checks_hidden() -> Iterator[None]:
+    """Keep PortAudio's failed-check lines off stderr meanwhile; pass everything else on, after.
+
+    PortAudio's ALSA host API prints each check that fails while it opens a stream ("Expression
+    '...' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1514") straight to file descriptor 2,
+    before it returns the error that says the same in one line. The descriptor is redirected to a
+    file while the block runs, so output from other threads then is delayed, not lost.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True) if not _FAILED_CHECK.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
