@@ -214,3 +214,29 @@ def test_play_skips_bad_file_and_plays_the_rest(cli: Cli, tmp_path: Path) -> Non
     first = sent.find(soundfile.read(tmp_path / "good-ref.wav", dtype="int16")[0].tobytes())
     second = sent.find(soundfile.read(tmp_path / "good2-ref.wav", dtype="int16")[0].tobytes())
     assert 0 <= first < second
+
+
+def test_truncated_file_plays_to_its_last_sample_then_fails(cli: Cli, tmp_path: Path) -> None:
+    """A WAV cut off mid-data: the capture holds exactly what render makes of the samples before
+    the cut (the resampler's tail and the padded last frame included), then the gap; the item
+    fails with 'truncated'."""
+    rate = 44100
+    samples = tone(rate, 1.0, channels=2)
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, samples, rate, subtype="PCM_16")
+    truncated = cut(whole, 0.55, "cut.wav")
+    kept = (truncated.stat().st_size - 44) // 4  # whole stereo PCM16 sample frames after the 44-byte header
+    intact = tmp_path / "intact.wav"
+    soundfile.write(intact, soundfile.read(whole, dtype="int16")[0][:kept], rate, subtype="PCM_16")
+    expected = render(str(intact), str(tmp_path / "intact-ref.wav"), OutputFormat())
+
+    events, capture = tmp_path / "ev.jsonl", tmp_path / "cap.wav"
+    result = cli("play", truncated, "--gap-ms", "50", "--events", events, "--capture", capture, timeout=60)
+    assert_one_line_about(result, "play", str(truncated), r"truncated")
+    (finished,) = [e for e in read_events(events) if e["event"] == "item_finished"]
+    assert finished["samples"] == expected.samples
+    sent = soundfile.read(capture, dtype="int16")[0]
+    reference = soundfile.read(tmp_path / "intact-ref.wav", dtype="int16")[0]
+    at = sent.tobytes().find(reference.tobytes())
+    assert at >= 0 and at % 2 == 0, "the capture does not hold the intact part's frames"
+    assert not sent[at // 2 + len(reference):].any(), "something after the intact part's last frame"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from .convert import downmix, to_pcm16
 from .framer import Framer
 from .pauses import PauseDetector
@@ -75,12 +76,25 @@ def condition(blocks: Iterable[np.ndarray], conditioner: Conditioner) -> Iterato
 
     ``frames`` is a ``(count, frame_samples)`` int16 array; ``pauses`` marks which of them are
     interrupt points inside the audio (see :class:`~echo_streamer.dsp.pauses.PauseDetector`).
+    Input that turns out damaged (an :class:`InputError` from ``blocks``) still yields all it
+    decoded before the damage, the resampler's tail included, then raises.
     """
     pauses = PauseDetector(conditioner.output.frame_ms)
-    for block in blocks:
+    source = iter(blocks)
+    damage: InputError | None = None
+    while True:
+        try:
+            block = next(source)
+        except StopIteration:
+            break
+        except InputError as error:  # the source's own, not the conditioner's (NaN): that tail would fail too
+            damage = error
+            break
         frames = conditioner.push(block)
         if len(frames):
             yield frames, pauses.mark(frames)
     last = conditioner.finish()
     if len(last):
         yield last, pauses.mark(last)
+    if damage is not None:
+        raise damage

@@ -413,6 +413,7 @@ class Streamer:
             return
         end = SegmentEnd()
         source: AudioSource | None = None
+        conditioner: Conditioner | None = None
         try:
             source = segment.open_source()
             segment.duration = source.duration
@@ -431,7 +432,6 @@ class Streamer:
                         return
                     if self._late_since is not None:
                         self._write_late()
-            segment.total_samples = conditioner.samples
             if conditioner.clipped:
                 self._emit_threadsafe("clipped", time.monotonic(),
                                       {"id": segment.id, "item": segment.name, "samples": conditioner.clipped}, None)
@@ -442,6 +442,8 @@ class Streamer:
         finally:
             if source is not None:
                 source.close()
+            if conditioner is not None:  # a damaged input's count too: it plays up to the damage
+                segment.total_samples = conditioner.samples
         segment.decoded = True
         self._offer(segment, end)
 
