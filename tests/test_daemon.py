@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -21,6 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import cli_command, frames_of, offline_env, read_events, read_pcm, run, tone, wait_for_event
+
+from echo_streamer.dsp.pipeline import OutputFormat
+from echo_streamer.renderer import render
 
 RATE = 24_000
 FRAME = RATE // 100
@@ -475,6 +479,37 @@ def test_client_errors_are_one_line(daemon: Daemon, audio_dir: Path) -> None:
                           timeout=30)
     assert gone.returncode == 2 and len(gone.stderr.splitlines()) == 1
     assert gone.stderr.startswith("echo-streamer: no daemon at http://127.0.0.1:9")
+
+
+def test_a_client_waits_for_a_daemon_still_starting(tmp_path: Path, audio_dir: Path) -> None:
+    """``say --connect-timeout`` started before the daemon: its upload plays once the daemon listens,
+    and in full (the refused attempts sent nothing). Without the option, or past it, status 2."""
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = offline_env() | {"ECHO_STREAMER_DAEMON": url}
+    refused = subprocess.run(cli_command("say", audio_dir / "short.wav"), capture_output=True, text=True, env=env,
+                             timeout=30)
+    assert refused.returncode == 2 and refused.stderr.startswith(f"echo-streamer: no daemon at {url}"), refused
+    began = time.monotonic()
+    gave_up = subprocess.run(cli_command("status", "--connect-timeout", "0.5"), capture_output=True, text=True,
+                             env=env, timeout=30)
+    assert gave_up.returncode == 2 and 0.5 <= time.monotonic() - began < 5, gave_up
+
+    waiting = subprocess.Popen(cli_command("say", "--connect-timeout", "20", "--wait", audio_dir / "short.wav"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(1.0)
+    assert waiting.poll() is None, waiting.communicate()
+    daemon = Daemon(tmp_path, "--listen", f"127.0.0.1:{port}")
+    try:
+        stdout, stderr = waiting.communicate(timeout=30)
+        assert (waiting.returncode, stdout) == (0, "seg-1\n"), stderr
+        (finished,) = [e for e in daemon.events() if e["event"] == "item_finished"]
+        expected = render(str(audio_dir / "short.wav"), str(tmp_path / "short-ref.wav"), OutputFormat())
+        assert finished["samples"] == expected.samples and not finished["interrupted"], finished
+    finally:
+        daemon.stop()
 
 
 # -- many clients at once ------------------------------------------------------------------------

@@ -33,7 +33,8 @@ def main() -> None:
       espeak-ng --stdout "Hello there" | echo-streamer pipe
       echo-streamer live --device pulse --duration 10
       echo-streamer render speech.flac -o speech-24k.wav
-      echo-streamer daemon & echo-streamer say hello.wav      # the HTTP daemon and a client
+      echo-streamer daemon &                                # the HTTP daemon, and a client:
+      echo-streamer say --connect-timeout 10 hello.wav      # (waits for the daemon to listen)
     """
 
 

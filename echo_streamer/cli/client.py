@@ -5,9 +5,11 @@ Plain standard-library HTTP, so they start fast and need nothing but a daemon to
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,18 +24,30 @@ EXIT_REFUSED = 1
 EXIT_NO_DAEMON = 2
 _UPLOAD_CHUNK = 8192
 
+# How often a client with --connect-timeout tries again while nothing listens at the address.
+_CONNECT_RETRY_S = 0.1
+
 _CLIENT_OPTIONS = [
     click.option("--daemon", "daemon_url", envvar="ECHO_STREAMER_DAEMON", default="http://127.0.0.1:8765",
                  show_default=True, metavar="URL", help="The daemon's address (default: $ECHO_STREAMER_DAEMON)."),
     click.option("--token-file", type=click.Path(dir_okay=False, exists=True), metavar="PATH",
                  help="Bearer token for a daemon that needs one (default: $ECHO_STREAMER_TOKEN)."),
+    click.option("--connect-timeout", type=click.FloatRange(0, None), default=0, metavar="S",
+                 help="While nothing listens at the address (a daemon still starting), keep trying for up to "
+                      "S seconds (default: fail at once)."),
 ]
 
 
 def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options that say which daemon to talk to; ``command`` gets it as ``daemon``."""
+    @functools.wraps(command)
+    def with_daemon(*args: Any, daemon_url: str, token_file: str | None, connect_timeout: float,
+                    **kwargs: Any) -> Any:
+        return command(*args, daemon=_Daemon(daemon_url, token_file, connect_timeout), **kwargs)
+
     for option in reversed(_CLIENT_OPTIONS):
-        command = option(command)
-    return command
+        with_daemon = option(with_daemon)
+    return with_daemon
 
 
 def bearer_token(token_file: str | None) -> str | None:
@@ -49,10 +63,12 @@ def bearer_token(token_file: str | None) -> str | None:
 
 
 class _Daemon:
-    """One daemon's API; every failure becomes a one-line message and an exit status."""
+    """One daemon's API; every failure becomes a one-line message and an exit status. A refused
+    connection is tried again for up to ``connect_timeout`` seconds."""
 
-    def __init__(self, url: str, token_file: str | None) -> None:
+    def __init__(self, url: str, token_file: str | None, connect_timeout: float = 0) -> None:
         self.url = url.rstrip("/")
+        self.connect_timeout = connect_timeout
         token = bearer_token(token_file)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -74,19 +90,26 @@ class _Daemon:
                 yield line.decode().rstrip("\r\n")
 
     def _open(self, request: urllib.request.Request, timeout: float | None) -> Any:
-        try:
-            return urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as error:
+        # A refused connection sent nothing (an upload's body is read only once connected), so
+        # trying again is safe.
+        gives_up = time.monotonic() + self.connect_timeout
+        while True:
             try:
-                message = json.load(error).get("error", error.reason)
-            except ValueError:
-                message = error.reason
-            say(f"echo-streamer: {request.get_method()} {request.selector}: {message} (HTTP {error.code})")
-            sys.exit(EXIT_REFUSED)
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            say(f"echo-streamer: no daemon at {self.url} ({reason})")
-            sys.exit(EXIT_NO_DAEMON)
+                return urllib.request.urlopen(request, timeout=timeout)
+            except urllib.error.HTTPError as error:
+                try:
+                    message = json.load(error).get("error", error.reason)
+                except ValueError:
+                    message = error.reason
+                say(f"echo-streamer: {request.get_method()} {request.selector}: {message} (HTTP {error.code})")
+                sys.exit(EXIT_REFUSED)
+            except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                if isinstance(reason, ConnectionRefusedError) and time.monotonic() < gives_up:
+                    time.sleep(_CONNECT_RETRY_S)
+                    continue
+                say(f"echo-streamer: no daemon at {self.url} ({reason})")
+                sys.exit(EXIT_NO_DAEMON)
 
 
 @click.command("say")
@@ -97,8 +120,7 @@ class _Daemon:
 @click.option("--id", "segment_id", metavar="ID", help="The segment's id (default: the daemon's seg-N).")
 @click.option("--wait", is_flag=True, help="Return only once the segment has played (or was cut).")
 @client_options
-def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, daemon_url: str,
-                token_file: str | None) -> None:
+def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, daemon: _Daemon) -> None:
     """Play FILE through a running daemon (`echo-streamer daemon`); prints the segment id.
 
     By default the file is uploaded and plays while it uploads (POST /v1/stream), so the daemon
@@ -111,9 +133,8 @@ def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, da
       espeak-ng --stdout "Hello there" | echo-streamer say -
       echo-streamer say --by-path /srv/audio/intro.mp3 --wait
     """
-    client = _Daemon(daemon_url, token_file)
     if by_path:
-        answer = client.call("POST", "/v1/play", {"path": os.path.abspath(file), "id": segment_id})
+        answer = daemon.call("POST", "/v1/play", {"path": os.path.abspath(file), "id": segment_id})
         if wait:
             say("echo-streamer: --wait needs an upload; the segment was queued by path")
     else:
@@ -125,7 +146,7 @@ def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, da
             say(f"echo-streamer: {file}: {error.strerror}")
             sys.exit(EXIT_REFUSED)
         with stream:
-            answer = client.call("POST", "/v1/stream" + (f"?{query}" if query else ""), data=_chunks(stream),
+            answer = daemon.call("POST", "/v1/stream" + (f"?{query}" if query else ""), data=_chunks(stream),
                                  timeout=None)
     click.echo(answer["id"])
     if answer.get("error"):
@@ -145,7 +166,7 @@ def _chunks(stream: Any) -> Iterator[bytes]:
 @click.option("--max-wait-ms", type=click.IntRange(0, 60_000), default=400, show_default=True,
               help="How long --soft waits for a pause before it cuts anyway.")
 @client_options
-def interrupt(soft: bool, keep_queue: bool, max_wait_ms: int, daemon_url: str, token_file: str | None) -> None:
+def interrupt(soft: bool, keep_queue: bool, max_wait_ms: int, daemon: _Daemon) -> None:
     """Cut what a running daemon is playing; prints what was cut and where.
 
     \b
@@ -153,7 +174,7 @@ def interrupt(soft: bool, keep_queue: bool, max_wait_ms: int, daemon_url: str, t
       echo-streamer interrupt
       echo-streamer interrupt --soft --keep-queue
     """
-    answer = _Daemon(daemon_url, token_file).call("POST", "/v1/interrupt", {
+    answer = daemon.call("POST", "/v1/interrupt", {
         "mode": "next_pause" if soft else "now", "clear_queue": not keep_queue, "max_wait_ms": max_wait_ms})
     if answer["noop"]:
         click.echo("nothing was playing")
@@ -165,7 +186,7 @@ def interrupt(soft: bool, keep_queue: bool, max_wait_ms: int, daemon_url: str, t
 
 @click.command()
 @client_options
-def status(daemon_url: str, token_file: str | None) -> None:
+def status(daemon: _Daemon) -> None:
     """Print a running daemon's status as JSON (call, participants, segment, queue, counters).
 
     \b
@@ -173,13 +194,13 @@ def status(daemon_url: str, token_file: str | None) -> None:
       echo-streamer status
       echo-streamer status | jq .counters
     """
-    click.echo(json.dumps(_Daemon(daemon_url, token_file).call("GET", "/v1/status"), indent=2))
+    click.echo(json.dumps(daemon.call("GET", "/v1/status"), indent=2))
 
 
 @click.command()
 @click.option("--count", type=click.IntRange(1, None), help="Stop after this many events.")
 @client_options
-def events(count: int | None, daemon_url: str, token_file: str | None) -> None:
+def events(count: int | None, daemon: _Daemon) -> None:
     """Print a running daemon's events as JSON lines as they happen (until Ctrl-C).
 
     \b
@@ -188,7 +209,7 @@ def events(count: int | None, daemon_url: str, token_file: str | None) -> None:
       echo-streamer events | grep item_finished
     """
     seen = 0
-    for line in _Daemon(daemon_url, token_file).lines("/v1/events"):
+    for line in daemon.lines("/v1/events"):
         if line.startswith("data: "):
             click.echo(line[len("data: "):])
             seen += 1
