@@ -105,6 +105,7 @@ class SimulatedLive:
         self.latencies_ms: list[float] = []  # frame complete -> handed
         self.handed_at: list[float] = []
         self._asked_at: float | None = None  # a request waiting for its frame
+        self.asked = False  # playout has asked for a frame: the segment's turn has come
         self.underrun_frames = 0
         self.backlog_ms: list[float] = []
         self.loud_starts = 0  # corrections begun (an edited block after an unedited one) in the tone
@@ -124,7 +125,8 @@ class SimulatedLive:
     def run(self, until: float) -> None:
         """Run both clocks until simulated time ``until`` (seconds)."""
         edited_before = False
-        for block in self.drift.hold(self._card(until), lambda: self.conditioner.samples, lambda: self.handed):
+        for block in self.drift.hold(self._card(until), lambda: self.conditioner.samples, lambda: self.handed,
+                                     lambda: self.asked):
             edited = len(block) != BLOCK
             loud = np.abs(block).max() > 0.1
             if edited and not edited_before and loud:
@@ -183,6 +185,7 @@ class SimulatedLive:
                 self.underrun_frames += 1
                 self.drift.underruns += 1
                 continue
+            self.asked = True
             if self.ready and self.ready[0] <= self.now:
                 self._hand(self.now)
             elif self.handed:
@@ -202,9 +205,11 @@ def test_backlog_stays_put_while_the_clocks_drift(ppm: float) -> None:
     assert settled.max() <= 20 and drift.peak_ms <= 40
     # Not growing: the last minute's backlog is where the first settled minute's was.
     assert abs(settled[-6000:].mean() - settled[:6000].mean()) < 2.5
-    # The corrections add up to the clock offset: what was dropped is what the card had too much.
+    # The corrections after the first (which places the start) add up to the clock offset: what
+    # was dropped is what the card had too much.
     expected = ppm * 1e-6 * drift.samples_in
-    assert abs(drift.dropped - drift.inserted - expected) <= 2 * BLOCK + 0.05 * abs(expected)
+    assert abs(drift.dropped - drift.inserted - drift.placed - expected) <= 2 * BLOCK + 0.05 * abs(expected)
+    assert drift.ppm == pytest.approx(ppm, abs=2 * BLOCK / drift.samples_in * 1e6 + 0.05 * abs(ppm))
 
 
 @pytest.mark.parametrize("phase_s", [0.001, 0.004, 0.0065, 0.009, 0.0123])
@@ -311,7 +316,7 @@ class LoudFeed:
     def run(self, seconds: float, ahead_ms: float) -> None:
         frames = lambda: self._blocks // 2  # noqa: E731 - no backlog: every frame made is handed
         made = lambda: frames() * OUTPUT.frame_samples  # noqa: E731
-        for block in self.drift.hold(self._tone(seconds, ahead_ms), made, frames):
+        for block in self.drift.hold(self._tone(seconds, ahead_ms), made, frames, lambda: True):
             if len(block) != BLOCK:
                 self.edited_at.append(self.now)
 
@@ -345,14 +350,17 @@ def test_a_correction_planned_again_keeps_waiting_only_until_its_first_deadline(
     assert WINDOW_S + FORCE_AFTER_S <= feed.edited_at[0] <= WINDOW_S + FORCE_AFTER_S + 0.01
 
 
-def test_a_segment_that_waits_its_turn_starts_at_the_live_edge() -> None:
-    """Playout takes the first frame only after 0.5 s (a gap, a segment before it): meanwhile
-    the control keeps just the first frame and a block, uncounted, so it starts about 15 ms
-    behind the card, not 40 ms behind with a backlog to work off by dropping samples."""
-    live = SimulatedLive(0, phase_s=0.5123)
+@pytest.mark.parametrize("phase_s", [0.0, 0.004, 0.5, 0.5123])
+def test_a_segment_that_waits_its_turn_starts_at_the_live_edge(phase_s: float) -> None:
+    """Playout first asks for a frame after ``phase_s`` (0.5 s: a gap, a segment before it):
+    meanwhile the control keeps just the newest frame's worth of input, uncounted, so it starts
+    at most 15 ms behind the card, not 40 ms behind with a backlog to work off by dropping
+    samples. The first correction (at most 3 blocks) only places the start: the ppm is 0."""
+    live = SimulatedLive(0, phase_s=phase_s)
     live.run(5)
-    assert live.backlog_ms[0] <= 15 and max(live.backlog_ms) <= 15
-    assert live.drift.overflows == 0 and live.drift.dropped <= 240
+    assert max(live.backlog_ms) <= 15 and live.underrun_frames == 0
+    assert live.drift.overflows == 0 and live.drift.inserted == 0 and live.drift.dropped <= 3 * BLOCK
+    assert live.drift.placed == live.drift.dropped and live.drift.ppm == 0
 
 
 def test_a_stalled_consumer_overflows_instead_of_queueing() -> None:

@@ -23,16 +23,18 @@ through, frames may wait for a block they need only a few samples of. Quiet bloc
 five times as fast as loud ones, so a correction begun in a pause is mostly done in it: the
 backlog a stall leaves (frames tens of ms early) goes in the next pause, not as a pitch shift
 over seconds of speech or music. Whatever would take the backlog past
-``max_ms`` is dropped a whole block at a time and counted as an overflow. Before the segment's
-first frame is handed, while it waits its turn, only ``start_ms`` (rounded up to whole frames,
-one at least) and the block arriving are kept, and what is dropped is not counted: the segment
-starts at the live edge, not ``max_ms`` behind it with a backlog to work off.
+``max_ms`` is dropped a whole block at a time and counted as an overflow. Until the segment's
+turn comes (playout first asks it for a frame), only the newest ``start_ms`` of input (rounded up
+to whole frames, one at least) is kept, unconditioned, and what is dropped is not counted: the
+segment starts at the live edge, not ``max_ms`` behind it with a backlog to work off, and with
+its audio contiguous (keeping the oldest frames and dropping newer blocks would splice it).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -68,9 +70,10 @@ JITTER_STEP_MS = 1.0
 MAX_MARGIN_MS = 10.0
 
 
-def drift_ppm(dropped: int, inserted: int, samples_in: int) -> float:
-    """A card's clock relative to playout from the corrections made for it (positive: faster)."""
-    return 1e6 * (dropped - inserted) / samples_in if samples_in else 0.0
+def drift_ppm(net_dropped: int, samples_in: int) -> float:
+    """A card's clock relative to playout from the samples dropped less those repeated for it,
+    its first placement left out (positive: faster)."""
+    return 1e6 * net_dropped / samples_in if samples_in else 0.0
 
 
 class DriftControl:
@@ -85,7 +88,9 @@ class DriftControl:
     cannot complete one. Counters: ``dropped`` / ``inserted`` samples, ``overflows`` (whole
     blocks dropped above ``max_ms``), ``underruns`` (counted by playout, each raising ``margin_ms``);
     ``ahead_ms`` is the last half second's smallest lead (negative: the latest frame),
-    ``peak_ms`` the highest backlog seen once the segment plays.
+    ``peak_ms`` the highest backlog seen once the segment plays. ``placed``: the samples dropped
+    (negative: repeated) by the first correction, which places the segment's frames against
+    playout's requests rather than following the clocks' drift; :attr:`ppm` leaves it out.
     """
 
     def __init__(self, in_rate: int, out_rate: int, frame_samples: int, max_ms: int, late_ms: float = 0.0,
@@ -106,6 +111,8 @@ class DriftControl:
         self.overflows = 0
         self.underruns = 0
         self.samples_in = 0
+        self.placed = 0
+        self._placing = True
         self._least_ahead = math.inf
         self._gate = QuietGate(in_rate)
         self._pending = 0
@@ -123,13 +130,13 @@ class DriftControl:
     @property
     def ppm(self) -> float:
         """The card's clock relative to playout, from the corrections so far (positive: faster)."""
-        return drift_ppm(self.dropped, self.inserted, self.samples_in)
+        return drift_ppm(self.dropped - self.inserted - self.placed, self.samples_in)
 
     def fields(self) -> dict[str, Any]:
         return {"ahead_ms": None if self.ahead_ms is None else round(self.ahead_ms, 2), "margin_ms": self.margin_ms,
                 "peak_ms": round(self.peak_ms, 2), "samples_dropped": self.dropped,
-                "samples_inserted": self.inserted, "overflows": self.overflows, "underruns": self.underruns,
-                "drift_ppm": round(self.ppm, 1)}
+                "samples_inserted": self.inserted, "placement_samples": self.placed, "overflows": self.overflows,
+                "underruns": self.underruns, "drift_ppm": round(self.ppm, 1)}
 
     def handed(self, asked_at: float, ready_at: float) -> None:
         """A frame of this segment was handed to the SDK: playout asked for it at ``asked_at`` and
@@ -141,11 +148,23 @@ class DriftControl:
         if ready_at >= self._fresh_after:
             self._least_ahead = min(self._least_ahead, 1000 * (asked_at - ready_at))
 
-    def hold(self, blocks: Iterable[np.ndarray], produced: Callable[[], int],
-             handed: Callable[[], int]) -> Iterator[np.ndarray]:
+    def hold(self, blocks: Iterable[np.ndarray], produced: Callable[[], int], handed: Callable[[], int],
+             its_turn: Callable[[], bool]) -> Iterator[np.ndarray]:
         """Pass ``blocks`` on, corrected. ``produced()`` is the output samples made from them so far,
-        ``handed()`` the frames handed to the SDK; both are read as each block arrives."""
+        ``handed()`` the frames handed to the SDK, ``its_turn()`` whether playout has asked the
+        segment for a frame yet; all are read as each block arrives."""
+        keep = math.ceil(self.start_ms * self.in_rate / 1000)
+        waiting: deque[np.ndarray] = deque()  # the newest input, while the segment waits its turn
         for block in blocks:
+            if not its_turn():
+                waiting.append(block)
+                while sum(map(len, waiting)) - len(waiting[0]) >= keep:
+                    waiting.popleft()
+                continue
+            if waiting:
+                waiting.append(block)
+                block = np.concatenate(waiting)
+                waiting.clear()
             now = self._clock()
             if self._window_ends is None:
                 self._window_ends = now + WINDOW_S
@@ -155,10 +174,6 @@ class DriftControl:
             quiet = self._gate.quiet(block)
             made, handed_frames = produced(), handed()
             backlog_ms = 1000 * (made - handed_frames * self.frame_samples) / self.out_rate
-            if handed_frames == 0 and backlog_ms > self.start_ms:
-                # Waiting its turn (a gap, another segment): older audio is not an overflow of
-                # the stream, just not kept.
-                continue
             if backlog_ms + block_ms > self.max_ms:
                 self.overflows += 1
                 continue
@@ -179,10 +194,12 @@ class DriftControl:
                 self._pending -= count
                 self.dropped += max(count, 0)
                 self.inserted += max(-count, 0)
+                self.placed += count if self._placing else 0
                 # Frames completed by this block may still have the old timing: the next window
                 # counts only frames completed by the blocks after it.
                 if not self._pending:
                     self._fresh_after = math.inf
+                    self._placing = False
             self.samples_in += len(block)
             yield block
             if self._wake_after is not None:
@@ -222,6 +239,7 @@ class DriftControl:
         elif overshoot > FIT_SAMPLES:
             change = -overshoot
         else:
+            self._placing = False  # placed as it came
             return
         self._pending = self._planned = -round(change * self.in_rate / self.out_rate)
         self._forced = least < low

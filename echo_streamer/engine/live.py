@@ -75,8 +75,9 @@ class LiveSession:
         """How the card's clock compared with playout, over every segment, and what it cost."""
         controls = [segment.drift for segment in self.segments if segment.drift is not None]
         dropped, inserted = sum(c.dropped for c in controls), sum(c.inserted for c in controls)
-        return {"ppm": drift_ppm(dropped, inserted, sum(c.samples_in for c in controls)),
-                "samples_dropped": dropped, "samples_inserted": inserted,
+        placed = sum(c.placed for c in controls)
+        return {"ppm": drift_ppm(dropped - inserted - placed, sum(c.samples_in for c in controls)),
+                "samples_dropped": dropped, "samples_inserted": inserted, "placement_samples": placed,
                 "overflows": self.live_input.overflows + sum(c.overflows for c in controls),
                 "underruns": sum(c.underruns for c in controls)}
 

@@ -231,6 +231,7 @@ class Playout:
             if not self._waiting:
                 return _IDLE, None, self._silence
             self._current = self._waiting.popleft()
+            self._current.turn_at = now
         segment = self._current
         try:
             item: Frame | SegmentEnd | None = None if self._held_back(segment) else segment.frames.get_nowait()

@@ -33,8 +33,9 @@ class Segment(Waitable):
     """One item queued on a :class:`~echo_streamer.Streamer`.
 
     Counters are updated from SDK completions, so ``position_ms`` is audio actually consumed by
-    the SDK, never an estimate. ``started_at`` / ``finished_at`` (first frame consumed, end)
-    and ``first_handed_at`` (first frame written to the SDK) are ``time.monotonic()`` values.
+    the SDK, never an estimate. ``started_at`` / ``finished_at`` (first frame consumed, end),
+    ``first_handed_at`` (first frame written to the SDK) and ``turn_at`` (playout first asked it
+    for a frame: the segments and gap before it are done) are ``time.monotonic()`` values.
     ``await segment.wait()`` returns it once it has finished, failed or been dropped.
     """
 
@@ -59,6 +60,7 @@ class Segment(Waitable):
         self.total_samples: int | None = None
         self.handed_frames = 0
         self.first_handed_at: float | None = None
+        self.turn_at: float | None = None
         self.cancelled = False
         self.interrupted = False
         self.discarded = False

@@ -425,7 +425,8 @@ class Streamer:
             # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
             blocks: Iterable[np.ndarray] = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
             if segment.drift is not None:
-                blocks = segment.drift.hold(blocks, lambda: conditioner.samples, lambda: segment.handed_frames)
+                blocks = segment.drift.hold(blocks, lambda: conditioner.samples, lambda: segment.handed_frames,
+                                            lambda: segment.turn_at is not None)
             for frames, pauses in condition(blocks, conditioner):
                 for pcm, pause in zip(frames, pauses.tolist(), strict=True):
                     if not self._offer(segment, Frame(pcm.tobytes(), pause, time.monotonic())):
