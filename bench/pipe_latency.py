@@ -12,6 +12,10 @@ the first frame went to the SDK, the same clock) minus that time; every frame of
 audible. The writer waits for each utterance's trailing gap to end (the ``idle`` event) and a
 random 0-50 ms more before the next, so the streamer is idle (sending silence) when the first
 bytes come, at a random phase of its 10 ms tick. Target: p99 <= 30 ms (``--target-ms``).
+
+``--wav`` writes each utterance as a streaming WAV instead (the header's size fields are the
+placeholders ``espeak-ng --stdout`` writes) to ``pipe --format auto``, timing the header sniffing
+and parsing too; the time is taken just before the header is written.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 import time
@@ -31,6 +36,15 @@ from _common import ECHO_STREAMER, SleepProbe, busy_cores, clean_env, out_path, 
 
 IN_RATE = 22050
 TARGET_MS = 30.0
+# What espeak-ng --stdout writes in a WAV header's RIFF and data size fields: it cannot know them.
+STREAMING_SIZE = 0x7FFFF000
+
+
+def streaming_wav_header(rate: int) -> bytes:
+    """A 44-byte mono PCM16 WAV header with placeholder sizes, as a TTS engine streaming to a pipe writes."""
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    return (b"RIFF" + struct.pack("<I", STREAMING_SIZE) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", STREAMING_SIZE))
 
 
 def wait_for(events: Path, name: str, count: int, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
@@ -44,11 +58,14 @@ def wait_for(events: Path, name: str, count: int, process: subprocess.Popen[byte
     raise RuntimeError(f"no {count}th {name} event within {timeout} s")
 
 
-def speak(fifo: Path, pcm: bytes, chunk_ms: int, speed: float) -> float:
-    """Write one utterance at ``speed`` x real time; return the time just before its first write."""
+def speak(fifo: Path, pcm: bytes, chunk_ms: int, speed: float, header: bytes) -> float:
+    """Write ``header`` (may be empty) and one utterance at ``speed`` x real time; return the time
+    just before the first write."""
     chunk = IN_RATE * chunk_ms // 1000 * 2
     with open(fifo, "wb", buffering=0) as writer:
         started = time.monotonic()
+        if header:
+            writer.write(header)
         for index, start in enumerate(range(0, len(pcm), chunk)):
             delay = started + index * chunk_ms / 1000 / speed - time.monotonic()
             if delay > 0:
@@ -63,10 +80,11 @@ def run(args: argparse.Namespace) -> tuple[list[float], dict[str, object], float
         if path.exists() or path.is_fifo():
             path.unlink()
     os.mkfifo(fifo)
-    command = [args.echo_streamer, "pipe", "--input", str(fifo), "--follow", "--format", "s16le", "--input-rate",
-               str(IN_RATE), "--events", str(events), "--gap-ms", "100", "--no-progress",
-               "--start-ms", str(args.start_ms)]
+    input_format = ["--format", "auto"] if args.wav else ["--format", "s16le", "--input-rate", str(IN_RATE)]
+    command = [args.echo_streamer, "pipe", "--input", str(fifo), "--follow", *input_format, "--events", str(events),
+               "--gap-ms", "100", "--no-progress", "--start-ms", str(args.start_ms)]
     pcm = pcm16(sine(IN_RATE, 0.5))
+    header = streaming_wav_header(IN_RATE) if args.wav else b""
     rng = random.Random(args.seed)
     starts = []
     with busy_cores(args.busy), SleepProbe() as probe:
@@ -76,7 +94,7 @@ def run(args: argparse.Namespace) -> tuple[list[float], dict[str, object], float
             wait_for(events, "stream_started", 1, process)
             for index in range(args.utterances):
                 time.sleep(rng.uniform(0.0, 0.05))
-                starts.append(speak(fifo, pcm, args.chunk_ms, args.speed))
+                starts.append(speak(fifo, pcm, args.chunk_ms, args.speed, header))
                 wait_for(events, "idle", index + 1, process)  # the utterance and its gap are over
         finally:
             process.terminate()
@@ -94,6 +112,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--speed", type=float, default=1.25,
                         help="how much faster than real time the writer produces audio (default: 1.25)")
     parser.add_argument("--start-ms", type=int, default=0, help="pipe's --start-ms (default: 0)")
+    parser.add_argument("--wav", action="store_true",
+                        help="each utterance a streaming WAV (placeholder sizes) to --format auto, not raw s16le")
     parser.add_argument("--busy", type=int, default=1, help="busy-loop processes alongside (default: 1)")
     parser.add_argument("--seed", type=int, default=1, help="random seed for the pauses between utterances")
     parser.add_argument("--target-ms", type=float, default=TARGET_MS, help=f"p99 target in ms ({TARGET_MS:g})")
@@ -106,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     latencies, finished, probe_ms = run(args)
     values = np.asarray(latencies)
     figures = {name: float(np.percentile(values, q)) for name, q in (("p50", 50), ("p90", 90), ("p99", 99))}
-    print(f"{len(values)} utterances, {IN_RATE} Hz s16le in {args.chunk_ms} ms writes at {args.speed:g}x real time "
+    shape = "s16le WAV (streaming header)" if args.wav else "s16le"
+    print(f"{len(values)} utterances, {IN_RATE} Hz {shape} in {args.chunk_ms} ms writes at {args.speed:g}x real time "
           f"-> 24000 Hz, --start-ms {args.start_ms}, "
           f"{args.busy} busy-loop process(es) alongside")
     print_table(["utterances", "min ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "underruns", "probe ms"],

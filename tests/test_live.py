@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -209,17 +210,20 @@ def test_a_device_that_goes_away_ends_with_one_line(jack_env: dict[str, str], tm
 
 
 def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_path: Path) -> None:
-    """Through the daemon's API: live input streams the card, an interrupt mutes it, a second
-    start unmutes it, stop ends it with the drift figures; a missing device is refused in one line
-    and the daemon streams on."""
+    """Through the daemon's API: live input streams the card (two starts at once open it once: one
+    is refused), an interrupt mutes it, a second start unmutes it, stop ends it with the drift
+    figures; a missing device is refused in one line and the daemon streams on."""
     from test_daemon import Daemon
 
     daemon = Daemon(tmp_path, env=jack_env)
     card = None
     try:
         before = ports(jack_env)
-        answer = daemon.request("POST", "/v1/live/start", {"device": "system", "channels": 1})
-        assert answer == (200, {"device": "live input 'system'", "state": "streaming"})
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: daemon.request("POST", "/v1/live/start", {"device": "system",
+                                                                                      "channels": 1}), range(2)))
+        assert sorted(status for status, _ in answers) == [200, 409], answers
+        assert (200, {"device": "live input 'system'", "state": "streaming"}) in answers
         (input_port,) = {port for port in ports(jack_env) - before if port.endswith("in_0")}
         card = subprocess.Popen([sys.executable, str(CARD), input_port, "440", "0.5", "0.5"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=jack_env, text=True)

@@ -73,6 +73,7 @@ class Daemon:
         self._active_ids: set[str] = set()  # segments queued or playing, whose ids are taken
         self._segment_ids = itertools.count(1)
         self._live_task: asyncio.Task[None] | None = None
+        self._live_starting = asyncio.Lock()  # two starts at once must not open the card twice
         self._stop = asyncio.Event()
         self._dropped = asyncio.Event()
 
@@ -166,19 +167,21 @@ class Daemon:
         """Start streaming a sound card, or unmute the one already open after an interrupt."""
         from ..sources.live import LiveInput
 
-        streamer = self._running()
-        if self.live is not None:
-            if self.live.state != "muted":
-                raise ApiError(409, f"{self.live.live_input.name} is already streaming")
-            self.live.resume()
-            return self.live
-        try:
-            live_input = await asyncio.to_thread(LiveInput, device, rate, channels)
-        except InputError as error:
-            raise ApiError(400, str(error)) from None
-        session = self.live = LiveSession(streamer, live_input, self.config.mute_ms, new_id=lambda: self._new_id(None))
-        self._live_task = asyncio.ensure_future(self._run_live(session))
-        return session
+        async with self._live_starting:
+            streamer = self._running()
+            if self.live is not None:
+                if self.live.state != "muted":
+                    raise ApiError(409, f"{self.live.live_input.name} is already streaming")
+                self.live.resume()
+                return self.live
+            try:
+                live_input = await asyncio.to_thread(LiveInput, device, rate, channels)
+            except InputError as error:
+                raise ApiError(400, str(error)) from None
+            session = self.live = LiveSession(streamer, live_input, self.config.mute_ms,
+                                              new_id=lambda: self._new_id(None))
+            self._live_task = asyncio.ensure_future(self._run_live(session))
+            return session
 
     async def live_stop(self) -> LiveSession | None:
         """Stop the live input (its segment fades out); None when there was none."""

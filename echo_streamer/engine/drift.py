@@ -129,7 +129,7 @@ class DriftControl:
 
     @property
     def ppm(self) -> float:
-        """The card's clock relative to playout, from the corrections so far (positive: faster)."""
+        """The card's clock relative to playout, from the corrections after the first (positive: faster)."""
         return drift_ppm(self.dropped - self.inserted - self.placed, self.samples_in)
 
     def fields(self) -> dict[str, Any]:
