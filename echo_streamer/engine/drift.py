@@ -156,6 +156,8 @@ class DriftControl:
         keep = math.ceil(self.start_ms * self.in_rate / 1000)
         waiting: deque[np.ndarray] = deque()  # the newest input, while the segment waits its turn
         for block in blocks:
+            if len(block):  # every block as it came: the ones held back for a turn are the capture's own
+                self._block_ms = min(self._block_ms, 1000 * len(block) / self.in_rate)
             if not its_turn():
                 waiting.append(block)
                 while sum(map(len, waiting)) - len(waiting[0]) >= keep:
@@ -169,8 +171,6 @@ class DriftControl:
             if self._window_ends is None:
                 self._window_ends = now + WINDOW_S
             block_ms = 1000 * len(block) / self.in_rate
-            if block_ms:
-                self._block_ms = min(self._block_ms, block_ms)
             quiet = self._gate.quiet(block)
             made, handed_frames = produced(), handed()
             backlog_ms = 1000 * (made - handed_frames * self.frame_samples) / self.out_rate
