@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,13 @@ def arun(coroutine: Awaitable[T], timeout: float = 30.0) -> T:
         return await asyncio.wait_for(coroutine, timeout)
 
     return asyncio.run(guarded())
+
+
+def unused_port() -> int:
+    """A loopback TCP port nothing listens on (once the probe that found it is closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def offline_env() -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import cli_command, frames_of, offline_env, read_events, read_pcm, run, tone, wait_for_event
+from conftest import cli_command, frames_of, offline_env, read_events, read_pcm, run, tone, unused_port, wait_for_event
 
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render
@@ -484,9 +483,7 @@ def test_client_errors_are_one_line(daemon: Daemon, audio_dir: Path) -> None:
 def test_a_client_waits_for_a_daemon_still_starting(tmp_path: Path, audio_dir: Path) -> None:
     """``say --connect-timeout`` started before the daemon: its upload plays once the daemon listens,
     and in full (the refused attempts sent nothing). Without the option, or past it, status 2."""
-    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     url = f"http://127.0.0.1:{port}"
     env = offline_env() | {"ECHO_STREAMER_DAEMON": url}
     refused = subprocess.run(cli_command("say", audio_dir / "short.wav"), capture_output=True, text=True, env=env,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import unused_port
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "tavus"
 KEY = "tvs-test-key-0123456789abcdef"
@@ -237,9 +237,7 @@ def test_unusable_answer(tavus_api: StandInTavus, body: bytes, complaint: str) -
 
 
 def test_server_down() -> None:
-    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     result = tavus(f"http://127.0.0.1:{port}", "end-conversation", "c1")
     assert_one_line_error(result, "end-conversation", f"cannot reach http://127.0.0.1:{port}: Connection refused")
 

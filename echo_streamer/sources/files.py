@@ -10,7 +10,7 @@ from ..errors import InputError
 from .base import AudioSource, check_format, checked
 from .ffmpeg import FfmpegSource
 from .libsndfile import NotForLibsndfile, SoundFileSource
-from .wavheader import read_wav_header
+from .wavheader import read_wav_header, starts_with_wav_signature
 
 BLOCK_SECONDS = 0.5
 
@@ -29,7 +29,8 @@ def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float
 def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> AudioSource:
     if path == "-":
         return FfmpegSource(path, block_seconds, stdin or sys.stdin.buffer)
-    if _prefers_ffmpeg(_check_file(path)):
+    head = _check_file(path)
+    if _prefers_ffmpeg(head):
         return FfmpegSource(path, block_seconds)
     try:
         return SoundFileSource(path, block_seconds)
@@ -38,21 +39,18 @@ def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> Au
     try:
         return FfmpegSource(path, block_seconds)
     except InputError as error:
-        raise _wav_header_fault(path) or error from None
+        fault = _wav_header_fault(path) if starts_with_wav_signature(head) else None
+        raise fault or error from None
 
 
 def _wav_header_fault(path: str) -> InputError | None:
-    """What is wrong with the WAV header of ``path``, if it is a WAV neither decoder could open.
+    """What is wrong with the header of the WAV file ``path``, which neither decoder could open.
 
     ffmpeg's reason for such a file is about its decoder ("Invalid argument", "codec none"); the
     header's own fields (0 channels, an unknown format tag) say what the user can fix.
     """
     try:
         with open(path, "rb") as file:
-            signature = file.read(12)
-            if signature[:4] != b"RIFF" or signature[8:] != b"WAVE":
-                return None
-            file.seek(0)
             header = read_wav_header(file, path)
         check_format(path, header.rate, header.channels)
     except InputError as fault:

@@ -14,6 +14,7 @@ _FORMAT_ALAW = 6
 _FORMAT_MULAW = 7
 _FORMAT_EXTENSIBLE = 0xFFFE
 _MAX_SKIPPED_CHUNK = 1 << 20
+_SIGNATURE_SIZE = 12  # b"RIFF", the RIFF size, b"WAVE"
 
 # (format tag, bits per sample) -> the raw sample format of the data chunk.
 _SAMPLE_FORMATS = {(_FORMAT_PCM, 8): "u8", (_FORMAT_PCM, 16): "s16le", (_FORMAT_PCM, 24): "s24le",
@@ -45,8 +46,7 @@ def read_wav_header(stream: Readable, name: str) -> WavHeader:
     The RIFF and data sizes are ignored: streamed WAVs (ffmpeg to a pipe, ``espeak-ng --stdout``)
     write placeholders there, so the data simply runs to the end of the stream.
     """
-    riff = _read_exact(stream, 12, name)
-    if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+    if not starts_with_wav_signature(_read_exact(stream, _SIGNATURE_SIZE, name)):
         raise InputError(name, "not a WAV stream (no RIFF/WAVE header)")
     header: WavHeader | None = None
     while True:
@@ -75,7 +75,9 @@ def _parse_fmt(fmt: bytes, name: str) -> WavHeader:
     return WavHeader(rate=rate, channels=channels, sample_format=sample_format)
 
 
-_SIGNATURE_SIZE = 12  # b"RIFF", the RIFF size, b"WAVE"
+def starts_with_wav_signature(data: bytes) -> bool:
+    """Whether ``data`` begins with a whole RIFF/WAVE signature."""
+    return data[:4] == b"RIFF" and data[8:_SIGNATURE_SIZE] == b"WAVE"
 
 
 def _is_signature_start(data: bytes) -> bool:
@@ -88,7 +90,7 @@ def find_wav_signature(data: bytes, start: int = 0) -> tuple[int, bool] | None:
     in ``data`` (False: ``data`` ends with the start of one); None if there is none."""
     index = data.find(b"RIFF", start)
     while index != -1 and index + _SIGNATURE_SIZE <= len(data):
-        if data[index + 8:index + _SIGNATURE_SIZE] == b"WAVE":
+        if starts_with_wav_signature(data[index:index + _SIGNATURE_SIZE]):
             return index, True
         index = data.find(b"RIFF", index + 1)
     for index in range(max(start, len(data) - _SIGNATURE_SIZE + 1), len(data)):
