@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -181,6 +182,20 @@ def segment_start(frames: np.ndarray, reference: np.ndarray) -> int:
     audible = np.flatnonzero(frames.any(axis=1))
     assert len(audible), "no audio reached the SDK"
     return int(audible[0]) - int(np.flatnonzero(reference.any(axis=1))[0])
+
+
+def wav_header(*, rate: int = 16000, channels: int = 1, bits: int = 16, tag: int = 1, data_bytes: int = 3200,
+               riff_bytes: int | None = None) -> bytes:
+    """A canonical 44-byte RIFF/WAVE header with the given fields, written byte by byte.
+
+    The size fields take any 32-bit value (0, 0xFFFFFFFF, ...) as a streaming writer puts there;
+    `riff_bytes` defaults to the consistent 36 + `data_bytes`.
+    """
+    align = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
+    riff = 36 + data_bytes if riff_bytes is None else riff_bytes
+    return (b"RIFF" + struct.pack("<I", riff & 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+            + b"data" + struct.pack("<I", data_bytes & 0xFFFFFFFF))
 
 
 def tone(rate: int, seconds: float, freq: float = 440.0, channels: int = 1, level: float = 0.5) -> np.ndarray:

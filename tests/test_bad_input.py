@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import read_events, run, tone
+from conftest import read_events, run, tone, wav_header
 
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render
@@ -24,22 +24,6 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 OFFLINE_LINE = "echo-streamer: no room URL given"
 ANY_REASON = r"\S"
 DAMAGED = r"truncated|corrupt|cannot decode"
-
-
-def wav_header(*, tag: int = 1, channels: int = 1, rate: int = 16000, bits: int = 16, data_bytes: int = 3200) -> bytes:
-    """A canonical 44-byte RIFF/WAVE header with the given fields, written byte by byte."""
-    align = channels * bits // 8
-    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
-    return (
-        b"RIFF"
-        + struct.pack("<I", 36 + data_bytes)
-        + b"WAVE"
-        + b"fmt "
-        + struct.pack("<I", 16)
-        + fmt
-        + b"data"
-        + struct.pack("<I", data_bytes)
-    )
 
 
 def good_wav(folder: Path, name: str = "good.wav", seconds: float = 0.4, rate: int = 44100) -> Path:

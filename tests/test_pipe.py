@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import (arun, cli_command, frames_of, locate, offline_env, read_events, read_pcm, run, tone,
-                      wait_for_event)
+                      wait_for_event, wav_header)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,16 +39,6 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 def pcm16_tone(seconds: float, freq: float) -> np.ndarray:
     return np.rint(tone(RATE, seconds, freq)[:, 0] * 32767).astype("<i2")
-
-
-def wav_header(rate: int, channels: int, data_size: int, riff_size: int | None = None, bits: int = 16,
-               tag: int = 1) -> bytes:
-    """A canonical 44-byte WAV header with whatever size fields a streaming writer puts there."""
-    align = channels * bits // 8
-    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
-    riff = 36 + data_size if riff_size is None else riff_size
-    return b"RIFF" + struct.pack("<I", riff & 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt \
-        + b"data" + struct.pack("<I", data_size & 0xFFFFFFFF)
 
 
 def pieces(data: bytes, sizes: list[int]) -> Iterator[bytes]:
@@ -118,7 +107,7 @@ def test_wav_size_fields_are_not_trusted(data_size: int) -> None:
     """Streaming writers put placeholders (0, 0xFFFFFFFF, just under 2^31) or stale values in the
     size fields: the data runs to the end of the stream anyway, read one byte at a time here."""
     pcm = pcm16_tone(0.1, 440.0)
-    stream = wav_header(RATE, 1, data_size) + pcm.tobytes()
+    stream = wav_header(rate=RATE, data_bytes=data_size) + pcm.tobytes()
     samples, rate, channels = decode_all(pieces(stream, [1]))
     assert (rate, channels) == (RATE, 1)
     np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), pcm)
@@ -145,8 +134,8 @@ def test_compressed_streams_go_through_ffmpeg(make_wav: Callable[..., Path]) -> 
 @pytest.mark.parametrize(("stream", "reason"), [
     (b"", "empty stream"),
     (b"this is not audio at all, just some text that a broken TTS wrote" * 20, "cannot decode"),
-    (wav_header(1, 1, 0) + bytes(100), "sample rate 1 Hz is outside"),
-    (wav_header(RATE, 1, 0, tag=0x55, bits=16) + bytes(100), "unsupported WAV sample format"),
+    (wav_header(rate=1, data_bytes=0) + bytes(100), "sample rate 1 Hz is outside"),
+    (wav_header(rate=RATE, data_bytes=0, tag=0x55) + bytes(100), "unsupported WAV sample format"),
     (b"RIFF\x00\x00\x00\x00WAVEfmt ", "stream ended inside the WAV header"),
 ], ids=["empty", "garbage", "absurd-rate", "mp3-in-wav-tag", "cut-header"])
 def test_bad_streams_give_one_clear_error(stream: bytes, reason: str) -> None:
@@ -202,21 +191,21 @@ def test_wavs_back_to_back_are_one_utterance_each(sizes: list[int], count: int) 
     """Streamed WAVs written one after another (a FIFO whose next writer opened before the last
     one's end was read; several commands into one pipe), read in any pieces, come apart again at
     their headers, byte for byte; a signature's start at the very end of a read waits for the rest."""
-    wavs = [wav_header(RATE, 1, 0xFFFFFFFF) + pcm16_tone(0.02 * (n + 1), 300.0 + 100 * n).tobytes() + b"RI"
+    wavs = [wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + pcm16_tone(0.02 * (n + 1), 300.0 + 100 * n).tobytes() + b"RI"
             for n in range(count)]
     assert utterances(written_to_a_pipe(b"".join(wavs), sizes)) == wavs
 
 
 def test_raw_streams_are_never_split() -> None:
     """Without split_wav (a raw format), bytes that look like a WAV header are just samples."""
-    data = bytes(100) + wav_header(RATE, 1, 0) + bytes(100)
+    data = bytes(100) + wav_header(rate=RATE, data_bytes=0) + bytes(100)
     assert utterances(written_to_a_pipe(data, [33], split_wav=False)) == [data]
 
 
 def test_discarding_an_utterance_stops_at_the_next_header() -> None:
     """After a cut, the rest of the current utterance is dropped, the next one is kept whole, and a
     late read for the dropped utterance gets nothing from the next."""
-    first, second = (wav_header(RATE, 1, 0) + pcm16_tone(0.05, freq).tobytes() for freq in (330.0, 550.0))
+    first, second = (wav_header(rate=RATE, data_bytes=0) + pcm16_tone(0.05, freq).tobytes() for freq in (330.0, 550.0))
     read_end, write_end = os.pipe()
     os.write(write_end, first[:100])
     reader = PipeReader(read_end, "pipe", split_wav=True)
@@ -326,7 +315,7 @@ def test_fifo_follow_makes_one_segment_per_writer(pause_s: float, tmp_path: Path
     try:
         for pcm in tones:
             with open(fifo, "wb") as writer:
-                writer.write(wav_header(RATE, 1, 0xFFFFFFFF) + pcm.tobytes())
+                writer.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + pcm.tobytes())
             time.sleep(pause_s)
         wait_for_event(events, "item_finished", process, count=3)
         process.send_signal(signal.SIGTERM)
