@@ -117,7 +117,8 @@ async def live_run(env: dict[str, str], seconds: float) -> dict[str, Any]:
         live_input.close()
     assert segment.drift is not None
     return {"latencies": block_latencies(live_input.arrivals, clock.frames), "cpu": cpu, "stats": stats,
-            "drift": segment.drift.fields(), "input_overflows": live_input.overflows}
+            "drift": segment.drift.fields(), "input_overflows": live_input.overflows,
+            "device_overflows": live_input.device_overflows}
 
 
 def block_latencies(arrivals: list[float], frames: list[tuple[float, bytes]]) -> np.ndarray:
@@ -209,6 +210,7 @@ def main() -> int:
           f"process(es): {len(latencies)} impulses")
     for number, (_idle, run) in enumerate(rounds, 1):
         print(f"round {number}: drift control {run['drift']}; capture queue overflows {run['input_overflows']}; "
+              f"overruns in the device {run['device_overflows']}; "
               f"underruns {run['stats']['underruns']}")
     print_table(["callback -> handed", "p50 ms", "p99 ms", "max ms", "CPU % of a core", "idle streamer CPU %"],
                 [[f"round {number}", *np.percentile(run["latencies"], [50, 99]).tolist(),

@@ -12,6 +12,7 @@ continuously for 12 s, every gap and every sample dropped or repeated reported b
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -49,7 +50,8 @@ MIN_LATENCY_S = -0.03
 MAX_STEP = 10
 MAX_UNACCOUNTED = 24
 CLOSING_LINE = re.compile(r"clock drift ([+-]\d+) ppm \((\d+) samples dropped, (\d+) repeated, ([+-]\d+) of them "
-                          r"placing the start\), (\d+) blocks dropped \(overflow\), (\d+) underruns")
+                          r"placing the start\), (\d+) blocks dropped \(overflow\), (\d+) overruns in the device, "
+                          r"(\d+) underruns")
 
 
 @pytest.fixture
@@ -322,7 +324,7 @@ def test_capture_runs_continuously_and_every_gap_is_reported(pulse_env: dict[str
     ppm, *counts = [int(g) for g in closing.groups()]
     assert abs(ppm - live_fields["drift_ppm"]) <= 0.55, (ppm, live_fields)
     assert counts == [live_fields["samples_dropped"], live_fields["samples_inserted"], live_fields["placement_samples"],
-                      0, live_fields["underruns"]]
+                      0, 0, live_fields["underruns"]]
 
 
 def test_more_channels_than_the_device_has_is_one_line(pulse_env: dict[str, str]) -> None:
@@ -360,3 +362,32 @@ def test_portaudio_failed_checks_are_kept_off_stderr_and_nothing_else_is(pulse_e
     assert "Invalid number of channels" in shown.stdout and "Invalid number of channels" in hidden.stdout
     assert re.search(r"^Expression '.*' failed in '.*', line: \d+$", shown.stderr, re.MULTILINE), shown.stderr
     assert hidden.stderr == "another thread's line\n"
+
+
+
+def test_a_stall_of_the_whole_process_is_not_taken_for_a_lost_device(pulse_env: dict[str, str],
+                                                                      tmp_path: Path) -> None:
+    """The process stopped for a second (SIGSTOP: as when the machine stalls) stops PortAudio's
+    thread with it. Once it runs again, the second the sound server held meanwhile comes at once:
+    live goes on at the live edge, dropping that backlog as overflows, and PortAudio reports no
+    overrun of the device (the server buffered it). Before, the wait for the next block timed out
+    on waking and the device was declared gone."""
+    noise_file(tmp_path / "noise.wav", 8.0, 0.2)
+    player = Player(pulse_env, tmp_path / "noise.wav")
+    player.wait_playing()
+    live = Live(pulse_env, tmp_path, "--device", "pulse", "--channels", "1", "--duration", "5")
+    live.wait_started()
+    time.sleep(1.5)
+    live.process.send_signal(signal.SIGSTOP)
+    time.sleep(1.0)
+    live.process.send_signal(signal.SIGCONT)
+    stderr, events = live.finish()
+    player.stop()
+    closing = CLOSING_LINE.search(stderr)
+    assert closing, stderr
+    print(f"figures: {closing.group(0)}")
+    overflows, device_overruns = int(closing.group(5)), int(closing.group(6))
+    assert 150 <= overflows <= 200 and device_overruns == 0, closing.group(0)
+    (finished,) = [e for e in events if e["event"] == "item_finished"]
+    # It played on after the stall, to the end of --duration (wall time, the stopped second in it).
+    assert not finished.get("error") and finished["position_ms"] >= 3500, finished

@@ -79,6 +79,7 @@ class LiveSession:
         return {"ppm": drift_ppm(dropped - inserted - placed, sum(c.samples_in for c in controls)),
                 "samples_dropped": dropped, "samples_inserted": inserted, "placement_samples": placed,
                 "overflows": self.live_input.overflows + sum(c.overflows for c in controls),
+                "device_overflows": self.live_input.device_overflows,
                 "underruns": sum(c.underruns for c in controls)}
 
 

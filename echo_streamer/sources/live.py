@@ -8,6 +8,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from .base import check_format
 # PortAudio delivers this much per callback: small, so audio moves on as soon as it exists (a
 # live frame is complete only when the block holding its last sample has come).
 BLOCK_MS = 5.0
-# A device that delivers nothing for this long is treated as gone.
+# A device that delivers nothing for this long (stalls of the whole process not counted) is treated as gone.
 SILENT_DEVICE_S = 1.0
+SILENT_POLL_S = 0.1
 CLOSE_TIMEOUT_S = 1.0
 
 _FAILED_CHECK = re.compile(rb"^Expression '.*' failed in '.*', line: \d+\r?\n?$")
@@ -56,8 +58,10 @@ class LiveInput:
     PortAudio calls back with ``BLOCK_MS`` of audio at a time; the callback only copies each block's
     bytes into a queue holding at most ``max_buffer_ms`` (in blocks of ``BLOCK_MS``, or of what the
     reader asked for at once). When it is full the oldest block is dropped, and counted in
-    ``overflows`` while :meth:`blocks` is being read (as are the input overflows PortAudio
-    reports), so a consumer that falls behind loses audio instead of adding delay.
+    ``overflows`` while :meth:`blocks` is being read, so a consumer that falls behind loses audio
+    instead of adding delay. ``device_overflows`` counts the callbacks in which PortAudio reported
+    that the device itself lost input before it reached us (an overrun of the card or the sound
+    server, e.g. when the machine stalls), so the two causes can be told apart.
     :meth:`blocks` yields float32 ``(frames, channels)`` blocks as they arrive (joined, when the
     reader asked for more at once with :meth:`wake_after`); each call starts fresh, dropping what
     was captured before it. Raises :class:`InputError` naming the device when it cannot be opened
@@ -72,6 +76,7 @@ class LiveInput:
 
         self.name = f"live input {device!r}" if device is not None else "live input (default)"
         self.overflows = 0
+        self.device_overflows = 0
         self._reading = False
         # Captured blocks not handed over yet, until the reader's wake_after() count is reached.
         self._held: list[bytes] = []
@@ -113,17 +118,32 @@ class LiveInput:
         self._reading = True
         try:
             while True:
-                try:
-                    raw = self._queue.get(timeout=SILENT_DEVICE_S)
-                except queue.Empty:
+                raw = self._next_block()
+                if raw is None:
                     if self._stream.closed:
                         return
                     self.lost = True
                     raise InputError(self.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped or "
-                                                "went away") from None
+                                                "went away")
                 yield np.frombuffer(raw, np.float32).reshape(-1, self.channels)
         finally:
             self._reading = False
+
+    def _next_block(self) -> bytes | None:
+        """The next captured block, or None after ``SILENT_DEVICE_S`` of waiting in vain.
+
+        Waits in polls of ``SILENT_POLL_S``, each counted for at most twice its length: when the
+        whole process was stopped (the machine stalled, a laptop slept), the time the callback
+        thread was stopped too is not taken for the device's silence.
+        """
+        waited = 0.0
+        while waited < SILENT_DEVICE_S:
+            began = time.monotonic()
+            try:
+                return self._queue.get(timeout=SILENT_POLL_S)
+            except queue.Empty:
+                waited += min(time.monotonic() - began, 2 * SILENT_POLL_S)
+        return None
 
     def wake_after(self, frames: int) -> None:
         """Hand the next blocks over only once ``frames`` samples (per channel) have been captured.
@@ -149,7 +169,7 @@ class LiveInput:
     def _captured(self, data: Any, frames: int, _time: Any, status: Any) -> None:
         """PortAudio's thread: copy and queue, never wait. ``data``: a buffer of interleaved float32."""
         if status.input_overflow:
-            self.overflows += 1
+            self.device_overflows += 1
         if self._restart:
             self._held, self._held_frames, self._restart = [], 0, False
         self._held.append(bytes(data))
