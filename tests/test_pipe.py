@@ -360,6 +360,47 @@ def test_hard_interrupt_drops_the_rest_of_what_the_writer_sends(tmp_path: Path) 
     assert len(audible) * 10 == pytest.approx(done["position_ms"], abs=10)
 
 
+
+def test_interrupt_before_the_first_bytes_cancels_that_writers_utterance(tmp_path: Path) -> None:
+    """Barge-in during a TTS engine's first-byte latency: with --follow, a writer has opened the
+    FIFO (its segment is current) but sent nothing yet when SIGUSR1 comes. Nothing was playing,
+    so nothing is cut (cut: null), but that utterance is cancelled: dropped, and what the writer
+    then sends is never played. The next writer plays as usual."""
+    fifo = tmp_path / "say"
+    os.mkfifo(fifo)
+    events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
+    cancelled, next_one = pcm16_tone(0.3, 330.0), pcm16_tone(0.3, 550.0)
+    process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", "--events", events,
+                                            "--capture", capture), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=offline_env())
+    try:
+        wait_for_event(events, "stream_started", process)
+        with open(fifo, "wb") as writer:
+            time.sleep(0.3)
+            process.send_signal(signal.SIGUSR1)
+            wait_for_event(events, "interrupt_done", process)
+            writer.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + cancelled.tobytes())
+        with open(fifo, "wb") as writer:
+            writer.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + next_one.tobytes())
+        wait_for_event(events, "item_finished", process)
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    recorded = read_events(events)
+    (requested,) = [e for e in recorded if e["event"] == "interrupt_requested"]
+    (done,) = [e for e in recorded if e["event"] == "interrupt_done"]
+    assert requested["id"] == "seg-1" and requested["position_ms"] == 0, requested
+    assert done["cut"] is None and done["noop"] is False and done["dropped"] == ["seg-1"], done
+    assert [e["id"] for e in recorded if e["event"] == "item_dropped"] == ["seg-1"]
+    assert [e["id"] for e in recorded if e["event"] == "item_finished"] == ["seg-2"]
+    played = read_pcm(capture)
+    audible = played[played != 0]
+    np.testing.assert_array_equal(audible, next_one[next_one != 0])
+
+
 @pytest.mark.parametrize(("args", "stdin", "complaint"), [
     ((), b"garbage that is not audio, not even close" * 50, "-: cannot decode"),
     (("--format", "f32le", "--input-rate", "24000"), np.full(4800, np.nan, "<f4").tobytes(), "-: "),

@@ -262,8 +262,10 @@ class Streamer:
         frames already handed to it, ``lead_ms``, still play). ``mode="next_pause"``: the same
         fade at the next interrupt point (a pause in the speech, or the segment's end), or after
         ``max_wait_ms`` at the latest. At least ``gap_ms`` of silence follows either way. Returns
-        at once, never blocks; ``await interruption.wait()`` for what was cut and where. With
-        nothing playing it is a no-op, reported as such (``interruption.noop``).
+        at once, never blocks; ``await interruption.wait()`` for what was cut and where. A
+        segment whose first frame has not gone out yet (its decoder, or its writer, has not
+        delivered) is dropped rather than cut, ``keep_queue`` or not. With nothing playing and
+        nothing to drop it is a no-op, reported as such (``interruption.noop``).
         """
         if not self._started:
             raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
