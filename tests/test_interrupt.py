@@ -292,6 +292,43 @@ def test_a_hard_request_upgrades_a_waiting_soft_one(tones: tuple[Path, Path]) ->
     assert position < 1000
 
 
+
+def test_a_second_soft_request_with_a_shorter_wait_brings_the_deadline_in(tones: tuple[Path, Path]) -> None:
+    """A tone has no pause: next_pause waiting 5 s, then one waiting 100 ms, cut at the second's
+    deadline, still reported as the one interruption."""
+    long_tone, _other = tones
+
+    async def session() -> tuple[Interruption, Interruption, float]:
+        async with Streamer(StreamerConfig()) as streamer:
+            segment = streamer.play(str(long_tone))
+            await reach(segment, 200)
+            patient = streamer.interrupt("next_pause", max_wait_ms=5000)
+            await asyncio.sleep(0.1)
+            hurried = streamer.interrupt("next_pause", max_wait_ms=100)
+            await hurried.wait()
+            return patient, hurried, time.monotonic() - patient.requested_at
+
+    patient, hurried, took = arun(session())
+    assert patient is hurried and hurried.cut == "deadline" and hurried.mode == "next_pause"
+    assert 0.2 <= took < 0.5, took
+
+
+def test_a_request_after_the_cut_was_made_does_not_relabel_it() -> None:
+    """Once a cut has been chosen (its fade is on its way), a second request only joins it: a
+    "now" does not turn a cut made at a pause into a hard one, nor move its deadline."""
+    loop = asyncio.new_event_loop()
+    try:
+        soft = Interruption("int-1", "next_pause", False, 400, 100.0, loop)
+        soft.cut = "pause"
+        soft.absorb(Interruption("int-2", "now", True, 400, 100.2, loop))
+        assert (soft.mode, soft.deadline, soft.keep_queue) == ("next_pause", 100.4, False)
+        waiting = Interruption("int-3", "next_pause", True, 400, 100.0, loop)
+        waiting.absorb(Interruption("int-4", "now", True, 400, 100.2, loop))
+        assert (waiting.mode, waiting.deadline, waiting.keep_queue) == ("now", 100.2, True)
+    finally:
+        loop.close()
+
+
 # -- edge cases ----------------------------------------------------------------------------
 
 

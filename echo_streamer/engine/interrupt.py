@@ -40,6 +40,8 @@ class Interruption(Waitable):
         self.max_wait_ms = max_wait_ms
         self.no_pause_ahead = False
         self.requested_at = requested_at
+        # The latest time of the cut (a soft one cuts at the deadline for want of a pause).
+        self.deadline = requested_at + (0.0 if mode == "now" else max_wait_ms / 1000)
         self.done_at: float | None = None
         self.cut: str | None = None
         self.segment: Segment | None = None
@@ -48,19 +50,19 @@ class Interruption(Waitable):
         super().__init__(loop)
 
     @property
-    def deadline(self) -> float:
-        return self.requested_at + (0.0 if self.mode == "now" else self.max_wait_ms / 1000)
-
-    @property
     def noop(self) -> bool:
         """True when there was nothing to cut and nothing to drop."""
         return self.segment is None and not self.dropped
 
-    def absorb(self, mode: str, keep_queue: bool) -> None:
-        """Merge a second request made before this one is done: "now" wins, and so does dropping the queue."""
-        if mode == "now":
-            self.mode = "now"
-        self.keep_queue = self.keep_queue and keep_queue
+    def absorb(self, other: Interruption) -> None:
+        """Merge ``other``, requested before this one is done: dropping the queue wins and, while
+        the cut is still to come, so do ``"now"`` and the earlier deadline. A cut already made
+        keeps its mode: it is what played."""
+        self.keep_queue = self.keep_queue and other.keep_queue
+        if self.cut is None:
+            if other.mode == "now":
+                self.mode = "now"
+            self.deadline = min(self.deadline, other.deadline)
 
     def fields(self) -> dict[str, Any]:
         """The ``interrupt_done`` event's fields."""

@@ -159,7 +159,7 @@ class Playout:
             "max_wait_ms": request.max_wait_ms, "id": current.id if current else None,
             "position_ms": round(current.position_ms, 1) if current else None}, None)
         if active is not request:
-            active.absorb(request.mode, request.keep_queue)
+            active.absorb(request)
             if self._cutting is not None and not active.keep_queue:
                 active.dropped += self._drop_waiting(now)
             return active
