@@ -42,8 +42,10 @@ def test_help_has_examples(command: tuple[str, ...], cli: Cli) -> None:
         (("--frame-ms", "15"), "'15' is not one of '10', '20'"),
         (("--tavus-interrupt",), "--tavus-interrupt and --transport app-message need --room or --conversation-id"),
         (("--tavus-interrupt", "--room", "https://tavus.daily.co/"), "has no path segment"),
+        (("--conversation-id", "c1"), "--conversation-id is used only by --tavus-interrupt and --transport"),
     ],
-    ids=["virtual-mic-offline", "bad-room-url", "bad-rate", "bad-frame", "tavus-without-id", "tavus-url-without-id"],
+    ids=["virtual-mic-offline", "bad-room-url", "bad-rate", "bad-frame", "tavus-without-id", "tavus-url-without-id",
+         "conversation-id-unused"],
 )
 def test_play_rejects_bad_options_before_streaming(args: tuple[str, ...], complaint: str, cli: Cli,
                                                    tmp_path: Path) -> None:

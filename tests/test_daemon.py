@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from conftest import cli_command, frames_of, offline_env, read_events, read_pcm, run, tone, unused_port, wait_for_event
 
+from echo_streamer import StreamerConfig
+from echo_streamer.daemon import service
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render
 
@@ -638,3 +640,12 @@ def test_an_upload_cut_off_plays_what_arrived_and_says_so(daemon: Daemon) -> Non
 def test_unknown_paths_and_methods_get_aiohttps_answers(daemon: Daemon) -> None:
     assert daemon.request("GET", "/v1/nothing")[0] == 404
     assert daemon.request("GET", "/v1/play")[0] == 405
+
+
+def test_send_text_message_names_the_conversation_given_else_the_rooms() -> None:
+    """--conversation-id reaches the daemon's /send_text_message without --tavus-interrupt; without
+    it the room URL's last path segment is the conversation, and offline there is none."""
+    room = StreamerConfig(room_url="https://tavus.daily.co/c123")
+    assert service.Daemon(service.DaemonConfig(room)).conversation_id == "c123"
+    assert service.Daemon(service.DaemonConfig(room, conversation_id="c9")).conversation_id == "c9"
+    assert service.Daemon(service.DaemonConfig(StreamerConfig())).conversation_id is None

@@ -368,7 +368,8 @@ def test_sigusr2_with_keep_queue_cuts_at_a_pause_and_plays_the_rest(speech: Path
 
 def test_interrupt_signals_during_the_join_are_ignored(short_wav: Path) -> None:
     """SIGUSR1/SIGUSR2 before the stream runs (here: while an unreachable room is being joined)
-    neither kill play (their default action) nor crash it: the join failure still decides the exit."""
+    neither kill play (their default action) nor crash it: each is reported as ignored, and the join
+    failure still decides the exit."""
     process = subprocess.Popen(cli_command("play", short_wav, "--room", UNREACHABLE_ROOM, "--join-timeout", "2"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
     time.sleep(0.8)
@@ -378,3 +379,5 @@ def test_interrupt_signals_during_the_join_are_ignored(short_wav: Path) -> None:
     text = stderr.decode(errors="replace")
     assert process.returncode == 2, (process.returncode, text)
     no_crash_text(text)
+    assert "interrupt (now) ignored: the stream is not running" in text, text
+    assert "interrupt (next_pause) ignored: the stream is not running" in text, text

@@ -65,7 +65,8 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
     if token is None and not is_loopback(host):
         raise click.UsageError(f"--listen {listen} is not loopback: give a token (--token-file or "
                                "$ECHO_STREAMER_TOKEN) or listen on 127.0.0.1")
-    config = DaemonConfig(streamer_config(options), tuple(allow_dirs), mute_ms=mute_ms)
+    config = DaemonConfig(streamer_config(options), tuple(allow_dirs), mute_ms=mute_ms,
+                          conversation_id=options["conversation_id"])
     limits = ApiLimits(request_s=request_timeout, upload_bytes=max_upload_mb << 20, upload_idle_s=upload_idle_s)
     divert_native_stderr(options["sdk_log"])
 

@@ -60,8 +60,8 @@ _STREAM_OPTIONS = [
     click.option("--tavus-interrupt", is_flag=True,
                  help="Also send Tavus's conversation.interrupt app message at every interrupt."),
     click.option("--conversation-id", metavar="ID",
-                 help="Tavus conversation id for --tavus-interrupt and the app-message transport (default: the "
-                      "room URL's last path segment)."),
+                 help="Tavus conversation id for --tavus-interrupt, the app-message transport and the daemon's "
+                      "/send_text_message (default: the room URL's last path segment)."),
     click.option("--message-log", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
                  help="Append every app message sent to the room (echo audio, interrupts) here as JSON lines."),
 ]
@@ -102,6 +102,8 @@ def run_streaming(options: dict[str, Any], work: Work, *, hard_exit: Callable[[]
     import asyncio
 
     config = streamer_config(options)
+    if options["conversation_id"] and config.tavus_conversation_id is None:
+        raise click.UsageError("--conversation-id is used only by --tavus-interrupt and --transport app-message")
     progress = options["progress"]
     show_progress = sys.stderr.isatty() if progress is None else progress
     divert_native_stderr(options["sdk_log"])
@@ -222,7 +224,8 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 class _InterruptSignals:
-    """SIGUSR1: interrupt now; SIGUSR2: interrupt at the next pause. Ignored until the stream runs."""
+    """SIGUSR1: interrupt now; SIGUSR2: interrupt at the next pause. Ignored, with a line saying
+    so, while the stream is not running (still joining, or stopping)."""
 
     def __init__(self, keep_queue: bool, max_wait_ms: int) -> None:
         self.keep_queue = keep_queue
@@ -239,6 +242,8 @@ class _InterruptSignals:
     def _interrupt(self, streamer: Streamer, mode: str) -> None:
         if streamer.running:
             streamer.interrupt(mode, keep_queue=self.keep_queue, max_wait_ms=self.max_wait_ms)
+        else:
+            say(f"echo-streamer: interrupt ({mode}) ignored: the stream is not running (joining, or stopping)")
 
 
 async def _until_stopped(work: Any, stop: asyncio.Event, progress: _Progress | None = None) -> bool:

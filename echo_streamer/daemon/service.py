@@ -38,12 +38,15 @@ class ApiError(Exception):
 class DaemonConfig:
     """``allow_dirs``: the roots ``play`` may read files from (none: no paths at all).
     ``retry_s``: the first and the longest wait between join attempts (doubling in between).
-    ``mute_ms``: how long an interrupted live input stays muted (None: until resumed)."""
+    ``mute_ms``: how long an interrupted live input stays muted (None: until resumed).
+    ``conversation_id``: the Tavus conversation ``/send_text_message`` names (None: the
+    streamer's, else the room URL's last path segment)."""
 
     streamer: StreamerConfig
     allow_dirs: tuple[str, ...] = ()
     retry_s: tuple[float, float] = (1.0, 30.0)
     mute_ms: int | None = None
+    conversation_id: str | None = None
 
 
 class Daemon:
@@ -220,8 +223,9 @@ class Daemon:
     def conversation_id(self) -> str | None:
         """The Tavus conversation: as configured, else the room URL's last path segment."""
         config = self.config.streamer
-        if config.tavus_conversation_id or config.room_url is None:
-            return config.tavus_conversation_id
+        configured = self.config.conversation_id or config.tavus_conversation_id
+        if configured or config.room_url is None:
+            return configured
         return conversation_id_from_url(config.room_url)
 
     def status(self) -> dict[str, Any]:
