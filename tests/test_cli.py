@@ -43,9 +43,14 @@ def test_help_has_examples(command: tuple[str, ...], cli: Cli) -> None:
         (("--tavus-interrupt",), "--tavus-interrupt and --transport app-message need --room or --conversation-id"),
         (("--tavus-interrupt", "--room", "https://tavus.daily.co/"), "has no path segment"),
         (("--conversation-id", "c1"), "--conversation-id is used only by --tavus-interrupt and --transport"),
+        (("--events", "/no-such-dir/events.jsonl"), "/no-such-dir/events.jsonl: no such directory /no-such-dir"),
+        (("--message-log", "/no-such-dir/m.jsonl"), "/no-such-dir/m.jsonl: no such directory /no-such-dir"),
+        (("--sdk-log", "/"), "'/' is a directory"),
+        (("--events", str(SAMPLES[0])), f"{SAMPLES[0]} is the input {SAMPLES[0]}: writing it would destroy it"),
     ],
     ids=["virtual-mic-offline", "bad-room-url", "bad-rate", "bad-frame", "tavus-without-id", "tavus-url-without-id",
-         "conversation-id-unused"],
+         "conversation-id-unused", "events-in-missing-dir", "message-log-in-missing-dir", "sdk-log-a-directory",
+         "events-over-the-input"],
 )
 def test_play_rejects_bad_options_before_streaming(args: tuple[str, ...], complaint: str, cli: Cli,
                                                    tmp_path: Path) -> None:
@@ -92,3 +97,25 @@ def test_conversation_id_is_the_last_path_segment(url: str, conversation_id: str
     assert interrupt_message(conversation_id) == {"message_type": "conversation",
                                                   "event_type": "conversation.interrupt",
                                                   "conversation_id": conversation_id}
+
+
+@pytest.mark.parametrize("where", ["output-in-missing-dir", "points-in-missing-dir", "output-over-the-input",
+                                   "capture-in-missing-dir"])
+def test_output_paths_that_cannot_work_are_usage_errors(where: str, cli: Cli, tmp_path: Path) -> None:
+    """An output that cannot be written, or that is the input, is refused in one line (status 2)
+    before anything is decoded or streamed, and the input is left as it was."""
+    source = tmp_path / "in.wav"
+    source.write_bytes(SAMPLES[0].read_bytes())
+    missing = tmp_path / "missing" / "out"
+    command, complaint = {
+        "output-in-missing-dir": (("render", source, "-o", missing), f"no such directory {missing.parent}"),
+        "points-in-missing-dir": (("render", source, "-o", tmp_path / "o.wav", "--points", missing),
+                                  f"no such directory {missing.parent}"),
+        "output-over-the-input": (("render", source, "-o", source), "writing it would destroy it"),
+        "capture-in-missing-dir": (("play", source, "--capture", missing), f"no such directory {missing.parent}"),
+    }[where]
+    result = cli(*command)
+    assert result.returncode == 2, result.stderr
+    assert complaint in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert source.read_bytes() == SAMPLES[0].read_bytes()
+    assert not (tmp_path / "o.wav").exists()

@@ -84,7 +84,8 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
             reader = next_reader
         await streamer.drain()
 
-    run_streaming({**options, "stream_start_ms": start_ms}, pipe_segments)
+    run_streaming({**options, "stream_start_ms": start_ms}, pipe_segments,
+                  inputs=() if input_path is None else (input_path,))
 
 
 def _check_input(path: str, follow: bool) -> None:

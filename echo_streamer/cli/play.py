@@ -40,4 +40,4 @@ def play(files: tuple[str, ...], **options: Any) -> None:
         segments.extend(streamer.play(path) for path in files)
         await streamer.drain()
 
-    run_streaming(options, play_files)
+    run_streaming(options, play_files, inputs=files)

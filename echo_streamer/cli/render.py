@@ -6,16 +6,15 @@ import sys
 
 import click
 
-from .session import EXIT_BAD_INPUT, frame_option, rate_option, say
+from .session import EXIT_BAD_INPUT, OutputPath, frame_option, rate_option, refuse_overwriting, say
 
 
 @click.command()
 @click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="Output WAV file.")
+@click.option("-o", "--output", "output_path", required=True, type=OutputPath(), help="Output WAV file.")
 @rate_option
 @frame_option
-@click.option("--points", "points_path", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+@click.option("--points", "points_path", type=OutputPath(), metavar="PATH",
               help="Write the interrupt points (pauses and the end) to this JSON file.")
 def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_path: str | None) -> None:
     """Run the play pipeline without pacing and write the frames to a WAV file.
@@ -35,6 +34,7 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     from ..errors import InputError
     from ..renderer import render as render_file
 
+    refuse_overwriting((input_path,), {"--output": output_path, "--points": points_path})
     try:
         result = render_file(input_path, output_path, OutputFormat(int(rate), int(frame_ms)))
     except InputError as error:

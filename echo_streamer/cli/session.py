@@ -25,6 +25,37 @@ EXIT_JOIN_FAILED = 2
 # work(streamer, segments): queue audio, append each segment queued to ``segments``, return when done.
 Work = Callable[["Streamer", "list[Segment]"], Awaitable[None]]
 
+
+
+class OutputPath(click.Path):
+    """A file to write: refused as a usage error, before anything streams, when its directory is
+    missing or not writable or the path is a directory (rather than a traceback on opening it)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, writable=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            self.fail(f"{path}: no such directory {folder}", param, ctx)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            self.fail(f"{path}: cannot write in {folder}", param, ctx)
+        return path
+
+
+def refuse_overwriting(inputs: tuple[str, ...], outputs: dict[str, str | None]) -> None:
+    """A usage error when an output option (``{"--capture": path, ...}``) names one of the input
+    files: opening it for writing would destroy the input before it is read."""
+    for option, output in outputs.items():
+        if output is None or not os.path.exists(output):
+            continue
+        for name in inputs:
+            if name != "-" and os.path.exists(name) and os.path.samefile(name, output):
+                raise click.BadParameter(f"{output} is the input {name}: writing it would destroy it",
+                                         param_hint=option)
+
+
 rate_option = click.option("--rate", type=click.Choice(["16000", "24000"]), default="24000", show_default=True,
                            help="Output sample rate in Hz.")
 frame_option = click.option("--frame-ms", type=click.Choice(["10", "20"]), default="10", show_default=True,
@@ -51,18 +82,18 @@ _STREAM_OPTIONS = [
                  help="Opus send bitrate in bit/s."),
     click.option("--join-timeout", type=click.FloatRange(0.1, 600), default=20.0, show_default=True,
                  help="Seconds to wait for the room join."),
-    click.option("--capture", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+    click.option("--capture", type=OutputPath(), metavar="PATH",
                  help="Write exactly the PCM handed to the SDK to this WAV file."),
-    click.option("--events", "events_path", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+    click.option("--events", "events_path", type=OutputPath(), metavar="PATH",
                  help="Write events as JSON lines to this file."),
-    click.option("--sdk-log", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+    click.option("--sdk-log", type=OutputPath(), metavar="PATH",
                  help="Append the Daily SDK's own log lines here (default: discarded)."),
     click.option("--tavus-interrupt", is_flag=True,
                  help="Also send Tavus's conversation.interrupt app message at every interrupt."),
     click.option("--conversation-id", metavar="ID",
                  help="Tavus conversation id for --tavus-interrupt, the app-message transport and the daemon's "
                       "/send_text_message (default: the room URL's last path segment)."),
-    click.option("--message-log", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+    click.option("--message-log", type=OutputPath(), metavar="PATH",
                  help="Append every app message sent to the room (echo audio, interrupts) here as JSON lines."),
 ]
 
@@ -93,14 +124,18 @@ def streaming_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return stream_options(command)
 
 
-def run_streaming(options: dict[str, Any], work: Work, *, hard_exit: Callable[[], bool] = lambda: False) -> None:
-    """Check ``options`` (from :func:`streaming_options`), stream until ``work`` is done or a
-    signal stops it, and exit with the status: 0, 1 (a segment failed) or 2 (no join).
+def run_streaming(options: dict[str, Any], work: Work, *, inputs: tuple[str, ...] = (),
+                  hard_exit: Callable[[], bool] = lambda: False) -> None:
+    """Check ``options`` (from :func:`streaming_options`; no output option may name one of the
+    ``inputs``), stream until ``work`` is done or a signal stops it, and exit with the status: 0,
+    1 (a segment failed) or 2 (no join).
 
     Exits without interpreter finalisation (:func:`exit_with`) when the join failed or
     ``hard_exit()`` says so."""
     import asyncio
 
+    refuse_overwriting(inputs, {"--capture": options["capture"], "--events": options["events_path"],
+                                "--sdk-log": options["sdk_log"], "--message-log": options["message_log"]})
     config = streamer_config(options)
     if options["conversation_id"] and config.tavus_conversation_id is None:
         raise click.UsageError("--conversation-id is used only by --tavus-interrupt and --transport app-message")
