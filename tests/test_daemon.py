@@ -204,7 +204,15 @@ def test_openapi_documents_every_route(daemon: Daemon) -> None:
     (b'{"path": "/etc/passwd"}', 403, "outside the allowed directories"),
     (b'{"path": "missing.wav"}', 404, "no such file"),
     (b'{"path": "one.wav", "id": ""}', 400, "id must be"),
-])
+    (b'{"path": "\xff\xfe"}', 400, "malformed JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "malformed JSON"),
+    (b'{"path": "\\ud800"}', 400, "cannot be resolved"),
+    (b'{"path": "' + b"a" * 5000 + b'"}', 400, "cannot be resolved: File name too long"),
+    (b'{"path": ""}', 400, "is not a valid path"),
+    (b'{"path": "a\\u0000b"}', 400, "is not a valid path"),
+    (b'{"path": "."}', 400, "is a directory"),
+], ids=["not-json", "array", "no-path", "path-number", "traversal", "absolute-outside", "missing", "empty-id",
+        "not-utf-8", "nested-too-deep", "lone-surrogate", "name-too-long", "empty-path", "nul", "directory"])
 def test_play_refuses_bad_requests_with_a_message(daemon: Daemon, body: bytes, status: int, says: str) -> None:
     answer = daemon.request("POST", "/v1/play", data=body, headers={"Content-Type": "application/json"})
     assert answer[0] == status and says in answer[1]["error"], answer
@@ -216,6 +224,38 @@ def test_live_start_refuses_a_device_or_field_of_the_wrong_type(daemon: Daemon, 
     """JSON true is not device index 1 (bool is an int in Python), nor a channel count."""
     status, answer = daemon.request("POST", "/v1/live/start", body)
     assert status == 400 and "must be" in answer["error"], answer
+
+
+def test_odd_charsets_and_symlink_loops_are_bad_requests(daemon: Daemon, audio_dir: Path) -> None:
+    headers = {"Content-Type": "application/json; charset=bogus"}
+    status, answer = daemon.request("POST", "/v1/play", data=b'{"path": "short.wav"}', headers=headers)
+    assert status == 400 and "malformed JSON" in answer["error"], answer
+    (audio_dir / "loop1").symlink_to(audio_dir / "loop2")
+    (audio_dir / "loop2").symlink_to(audio_dir / "loop1")
+    status, answer = daemon.request("POST", "/v1/play", {"path": "loop1"})
+    assert status == 400 and "cannot be resolved" in answer["error"], answer
+    status, answer = daemon.request("POST", "/v1/interrupt", {"mode": "next_pause", "max_wait_ms": 10 ** 400})
+    assert status == 400 and "max_wait_ms must be from 0 to 60000" in answer["error"], answer
+    body = b'{"properties": {"text": "' + b"x" * (2 << 20) + b'"}}'
+    status, answer = daemon.request("POST", "/send_text_message", data=body)
+    assert status == 413 and "too large" in answer["error"], answer
+    assert daemon.request("GET", "/v1/status")[0] == 200
+
+
+def test_a_soft_interrupt_may_wait_longer_than_the_request_limit(tmp_path: Path, audio_dir: Path) -> None:
+    """/v1/interrupt answers once its cut has played: a next_pause on a tone (no pause in it) with
+    max_wait_ms beyond --request-timeout answers with the deadline cut, not a 503."""
+    import soundfile
+
+    soundfile.write(audio_dir / "long.wav", tone(16_000, 5.0, 440), 16_000, subtype="PCM_16")
+    daemon = Daemon(tmp_path, "--allow-dir", audio_dir, "--request-timeout", "0.5")
+    try:
+        daemon.request("POST", "/v1/play", {"path": "long.wav"})
+        daemon.wait_for("item_started")
+        status, answer = daemon.request("POST", "/v1/interrupt", {"mode": "next_pause", "max_wait_ms": 1500})
+        assert status == 200 and answer["cut"] == "deadline" and answer["latency_ms"] >= 1500, answer
+    finally:
+        assert daemon.stop()[0] == 0
 
 
 def test_symlink_out_of_the_allowed_dir_is_refused(daemon: Daemon, audio_dir: Path, tmp_path: Path) -> None:
@@ -374,6 +414,10 @@ def test_a_token_is_required_on_every_request(tmp_path: Path) -> None:
             assert daemon.request("GET", path, headers={"Authorization": ""})[0] == 401
         assert daemon.request("POST", "/v1/interrupt", {}, headers={"Authorization": "Bearer s3cre"})[0] == 401
         assert daemon.request("GET", "/v1/status", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        # The scheme's name in any case; anything but Bearer is refused.
+        assert daemon.request("GET", "/v1/status", headers={"Authorization": "bearer s3cret"})[0] == 200
+        assert daemon.request("GET", "/v1/status", headers={"Authorization": "Basic s3cret"})[0] == 401
+        assert daemon.request("GET", "/v1/status", headers={"Authorization": "Bearers3cret"})[0] == 401
     finally:
         daemon.stop()
 
@@ -649,3 +693,16 @@ def test_send_text_message_names_the_conversation_given_else_the_rooms() -> None
     assert service.Daemon(service.DaemonConfig(room)).conversation_id == "c123"
     assert service.Daemon(service.DaemonConfig(room, conversation_id="c9")).conversation_id == "c9"
     assert service.Daemon(service.DaemonConfig(StreamerConfig())).conversation_id is None
+
+
+def test_metrics_print_counters_in_full() -> None:
+    """A counter past a million (frames_sent after 2.8 h) is printed whole, not as 1.23457e+06,
+    which would make Prometheus' rate() wrong."""
+    from echo_streamer.daemon import metrics
+
+    daemon = service.Daemon(service.DaemonConfig(StreamerConfig()))
+    status = daemon.status()
+    status["counters"]["frames_sent"] = 1_234_567
+    daemon.status = lambda: status  # type: ignore[method-assign]
+    text = metrics.render(daemon)
+    assert "\necho_streamer_frames_sent_total 1234567\n" in text, text

@@ -121,8 +121,8 @@ def test_tavus_events_get_one_name_in_either_naming(event_type: str, role: str |
         properties["role"] = role
     event = received_event({"message_type": "conversation", "event_type": event_type, "conversation_id": "c1",
                             "seq": 7, "timestamp": "2026-12-03T10:00:00Z", "properties": properties})
-    assert event == {"event": name, "event_type": event_type, "seq": 7, "conversation_id": "c1",
-                     "inference_id": "inf-1", "properties": properties}
+    assert event == {"event": name, "event_type": event_type, "seq": 7, "timestamp": "2026-12-03T10:00:00Z",
+                     "conversation_id": "c1", "inference_id": "inf-1", "properties": properties}
 
 
 @pytest.mark.parametrize("message", ["hello", {"message_type": "system"}, {"message_type": "conversation"},

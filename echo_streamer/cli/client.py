@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .session import say
+from .session import MAX_WAIT_RANGE, say
 
 EXIT_REFUSED = 1
 EXIT_NO_DAEMON = 2
@@ -67,6 +67,9 @@ class _Daemon:
     connection is tried again for up to ``connect_timeout`` seconds."""
 
     def __init__(self, url: str, token_file: str | None, connect_timeout: float = 0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{url!r} is not an http(s) URL (e.g. http://127.0.0.1:8765)",
+                                     param_hint="--daemon")
         self.url = url.rstrip("/")
         self.connect_timeout = connect_timeout
         token = bearer_token(token_file)
@@ -163,7 +166,7 @@ def _chunks(stream: Any) -> Iterator[bytes]:
 @click.command()
 @click.option("--soft", is_flag=True, help="Cut at the next pause in the speech (within --max-wait-ms).")
 @click.option("--keep-queue", is_flag=True, help="Skip only the current segment; keep the ones queued after it.")
-@click.option("--max-wait-ms", type=click.IntRange(0, 60_000), default=400, show_default=True,
+@click.option("--max-wait-ms", type=MAX_WAIT_RANGE, default=400, show_default=True,
               help="How long --soft waits for a pause before it cuts anyway.")
 @client_options
 def interrupt(soft: bool, keep_queue: bool, max_wait_ms: int, daemon: _Daemon) -> None:

@@ -56,6 +56,9 @@ def refuse_overwriting(inputs: tuple[str, ...], outputs: dict[str, str | None]) 
                                          param_hint=option)
 
 
+# engine.interrupt.MAX_WAIT_LIMIT_MS (a test holds them equal): importing it would put asyncio
+# and numpy into every --help.
+MAX_WAIT_RANGE = click.IntRange(0, 60_000)
 rate_option = click.option("--rate", type=click.Choice(["16000", "24000"]), default="24000", show_default=True,
                            help="Output sample rate in Hz.")
 frame_option = click.option("--frame-ms", type=click.Choice(["10", "20"]), default="10", show_default=True,
@@ -105,7 +108,7 @@ _SIGNAL_OPTIONS = [
     click.option("--keep-queue", is_flag=True,
                  help="An interrupt (SIGUSR1/SIGUSR2) skips only the current segment instead of also "
                       "dropping the ones queued after it."),
-    click.option("--max-wait-ms", type=click.IntRange(0, 60_000), default=400, show_default=True,
+    click.option("--max-wait-ms", type=MAX_WAIT_RANGE, default=400, show_default=True,
                  help="How long a soft interrupt (SIGUSR2) waits for a pause before it cuts anyway."),
 ]
 

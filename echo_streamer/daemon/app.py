@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MODES
+from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MAX_WAIT_LIMIT_MS, MODES
 from ..output.tavus import echo_message
 from ..sources.formats import AUTO, RAW_FORMATS
 from . import metrics
@@ -28,7 +28,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 KEEPALIVE_S = 15.0
 # Requests that last as long as their audio or their client: no request time limit.
-_OPEN_ENDED = {"/v1/events", "/v1/stream"}
+# Routes that keep their own time: an event feed and an upload last as long as they last, and an
+# interrupt waits for its cut, up to max_wait_ms beyond the request limit.
+_OPEN_ENDED = {"/v1/events", "/v1/stream", "/v1/interrupt"}
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,14 @@ def create_app(daemon: Daemon, token: str | None = None, limits: ApiLimits | Non
 
 
 def _guard(token: str | None, request_s: float) -> Any:
-    expected = None if token is None else f"Bearer {token}".encode()
+    expected = None if token is None else token.encode()
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if expected is not None:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
+            # The scheme's name is case-insensitive (RFC 9110); the token is compared in constant time.
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
                 return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
         try:
             if request.path in _OPEN_ENDED:
@@ -156,14 +159,18 @@ class _Api:
         return web.json_response(answer)
 
     async def interrupt(self, request: web.Request) -> web.Response:
-        body = await _json_object(request, optional=True)
+        body = await asyncio.wait_for(_json_object(request, optional=True), self.limits.request_s)
         mode = _field(body, "mode", str, required=False) or "now"
         if mode not in MODES:
             raise ApiError(400, f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         clear_queue = _field(body, "clear_queue", bool, required=False)
         max_wait_ms = _field(body, "max_wait_ms", int, required=False)
-        interruption = await self.daemon.interrupt(mode, True if clear_queue is None else clear_queue,
-                                                   DEFAULT_MAX_WAIT_MS if max_wait_ms is None else max_wait_ms)
+        max_wait_ms = DEFAULT_MAX_WAIT_MS if max_wait_ms is None else max_wait_ms
+        if not 0 <= max_wait_ms <= MAX_WAIT_LIMIT_MS:
+            raise ApiError(400, f"max_wait_ms must be from 0 to {MAX_WAIT_LIMIT_MS}, not {max_wait_ms}")
+        interruption = await asyncio.wait_for(
+            self.daemon.interrupt(mode, True if clear_queue is None else clear_queue, max_wait_ms),
+            self.limits.request_s + max_wait_ms / 1000)
         return web.json_response(interruption.fields())
 
     async def live_start(self, request: web.Request) -> web.Response:
@@ -191,7 +198,8 @@ class _Api:
             message = echo_message(body.get("conversation_id") or self.daemon.conversation_id, properties)
             await self.daemon.send_app_message(message)
         except ApiError as error:
-            return web.json_response({"error": error.message}, status=400 if error.status == 400 else 500)
+            status = error.status if error.status in (400, 413) else 500
+            return web.json_response({"error": error.message}, status=status)
         return web.json_response({"status": "Message sent successfully"})
 
 
@@ -200,10 +208,11 @@ async def _json_object(request: web.Request, optional: bool = False) -> dict[str
         return {}
     try:
         body = await request.json()
-    except json.JSONDecodeError as error:
-        raise ApiError(400, f"malformed JSON: {error}") from None
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, "the JSON body is too large") from None
+    # Not JSON, not text in its charset (or an unknown charset), or nested too deep to parse.
+    except (ValueError, LookupError, RecursionError) as error:
+        raise ApiError(400, f"malformed JSON: {error}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     return body

@@ -12,7 +12,7 @@ _COUNTERS = {
     "frames_played": "Frames the SDK has consumed (completions).",
     "underruns": "Times a segment ran out of audio while playing.",
     "underrun_frames": "Silent frames sent because a segment had no audio ready.",
-    "interrupts": "Interrupts carried out.",
+    "interrupts": "Interrupts requested (no-ops included; one joining another counts once).",
     "late_completions": "SDK completions more than one frame late.",
     "app_messages_sent": "App messages the SDK sent (echo audio, interrupts, /send_text_message).",
     "app_messages_failed": "App messages that could not be sent (not in a room, refused).",
@@ -34,7 +34,9 @@ def render(daemon: Daemon) -> str:
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, value: float, labels: str = "") -> None:
-        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{labels} {value:g}"])
+        # Whole numbers in full: "%g" turns a frame count past a million into 1.23457e+06.
+        text = str(value) if isinstance(value, int) else repr(float(value))
+        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{labels} {text}"])
 
     for key, help_text in _COUNTERS.items():
         metric(f"echo_streamer_{key}_total", "counter", help_text, counters[key])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
-from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MODES
+from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MAX_WAIT_LIMIT_MS, MODES
 from ..sources.formats import AUTO, RAW_FORMATS
 
 _ERROR = {"description": "Refused, with the reason", "content": {"application/json": {"schema": {
@@ -59,7 +59,8 @@ def openapi_spec() -> dict[str, Any]:
                 {"200": _JSON, "503": _ERROR},
                 requestBody=_json_body({"mode": {"enum": list(MODES), "default": "now"},
                                         "clear_queue": {"type": "boolean", "default": True},
-                                        "max_wait_ms": {"type": "integer", "default": DEFAULT_MAX_WAIT_MS}}))},
+                                        "max_wait_ms": {"type": "integer", "default": DEFAULT_MAX_WAIT_MS,
+                                                        "minimum": 0, "maximum": MAX_WAIT_LIMIT_MS}}))},
             "/v1/live/start": {"post": _operation(
                 "Stream a sound card (or unmute the one muted by an interrupt).",
                 {"200": _JSON, "409": _ERROR, "503": _ERROR},

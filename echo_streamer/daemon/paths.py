@@ -11,6 +11,11 @@ class PathRefused(Exception):
     """The path is outside every allowed root (or no root is allowed)."""
 
 
+class PathInvalid(ValueError):
+    """The path is not one a file can have (empty, a NUL in it, too long, a symlink loop), or it
+    names a directory."""
+
+
 class AllowedPaths:
     """Resolves request paths (symlinks included) and refuses any outside ``roots``.
 
@@ -25,17 +30,24 @@ class AllowedPaths:
                 raise NotADirectoryError(f"{root} is not a directory")
 
     def resolve(self, path: str) -> Path:
-        """The real path of ``path``; raises :class:`PathRefused` when it is not inside a root and
-        ``FileNotFoundError`` when it does not exist."""
+        """The real path of ``path``; raises :class:`PathRefused` when it is not inside a root,
+        :class:`PathInvalid` when it cannot name a file, ``FileNotFoundError`` when it does not exist."""
         if not self.roots:
             raise PathRefused("no --allow-dir was given, so no path may be played: upload the audio to /v1/stream")
-        if "\0" in path:
-            raise PathRefused(f"{path!r} is not a valid path")
-        real = (self.roots[0] / path).resolve()
+        if not path or "\0" in path:
+            raise PathInvalid(f"{path!r} is not a valid path")
+        try:
+            real = (self.roots[0] / path).resolve()
+            exists, is_dir = real.exists(), real.is_dir()
+        except (OSError, RuntimeError, ValueError) as error:  # too long, a symlink loop, not encodable
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise PathInvalid(f"{path!r} cannot be resolved: {reason}") from None
         if not any(real.is_relative_to(root) for root in self.roots):
             raise PathRefused(f"{path} is outside the allowed directories")
-        if not real.exists():
+        if not exists:
             raise FileNotFoundError(f"{path}: no such file")
+        if is_dir:
+            raise PathInvalid(f"{path} is a directory")
         if not os.access(real, os.R_OK):
             raise PathRefused(f"{path} is not readable")
         return real

@@ -18,7 +18,7 @@ from ..engine.streamer import Streamer, StreamerConfig
 from ..engine.waiting import unless
 from ..errors import InputError, JoinError
 from ..output.tavus import conversation_id_from_url, received_event
-from .paths import AllowedPaths, PathRefused
+from .paths import AllowedPaths, PathInvalid, PathRefused
 
 # Counters carried across rejoins (a new Streamer starts from zero).
 _STREAMER_COUNTERS = ("frames_sent", "frames_played", "underruns", "underrun_frames", "interrupts",
@@ -138,6 +138,8 @@ class Daemon:
             real = self.paths.resolve(path)
         except PathRefused as error:
             raise ApiError(403, str(error)) from None
+        except PathInvalid as error:
+            raise ApiError(400, str(error)) from None
         except FileNotFoundError as error:
             raise ApiError(404, str(error)) from None
         streamer = self._running()

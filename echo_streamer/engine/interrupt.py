@@ -10,6 +10,8 @@ from .waitable import Waitable
 
 MODES = ("now", "next_pause")
 DEFAULT_MAX_WAIT_MS = 400
+# The longest a soft interrupt may be asked to wait, in ms (the CLI's and the API's bound).
+MAX_WAIT_LIMIT_MS = 60_000
 
 
 class Interruption(Waitable):
@@ -32,8 +34,8 @@ class Interruption(Waitable):
                  loop: asyncio.AbstractEventLoop) -> None:
         if mode not in MODES:
             raise ValueError(f"interrupt mode must be one of {MODES}, not {mode!r}")
-        if max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must be >= 0, not {max_wait_ms}")
+        if not 0 <= max_wait_ms <= MAX_WAIT_LIMIT_MS:
+            raise ValueError(f"max_wait_ms must be from 0 to {MAX_WAIT_LIMIT_MS}, not {max_wait_ms}")
         self.id = interrupt_id
         self.mode = mode
         self.keep_queue = keep_queue

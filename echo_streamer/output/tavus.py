@@ -60,5 +60,5 @@ def received_event(message: Any) -> dict[str, Any] | None:
         role = properties.get("role")
         name = f"{role}_{_UNIFIED_SPEAKING_EVENTS[event_type]}" if role in ("replica", "user") else None
     return {"event": name or "tavus_event", "event_type": event_type, "seq": message.get("seq"),
-            "conversation_id": message.get("conversation_id"), "inference_id": properties.get("inference_id"),
-            "properties": properties}
+            "timestamp": message.get("timestamp"), "conversation_id": message.get("conversation_id"),
+            "inference_id": properties.get("inference_id"), "properties": properties}
