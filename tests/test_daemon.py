@@ -470,6 +470,27 @@ def test_sigterm_while_playing_uploading_and_watched_exits_0_within_3_s(daemon: 
     assert events[-1]["state"] == "stopped"
 
 
+def test_sigterm_with_a_stalled_upload_answers_it_and_exits_at_once(daemon: Daemon) -> None:
+    """An uploader that sent a little and went quiet gets a 503 saying the daemon is stopping,
+    and does not hold up the exit (it used to wait out the server's shutdown timeout)."""
+    import socket
+
+    host, port = daemon.url[len("http://"):].split(":")
+    chunk = b"\1\0" * 16_000
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(b"POST /v1/stream?format=s16le&rate=24000&channels=1 HTTP/1.1\r\nHost: x\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(chunk), chunk))
+        daemon.wait_for("item_started")
+        code, took, stderr = daemon.stop()
+        connection.settimeout(5)
+        answer = connection.recv(4096)
+    assert code == 0, stderr
+    from echo_streamer.daemon.server import SHUTDOWN_S
+
+    assert took < SHUTDOWN_S, f"took {took:.2f} s to exit"
+    assert answer.startswith(b"HTTP/1.1 503") and b"the daemon is stopping" in answer, answer
+
+
 def test_an_unreachable_room_is_retried_and_reported(tmp_path: Path) -> None:
     env = offline_env() | {"ECHO_STREAMER_ROOM_URL": "https://nonexistent.invalid/room"}
     daemon = Daemon(tmp_path, "--join-timeout", "1", env=env)

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MAX_WAIT_LIMIT_MS, MODES
+from ..engine.waiting import unless
 from ..output.tavus import echo_message
 from ..sources.formats import AUTO, RAW_FORMATS
 from . import metrics
@@ -140,8 +141,8 @@ class _Api:
         upload = Upload(asyncio.get_running_loop())
         segment = self.daemon.stream(upload.chunks(), sample_format, rate, channels, query.get("id"))
         try:
-            await upload.pump(request.content.iter_any(), segment, self.limits.upload_bytes,
-                              self.limits.upload_idle_s)
+            pumped = await unless(self.daemon.stopping, upload.pump(request.content.iter_any(), segment,
+                                                                    self.limits.upload_bytes, self.limits.upload_idle_s))
         except UploadError as error:
             message = f"upload {segment.id}: {error}"
             self.daemon.report_error(segment, message)
@@ -150,6 +151,16 @@ class _Api:
         except UploadLost as error:  # no one is left to answer; the event tells
             self.daemon.report_error(segment, f"upload {segment.id}: {error}; what arrived plays")
             raise ApiError(400, str(error)) from None
+        if not pumped:
+            # Answer, then close the connection rather than read the rest of the body (for up to
+            # aiohttp's 10 s lingering time): a stalled uploader must not hold up the exit.
+            message = f"upload {segment.id}: the daemon is stopping"
+            self.daemon.report_error(segment, message)
+            response = _error(503, message)
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
+            return response
         if wait:
             await segment.wait()
         answer: dict[str, Any] = {"id": segment.id, "bytes": upload.received, "state": segment.state}

@@ -122,6 +122,11 @@ class Daemon:
         """Ask :meth:`run` to fade out, leave the room and return."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once :meth:`stop` has been called: what still waits on a client gives up."""
+        return self._stop
+
     async def _close_streamer(self, streamer: Streamer) -> None:
         self.streamer = None
         self.participants.clear()
