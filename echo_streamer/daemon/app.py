@@ -141,8 +141,9 @@ class _Api:
         upload = Upload(asyncio.get_running_loop())
         segment = self.daemon.stream(upload.chunks(), sample_format, rate, channels, query.get("id"))
         try:
-            pumped = await unless(self.daemon.stopping, upload.pump(request.content.iter_any(), segment,
-                                                                    self.limits.upload_bytes, self.limits.upload_idle_s))
+            pumping = upload.pump(request.content.iter_any(), segment, self.limits.upload_bytes,
+                                  self.limits.upload_idle_s)
+            pumped = await unless(self.daemon.stopping, pumping)
         except UploadError as error:
             message = f"upload {segment.id}: {error}"
             self.daemon.report_error(segment, message)
