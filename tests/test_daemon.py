@@ -193,6 +193,40 @@ def test_openapi_documents_every_route(daemon: Daemon) -> None:
     assert routes == documented
 
 
+def test_openapi_documents_the_answers_the_server_gives(daemon: Daemon) -> None:
+    """Requests that draw each kind of answer from each route: every status is documented for
+    its route, and a JSON answer has exactly the fields its schema names (where it names them)."""
+    spec = daemon.request("GET", "/openapi.json")[1]
+    raw = "/v1/stream?format=s16le&rate=24000&channels=1"
+    asked = [
+        ("POST", "/v1/play", {"path": "short.wav", "id": "a"}), ("POST", "/v1/play", {"path": "short.wav", "id": "a"}),
+        ("POST", "/v1/play", {"path": "nope.wav"}), ("POST", "/v1/play", {"path": "/etc/passwd"}),
+        ("POST", "/v1/play", {"path": 5}), ("POST", "/v1/play", b"x" * (2 << 20)),
+        ("POST", raw + "&id=a", b"\1\0" * 2400), ("POST", raw + "&id=b&wait=1", b"\1\0" * 2400),
+        ("POST", "/v1/stream?format=mp9", b"\0"), ("POST", "/v1/stream?wait=maybe", b"\0"),
+        ("POST", "/v1/stream?rate=24000", b"\0"), ("POST", "/v1/interrupt", {"mode": "now"}),
+        ("POST", "/v1/interrupt", {"mode": "later"}), ("POST", "/v1/live/start", {"device": True}),
+        ("POST", "/v1/live/stop", None), ("GET", "/v1/status", None), ("GET", "/metrics", None),
+        ("POST", "/send_text_message", {"properties": {"text": "hi"}}), ("GET", "/openapi.json", None),
+    ]
+    seen = set()
+    for method, path, body in asked:
+        if isinstance(body, bytes):
+            status, answer = daemon.request(method, path, data=body, headers={"Content-Type": "application/json"}
+                                            if path == "/v1/play" else {})
+        else:
+            status, answer = daemon.request(method, path, body, data=b"" if body is None and method == "POST" else None)
+        route = path.split("?")[0]
+        documented = spec["paths"][route][method.lower()]["responses"]
+        assert str(status) in documented, (method, path, status, answer)
+        schema = documented[str(status)].get("content", {}).get("application/json", {}).get("schema", {})
+        if "properties" in schema:
+            assert set(answer) <= set(schema["properties"]), (route, status, set(answer) - set(schema["properties"]))
+        seen.add((route, status))
+    assert {("/v1/play", 202), ("/v1/play", 409), ("/v1/play", 404), ("/v1/play", 403), ("/v1/play", 400),
+            ("/v1/play", 413), ("/v1/stream", 200), ("/v1/stream", 409), ("/v1/stream", 400)} <= seen, seen
+
+
 # -- bad requests ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("body", "status", "says"), [
@@ -359,6 +393,10 @@ def test_raw_upload_needs_rate_and_channels(daemon: Daemon) -> None:
     assert status == 400 and "rate" in answer["error"]
     status, answer = daemon.request("POST", "/v1/stream?format=wav", data=b"\0" * 100)
     assert status == 400 and "format must be" in answer["error"]
+    status, answer = daemon.request("POST", "/v1/stream?rate=22050", data=b"\0" * 100)
+    assert status == 400 and "with 'auto' they come from the stream" in answer["error"]
+    status, answer = daemon.request("POST", "/v1/stream?wait=maybe", data=b"\0" * 100)
+    assert (status, answer["error"]) == (400, "wait must be true or false, not 'maybe'")
     status, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=22050&channels=1&wait=1",
                                     data=(tone(22_050, 0.5) * 32767).astype("<i2").tobytes())
     assert status == 200 and answer["state"] == "finished" and answer["position_ms"] == 500.0

@@ -152,6 +152,8 @@ def test_stream_bytes_checks_its_arguments() -> None:
                 streamer.stream_bytes([b""], sample_format="s16le")
             with pytest.raises(ValueError, match="sample_format must be"):
                 streamer.stream_bytes([b""], sample_format="pcm", rate=RATE, channels=1)
+            with pytest.raises(ValueError, match="with 'auto' they come from the stream"):
+                streamer.stream_bytes([b""], rate=RATE)
 
     arun(session())
 
@@ -419,7 +421,9 @@ def test_bad_pipe_input_is_one_line_and_exit_1(args: tuple[str, ...], stdin: byt
     (("--format", "s16le"), "--format s16le needs --input-rate"),
     (("--follow",), "--follow needs --input PATH"),
     (("--input", "/nonexistent/fifo"), "No such file or directory"),
-], ids=["raw-without-rate", "follow-stdin", "missing-input"])
+    (("--input-rate", "22050"), "--input-rate and --channels describe raw input"),
+    (("--channels", "2"), "--input-rate and --channels describe raw input"),
+], ids=["raw-without-rate", "follow-stdin", "missing-input", "auto-with-rate", "auto-with-channels"])
 def test_pipe_option_errors(args: tuple[str, ...], complaint: str, cli: Cli) -> None:
     result = cli("pipe", *args, stdin=b"")
     assert result.returncode == 2 and complaint in result.stderr

@@ -30,15 +30,14 @@ T = TypeVar("T")
               help="auto: a WAV header if there is one (its sizes are not trusted), else whatever ffmpeg "
                    "decodes (MP3, Ogg, ...); or raw samples, which need --input-rate.")
 @click.option("--input-rate", type=click.IntRange(8_000, 192_000), metavar="HZ", help="Sample rate of raw input.")
-@click.option("--channels", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Channels of raw input (interleaved).")
+@click.option("--channels", type=click.IntRange(1, 64), help="Channels of raw input (interleaved). [default: 1]")
 @click.option("--follow", is_flag=True,
               help="Reopen --input (a named FIFO) each time its writer closes: one segment per writer.")
 @click.option("--start-ms", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Start a segment once this much audio is ready (0: with its first frame). 20 avoids a "
                    "stutter when the writer delivers 20 ms at a time barely faster than real time.")
 @streaming_options
-def pipe(input_path: str | None, sample_format: str, input_rate: int | None, channels: int, follow: bool,
+def pipe(input_path: str | None, sample_format: str, input_rate: int | None, channels: int | None, follow: bool,
          start_ms: int, **options: Any) -> None:
     """Stream audio from standard input (or --input) into the room as it arrives.
 
@@ -59,6 +58,11 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
     """
     if sample_format != AUTO and input_rate is None:
         raise click.UsageError(f"--format {sample_format} needs --input-rate")
+    if sample_format == AUTO and (input_rate or channels):
+        raise click.UsageError("--input-rate and --channels describe raw input (--format s16le, ...): with --format "
+                               "auto they come from the stream")
+    if sample_format != AUTO:
+        channels = channels or 1
     if input_path is not None:
         _check_input(input_path, follow)
     elif follow:

@@ -137,7 +137,10 @@ class _Api:
             raise ApiError(400, f"format must be {AUTO} or one of {', '.join(RAW_FORMATS)}, not {sample_format!r}")
         rate = _int_param(query, "rate", 8_000, 192_000)
         channels = _int_param(query, "channels", 1, 64)
-        wait = query.get("wait", "false") in ("1", "true", "yes")
+        wait_text = query.get("wait", "false").lower()
+        if wait_text not in _YES + _NO:
+            raise ApiError(400, f"wait must be true or false, not {wait_text!r}")
+        wait = wait_text in _YES
         upload = Upload(asyncio.get_running_loop())
         segment = self.daemon.stream(upload.chunks(), sample_format, rate, channels, query.get("id"))
         try:
@@ -230,6 +233,7 @@ async def _json_object(request: web.Request, optional: bool = False) -> dict[str
     return body
 
 
+_YES, _NO = ("1", "true", "yes"), ("0", "false", "no")
 _JSON_KINDS: dict[type, str] = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
                                 list: "an array", dict: "an object"}
 

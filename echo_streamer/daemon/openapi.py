@@ -10,7 +10,25 @@ from ..sources.formats import AUTO, RAW_FORMATS
 
 _ERROR = {"description": "Refused, with the reason", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"error": {"type": "string"}}}}}}
-_JSON = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+_NUMBER, _STRING, _BOOL = {"type": "number"}, {"type": "string"}, {"type": "boolean"}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+_INTERRUPTION = {"interrupt": _STRING, "mode": {"enum": list(MODES)},
+                 "cut": {"enum": ["now", "pause", "no_pause", "deadline", "underrun", "end", None]},
+                 "noop": _BOOL, "id": _NULLABLE_STRING, "item": _NULLABLE_STRING, "position_ms": _NULLABLE_NUMBER,
+                 "dropped": {"type": "array", "items": _STRING}, "latency_ms": _NULLABLE_NUMBER}
+_STATUS = {"call": {"type": "object"}, "participants": {"type": "array"}, "current": {"type": ["object", "null"]},
+           "queue": {"type": "array"}, "live": {"type": ["object", "null"]}, "counters": {"type": "object"},
+           "uptime_s": _NUMBER}
+_DRIFT = {"ppm": _NUMBER, "samples_dropped": _NUMBER, "samples_inserted": _NUMBER, "placement_samples": _NUMBER,
+          "overflows": _NUMBER, "device_overflows": _NUMBER, "underruns": _NUMBER}
+
+
+def _answer(properties: dict[str, Any] | None = None, description: str = "OK") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object"}
+    if properties:
+        schema["properties"] = properties
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _json_body(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -25,7 +43,11 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 def _operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": {**responses, "400": _ERROR, "401": _ERROR}, **more}
+    """Every route may answer 401 (a token is set and missing or wrong); one that reads a JSON
+    body also 400 (malformed, or a field out of range) and 413 (over 1 MB)."""
+    refusals = {"400": _ERROR, "413": _ERROR} if "content" in more.get("requestBody", {}) and \
+        "application/json" in more["requestBody"]["content"] else {}
+    return {"summary": summary, "responses": {**responses, **refusals, "401": _ERROR}, **more}
 
 
 def openapi_spec() -> dict[str, Any]:
@@ -39,11 +61,14 @@ def openapi_spec() -> dict[str, Any]:
         "paths": {
             "/v1/play": {"post": _operation(
                 "Queue a file inside the allowed directories; segments play in order.",
-                {"202": _JSON, "403": _ERROR, "404": _ERROR, "409": _ERROR, "503": _ERROR},
+                {"202": _answer({"id": _STRING, "state": _STRING}, "Queued"), "403": _ERROR, "404": _ERROR,
+                 "409": _ERROR, "503": _ERROR},
                 requestBody=_json_body({"path": {"type": "string"}, "id": {"type": "string"}}, ["path"]))},
             "/v1/stream": {"post": _operation(
                 "One segment that plays while its (chunked) body uploads; answers when the upload ends.",
-                {"200": _JSON, "408": _ERROR, "413": _ERROR, "503": _ERROR},
+                {"200": _answer({"id": _STRING, "bytes": _NUMBER, "state": _STRING, "position_ms": _NUMBER,
+                                  "interrupted": _BOOL, "error": _NULLABLE_STRING}),
+                 "400": _ERROR, "408": _ERROR, "409": _ERROR, "413": _ERROR, "503": _ERROR},
                 parameters=[
                     _query("format", {"enum": [AUTO, *RAW_FORMATS], "default": AUTO},
                            "auto: a WAV header, else ffmpeg (MP3, Ogg, ...); or raw samples"),
@@ -56,19 +81,20 @@ def openapi_spec() -> dict[str, Any]:
                     "type": "string", "format": "binary"}}}})},
             "/v1/interrupt": {"post": _operation(
                 "Cut the segment playing (a 4 ms fade, then the gap); answers once the cut has played.",
-                {"200": _JSON, "503": _ERROR},
+                {"200": _answer(_INTERRUPTION), "503": _ERROR},
                 requestBody=_json_body({"mode": {"enum": list(MODES), "default": "now"},
                                         "clear_queue": {"type": "boolean", "default": True},
                                         "max_wait_ms": {"type": "integer", "default": DEFAULT_MAX_WAIT_MS,
                                                         "minimum": 0, "maximum": MAX_WAIT_LIMIT_MS}}))},
             "/v1/live/start": {"post": _operation(
                 "Stream a sound card (or unmute the one muted by an interrupt).",
-                {"200": _JSON, "409": _ERROR, "503": _ERROR},
+                {"200": _answer({"device": _STRING, "state": _STRING}), "409": _ERROR, "503": _ERROR},
                 requestBody=_json_body({"device": {"type": ["string", "integer", "null"]},
                                         "input_rate": {"type": "integer"}, "channels": {"type": "integer"}}))},
-            "/v1/live/stop": {"post": _operation("Stop the sound card (its audio fades out).", {"200": _JSON})},
+            "/v1/live/stop": {"post": _operation("Stop the sound card (its audio fades out).",
+                                                 {"200": _answer({"stopped": _BOOL, "device": _STRING, **_DRIFT})})},
             "/v1/status": {"get": _operation("Call, participants, current segment, queue, live input, counters.",
-                                             {"200": _JSON})},
+                                             {"200": _answer(_STATUS)})},
             "/v1/events": {"get": _operation(
                 "Server-sent events: segments, interrupts, underruns, call state, participants, Tavus events.",
                 {"200": {"description": "An endless text/event-stream", "content": {"text/event-stream": {}}}})},
@@ -76,9 +102,9 @@ def openapi_spec() -> dict[str, Any]:
                                            {"200": {"description": "OK", "content": {"text/plain": {}}}})},
             "/send_text_message": {"post": _operation(
                 "The Tavus echo quickstart's endpoint: forwards conversation.echo as an app message.",
-                {"200": _JSON, "500": _ERROR},
+                {"200": _answer({"status": _STRING}), "500": _ERROR},
                 requestBody=_json_body({"conversation_id": {"type": "string"},
                                         "properties": {"type": "object"}}))},
-            "/openapi.json": {"get": _operation("This document.", {"200": _JSON})},
+            "/openapi.json": {"get": _operation("This document.", {"200": _answer()})},
         },
     }

@@ -294,8 +294,9 @@ class Streamer:
         (it may block). ``sample_format="auto"`` reads a WAV header if the stream starts with one
         (size fields are not trusted) and otherwise decodes with ffmpeg (MP3, Ogg, ...); a raw
         format from ``RAW_FORMATS`` (``"s16le"``, ``"f32le"``, ``"mulaw"``, ...) needs ``rate``
-        and ``channels``. A stream that stalls plays silence (an ``underrun``) until bytes come;
-        its end ends the segment. Bad data fails the segment with an ``error`` event.
+        and ``channels`` (which "auto" refuses: the stream says them). A stream that stalls plays
+        silence (an ``underrun``) until bytes come; its end ends the segment. Bad data fails the
+        segment with an ``error`` event.
         """
         if sample_format != AUTO:
             if sample_format not in RAW_FORMATS:
@@ -303,6 +304,8 @@ class Streamer:
                                  f"not {sample_format!r}")
             if rate is None or channels is None:
                 raise ValueError(f"raw {sample_format} needs rate and channels")
+        elif rate is not None or channels is not None:
+            raise ValueError("rate and channels describe raw samples: with 'auto' they come from the stream")
         return self._enqueue(name, lambda: open_byte_stream(chunks, name, sample_format, rate, channels), segment_id,
                              low_latency=True)
 
