@@ -83,13 +83,18 @@ def video_only(path: Path) -> Path:
 
 random_bytes = np.random.default_rng(0).bytes
 
+def text_file(name: str) -> Callable[[Path], Path]:
+    """A builder of a text file with an audio file's name."""
+    return lambda folder: write(folder / name, b"this is not audio, only text\n" * 20)
+
+
 # case -> (builder taking a fresh folder, pattern the reason must match)
 BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing": (lambda d: d / "missing.wav", r"no such file"),
     "directory": (lambda d: make_directory(d / "folder.wav"), r"directory"),
     "empty": (lambda d: write(d / "empty.wav", b""), r"empty"),
-    "text-as-wav": (lambda d: write(d / "notes.wav", b"this is not audio, only text\n" * 20),
-                    r"not a known audio format, or damaged"),
+    **{f"text-as-{kind}": (text_file(f"notes.{kind}"), r"not a known audio format, or damaged")
+       for kind in ("wav", "mp3", "flac", "ogg", "m4a")},
     "wav-cut-mid-data": (lambda d: cut(good_wav(d), 0.6, "cut.wav"), r"truncated"),
     "flac-cut-in-half": (lambda d: cut(encode(d, "a.flac"), 0.5, "cut.flac"), DAMAGED),
     "mp3-cut-in-half": (lambda d: cut(encode(d, "a.mp3"), 0.5, "cut.mp3"), DAMAGED),

@@ -237,9 +237,12 @@ def test_no_room_streams_offline_with_one_line(cli: Callable[..., subprocess.Com
 
 @pytest.mark.parametrize("via", ["env", "option"])
 def test_unreachable_room_fails_fast_with_one_line(via: str, short_wav: Path, tmp_path: Path) -> None:
-    """An unreachable room (from $ECHO_STREAMER_ROOM_URL or --room) is joined, fails: exit 2, one line, < 5 s."""
+    """An unreachable room (from $ECHO_STREAMER_ROOM_URL or --room) is joined, fails: exit 2, one line, < 5 s,
+    and the same line as an error event."""
     env = offline_env()
-    args: list[str | Path | int] = ["play", short_wav, "--join-timeout", "2", "--capture", tmp_path / "cap.wav"]
+    events = tmp_path / "events.jsonl"
+    args: list[str | Path | int] = ["play", short_wav, "--join-timeout", "2", "--capture", tmp_path / "cap.wav",
+                                    "--events", events]
     if via == "env":
         env["ECHO_STREAMER_ROOM_URL"] = UNREACHABLE_ROOM
     else:
@@ -255,6 +258,8 @@ def test_unreachable_room_fails_fast_with_one_line(via: str, short_wav: Path, tm
     assert UNREACHABLE_ROOM in lines[0]
     assert "offline" not in lines[0], "a room was given, so it must not claim to stream offline"
     no_crash_text(result.stderr)
+    (error,) = read_events(events)
+    assert error["event"] == "error" and f"echo-streamer: {error['message']}" == lines[0], error
 
 
 # -- 5. signals ----------------------------------------------------------------------------
@@ -381,3 +386,19 @@ def test_interrupt_signals_during_the_join_are_ignored(short_wav: Path) -> None:
     no_crash_text(text)
     assert "interrupt (now) ignored: the stream is not running" in text, text
     assert "interrupt (next_pause) ignored: the stream is not running" in text, text
+
+
+@pytest.mark.parametrize(("sdk_error", "reason"), [
+    ('Connection(Api(RoomLookup(RoomInfoFetchFailed(Get(hyper_util::client::legacy::Error(Connect, Custom { kind: '
+     'Uncategorized, error: "failed to lookup address information: Name or service not known" }))))))',
+     "failed to lookup address information: Name or service not known"),
+    ("Connection(Api(RoomLookup(RoomNotFound)))", "room not found"),
+    ("Connection(Api(RoomLookup(RoomInfoFetchFailed(Status(404)))))", "status 404"),
+    ("meeting token is invalid", "meeting token is invalid"),
+], ids=["name-lookup", "innermost-name", "innermost-call", "plain"])
+def test_join_failures_are_said_in_words(sdk_error: str, reason: str) -> None:
+    """The SDK's join errors are Rust debug dumps (the first one is what an unknown host gives);
+    the line a user sees carries their innermost cause."""
+    from echo_streamer.output.daily import join_failure_reason
+
+    assert join_failure_reason(sdk_error) == reason

@@ -123,6 +123,22 @@ def test_stdin_equals_file(kind: str, stereo_music: Path, music_mp3: Path, cli: 
     assert np.max(np.abs(got[:compared].astype(np.int32) - want[:compared])) <= 1
 
 
+def test_a_named_pipe_is_read_as_stdin_is(stereo_music: Path, cli: Cli, tmp_path: Path) -> None:
+    """A FIFO (or /dev/stdin, or a shell's <(...)) has no size and can be read once: it is
+    decoded as it comes, as stdin is, not refused as an empty file."""
+    import os
+    import threading
+
+    fifo, from_file, from_fifo = tmp_path / "in.fifo", tmp_path / "file.wav", tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(stereo_music.read_bytes(),), daemon=True)
+    writer.start()
+    render_cli(cli, fifo, from_fifo)
+    writer.join(10)
+    render_cli(cli, stereo_music, from_file)
+    assert np.array_equal(read_output(from_fifo, 24000), read_output(from_file, 24000))
+
+
 def test_render_function(speech: Path, tmp_path: Path) -> None:
     """``render()`` called directly writes the reference frames and reports frames, samples and clipping."""
     out = tmp_path / "speech-16k.wav"

@@ -428,3 +428,35 @@ def test_close_during_playback_is_prompt_and_releases_segments(speech_file: Path
     assert events[-1]["event"] == "stream_finished"
     assert stats["frames_sent"] == stats["frames_played"]
     assert len(read_pcm(capture)) == stats["frames_sent"] * 320
+
+
+@pytest.mark.parametrize("transport", ["custom-track", "virtual-mic", "app-message"])
+def test_join_settings_publish_our_microphone_and_no_camera(transport: str) -> None:
+    """The settings the join hands the SDK, from real SDK objects: the camera neither captured
+    nor published; our custom track (by its id) or the virtual microphone (processing off) as
+    the microphone, mono at the asked bitrate; nothing at all for audio sent as app messages."""
+    from echo_streamer.output.daily import DailyMicrophone
+
+    async def settings() -> tuple[dict[str, Any], str | None]:
+        microphone = DailyMicrophone(24_000, transport, bitrate=48_000)
+        try:
+            return microphone.client_settings(), None if microphone._track is None else microphone._track.id
+        finally:
+            await microphone.close()
+
+    got, track_id = arun(settings())
+    assert got["inputs"]["camera"] is False and got["publishing"]["camera"] == {"isPublishing": False}
+    if transport == "app-message":
+        assert got["inputs"]["microphone"] is False
+        assert got["publishing"]["microphone"] == {"isPublishing": False}
+        return
+    microphone = got["inputs"]["microphone"]
+    assert microphone["isEnabled"] is True
+    if transport == "custom-track":
+        assert microphone["settings"] == {"customTrack": {"id": track_id}}
+    else:
+        off = {"exact": False}
+        assert microphone["settings"]["customConstraints"] == {
+            "autoGainControl": off, "echoCancellation": off, "noiseSuppression": off}
+    assert got["publishing"]["microphone"] == {"isPublishing": True,
+                                               "sendSettings": {"channelConfig": "mono", "bitrate": 48_000}}

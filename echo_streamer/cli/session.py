@@ -73,7 +73,7 @@ _STREAM_OPTIONS = [
     rate_option,
     frame_option,
     click.option("--gap-ms", type=click.IntRange(0, 60_000), default=300, show_default=True,
-                 help="Digital silence between segments, in ms."),
+                 help="Digital silence between segments, in ms (rounded up to whole frames, at least one)."),
     click.option("--lead-ms", type=click.IntRange(1, 200), default=10, show_default=True,
                  help="Audio handed to the SDK ahead of playout, in ms (rounded up to whole frames)."),
     click.option("--transport", type=click.Choice(["custom-track", "virtual-mic", "app-message"]),
@@ -227,8 +227,7 @@ async def _session(config: StreamerConfig, events_path: str | None, show_progres
         say("echo-streamer: no room URL given: streaming offline through a Daily audio source not joined to any call")
     try:
         return await _stream_until_done(streamer, show_progress, interrupts, work)
-    except JoinError as error:
-        say(f"echo-streamer: {error}")
+    except JoinError:  # said by _report_problems, from the error event
         return EXIT_JOIN_FAILED
     finally:
         if event_log is not None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..dsp.pipeline import Conditioner, OutputFormat, condition
 from ..dsp.resample import LOW_LATENCY_QUALITY, QUALITY, live_quality
-from ..errors import InputError
+from ..errors import InputError, JoinError
 from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
 from ..output.daily import DEFAULT_BITRATE, DailyMicrophone, resolve_once
@@ -153,9 +153,11 @@ class Streamer:
         if config.room_url is not None:
             try:
                 await self._output.join(config.room_url, config.join_timeout, config.meeting_token)
-            except BaseException:
+            except BaseException as error:
                 await self._output.close()
                 self._output = None
+                if isinstance(error, JoinError):
+                    self._emit("error", time.monotonic(), {"id": None, "item": config.room_url, "message": str(error)})
                 raise
         if config.capture_path is not None:
             self._capture = WavCapture(config.capture_path, self._format.rate)

@@ -7,6 +7,7 @@ handed to the caller's callbacks, which must not block.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -93,13 +94,13 @@ class DailyMicrophone:
             loop.call_soon_threadsafe(resolve_once, joined, error)
 
         self._client = CallClient(event_handler=_make_event_handler(self._on_event))
-        self._client.join(url, meeting_token=meeting_token, client_settings=self._client_settings(), completion=on_join)
+        self._client.join(url, meeting_token=meeting_token, client_settings=self.client_settings(), completion=on_join)
         try:
             error = await asyncio.wait_for(joined, timeout)
         except TimeoutError:
             raise JoinError(f"could not join {url}: no answer within {timeout:g} s") from None
         if error:
-            raise JoinError(f"could not join {url}: {error}")
+            raise JoinError(f"could not join {url}: {join_failure_reason(error)}")
         self._joined = True
 
     async def close(self) -> None:
@@ -135,7 +136,10 @@ class DailyMicrophone:
             return
         self._client.send_app_message(message, None, completion=on_sent)
 
-    def _client_settings(self) -> dict[str, Any]:
+    def client_settings(self) -> dict[str, Any]:
+        """What :meth:`join` hands the SDK: camera off; our track (or the virtual microphone, with
+        echo cancellation, noise suppression and auto gain off) published as the microphone,
+        mono at the Opus bitrate; nothing published for the app-message transport."""
         if self.transport == "app-message":
             return {"inputs": {"camera": False, "microphone": False},
                     "publishing": {"camera": {"isPublishing": False}, "microphone": {"isPublishing": False}}}
@@ -180,3 +184,25 @@ def _make_event_handler(on_event: Callable[[str, dict[str, Any]], None]) -> Any:
 def _participant_summary(participant: Mapping[str, Any]) -> dict[str, Any]:
     info = participant.get("info", {})
     return {"id": participant.get("id"), "user_name": info.get("userName"), "is_local": info.get("isLocal")}
+
+
+def join_failure_reason(error: str) -> str:
+    """The SDK's join error in words. It is a Rust debug dump such as
+    ``Connection(Api(RoomLookup(RoomInfoFetchFailed(Get(...Custom { kind: Uncategorized, error:
+    "failed to lookup address information: ..." })))))``: its innermost quoted message, else its
+    innermost call (``RoomLookup(RoomNotFound)`` -> "room not found", ``Status(404)`` -> "status
+    404"); a plain message as it is."""
+    quoted = re.findall(r'error: "((?:[^"\\]|\\.)*)"', error)
+    if quoted:
+        return quoted[-1].replace('\\"', '"')
+    calls = re.findall(r"(\w+)\(([^()]*)\)", error)
+    if not calls:
+        return error
+    name, argument = calls[-1]
+    if re.fullmatch(r"[A-Z][A-Za-z]+", argument):
+        return _words(argument)
+    return f"{_words(name)} {argument}".strip()
+
+
+def _words(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()

@@ -67,9 +67,9 @@ class FfmpegSource:
             reason = self._ffmpeg_reason(error.reason)
             if "matches no streams" in reason:  # our -map 0:a:0 found nothing to map
                 raise self._failure("no audio stream in it") from None
-            if reason == "Invalid data found when processing input":  # no demuxer took it, or a damaged container
-                raise self._failure(f"cannot decode: not a known audio format, or damaged ({reason})") from None
-            raise self._failure(f"cannot decode ({reason})") from None
+            # No demuxer took it, or the container is damaged: ffmpeg's words for it vary ("Invalid data
+            # found when processing input", "Invalid argument", "End of file", ...).
+            raise self._failure(f"cannot decode: not a known audio format, or damaged ({reason})") from None
         if header.sample_format != "f32le":
             raise self._failure("ffmpeg did not deliver float32 PCM")
         self.rate = header.rate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from typing import BinaryIO
 
@@ -30,7 +31,10 @@ def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> Au
     if path == "-":
         return FfmpegSource(path, block_seconds, stdin or sys.stdin.buffer)
     head = _check_file(path)
-    if _prefers_ffmpeg(head):
+    if head is None:  # a FIFO, /dev/stdin, a <(process substitution): read once, as it comes, like stdin
+        with open(path, "rb") as stream:  # ffmpeg reads its own copy of the descriptor
+            return FfmpegSource("-", block_seconds, stream, name=path)
+    if _prefers_ffmpeg(path, head):
         return FfmpegSource(path, block_seconds)
     try:
         return SoundFileSource(path, block_seconds)
@@ -60,28 +64,32 @@ def _wav_header_fault(path: str) -> InputError | None:
     return None
 
 
-def _prefers_ffmpeg(head: bytes) -> bool:
-    """MP3 and Ogg Opus go to ffmpeg although libsndfile opens them.
+def _prefers_ffmpeg(path: str, head: bytes) -> bool:
+    """MP3 (by its content or its name) and Ogg Opus go to ffmpeg although libsndfile opens them.
 
-    libsndfile's MP3 decoder (mpg123) prints warnings straight to stderr on damaged files and does
-    not report truncation; its Opus decoder picks an output rate of its own, so its result differs
-    from ffmpeg's decode of the same file.
+    libsndfile's MP3 decoder (mpg123) prints warnings straight to stderr on damaged files (or
+    anything named .mp3) and does not report truncation; its Opus decoder picks an output rate
+    of its own, so its result differs from ffmpeg's decode of the same file.
     """
-    is_mp3 = head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+    is_mp3 = (head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+              or path.lower().endswith(".mp3"))
     is_ogg_opus = head.startswith(b"OggS") and b"OpusHead" in head
     return is_mp3 or is_ogg_opus
 
 
-def _check_file(path: str) -> bytes:
-    """Reject what is plainly not an audio file; return its first bytes for sniffing."""
+def _check_file(path: str) -> bytes | None:
+    """Reject what is plainly not an audio file; return its first bytes for sniffing, or None
+    when it is not a regular file (a pipe or a device: no size, and it can be read only once)."""
     try:
         status = os.stat(path)
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
     except OSError as error:
         raise InputError(path, error.strerror or str(error)) from None
-    if os.path.isdir(path):
+    if stat.S_ISDIR(status.st_mode):
         raise InputError(path, "is a directory, not an audio file")
+    if not stat.S_ISREG(status.st_mode):
+        return None
     if status.st_size == 0:
         raise InputError(path, "empty file")
     try:
