@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -113,6 +114,18 @@ def test_wav_size_fields_are_not_trusted(data_size: int) -> None:
     np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), pcm)
 
 
+@pytest.mark.parametrize("pad", [0, 1], ids=["even-data", "odd-data"])
+def test_a_chunk_after_the_data_is_not_played(pad: int) -> None:
+    """A WAV with its real data size and a LIST chunk after the data (as editors write them):
+    the samples end with the data, the chunk is not played as a click. (A stale size with
+    samples after it runs on: the test above.)"""
+    pcm = pcm16_tone(0.1, 440.0).tobytes() + b"\x07" * pad
+    tags = b"LIST" + struct.pack("<I", 26) + b"INFOISFT" + struct.pack("<I", 14) + b"Lavf60.16.100\0"
+    stream = wav_header(rate=RATE, data_bytes=len(pcm)) + pcm + b"\0" * pad + tags
+    samples, _rate, _channels = decode_all(pieces(stream, [7, 300]))
+    np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), pcm16_tone(0.1, 440.0))
+
+
 def test_real_espeak_stdout_is_read_whole() -> None:
     """espeak-ng --stdout: a streaming WAV at 22050 Hz, decoded to the same samples as the file it writes."""
     streamed = run("espeak-ng", "--stdout", "Testing the pipe.")
@@ -202,6 +215,23 @@ def test_raw_streams_are_never_split() -> None:
     """Without split_wav (a raw format), bytes that look like a WAV header are just samples."""
     data = bytes(100) + wav_header(rate=RATE, data_bytes=0) + bytes(100)
     assert utterances(written_to_a_pipe(data, [33], split_wav=False)) == [data]
+
+
+def test_opening_a_fifo_finds_what_a_writer_left_while_no_one_was_opening_it(tmp_path: Path) -> None:
+    """With --follow, the previous reader is still open when a quick writer comes, writes and
+    goes; the next open must not wait for a writer after it (which may never come)."""
+    fifo = tmp_path / "say"
+    os.mkfifo(fifo)
+    previous = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the reader of the writer before
+    with open(fifo, "wb") as writer:
+        writer.write(b"left behind")
+    opened: list[PipeReader] = []
+    opener = threading.Thread(target=lambda: opened.append(PipeReader.open(str(fifo))), daemon=True)
+    opener.start()
+    opener.join(2)
+    os.close(previous)
+    assert opened, "the open waited for another writer"
+    assert utterances(opened[0]) == [b"left behind"]
 
 
 def test_discarding_an_utterance_stops_at_the_next_header() -> None:
@@ -407,7 +437,10 @@ def test_interrupt_before_the_first_bytes_cancels_that_writers_utterance(tmp_pat
     ((), b"garbage that is not audio, not even close" * 50, "-: cannot decode"),
     (("--format", "f32le", "--input-rate", "24000"), np.full(4800, np.nan, "<f4").tobytes(), "-: "),
     ((), b"", "-: empty stream"),
-], ids=["garbage", "nan-floats", "empty"])
+    (("--format", "s16le", "--input-rate", "22050"), b"", "-: empty stream: not one whole sample"),
+    (("--format", "s16le", "--input-rate", "22050"), b"a", "-: empty stream: not one whole sample"),
+    ((), wav_header(rate=RATE, data_bytes=0), "-: empty stream: not one whole sample"),
+], ids=["garbage", "nan-floats", "empty", "raw-empty", "raw-one-byte", "wav-header-alone"])
 def test_bad_pipe_input_is_one_line_and_exit_1(args: tuple[str, ...], stdin: bytes, complaint: str,
                                                cli: Cli) -> None:
     result = cli("pipe", *args, stdin=stdin, timeout=60)
@@ -434,6 +467,13 @@ def test_follow_refuses_a_regular_file(cli: Cli, tmp_path: Path) -> None:
     regular.write_bytes(b"\x00" * 100)
     result = cli("pipe", "--input", regular, "--follow")
     assert result.returncode == 2 and "needs a named FIFO" in result.stderr
+
+
+def test_follow_refuses_an_anonymous_pipe(cli: Cli) -> None:
+    """/dev/stdin on a shell's pipe is a FIFO too, but one that, once its writer is gone, is at
+    its end however often it is reopened: --follow on it would spin."""
+    result = cli("pipe", "--input", "/dev/stdin", "--follow", stdin=b"\0" * 100, timeout=30)
+    assert result.returncode == 2 and "not an anonymous pipe" in result.stderr, result.stderr
 
 
 def test_raw_22050_s16le_pipe_as_in_the_readme(tmp_path: Path) -> None:

@@ -102,6 +102,10 @@ def _check_input(path: str, follow: bool) -> None:
     if follow and not stat.S_ISFIFO(mode):
         raise click.BadParameter(f"{path}: --follow needs a named FIFO (mkfifo), not a regular file",
                                  param_hint="--input")
+    # /dev/stdin or /dev/fd/N on a shell's pipe: a FIFO too, but reopening it finds its end again at once.
+    if follow and os.path.basename(os.path.realpath(path)).startswith("pipe:["):
+        raise click.BadParameter(f"{path}: --follow needs a named FIFO (mkfifo), not an anonymous pipe",
+                                 param_hint="--input")
 
 
 async def _opened(path: str | None, split_wav: bool) -> PipeReader:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -15,6 +16,8 @@ from .formats import AUTO
 from .rawpcm import SampleDecoder
 from .wavheader import read_wav_header
 
+# What a RIFF chunk's id looks like (LIST, id3 , bext, ...): four letters, digits or spaces.
+_RIFF_CHUNK_ID = re.compile(rb"[A-Za-z][A-Za-z0-9 ]{3}")
 # ffmpeg's output for a compressed stream: small blocks, so audio moves on as soon as it is decoded.
 _FFMPEG_BLOCK_SECONDS = 0.02
 
@@ -38,12 +41,22 @@ class ChunkReader:
         self._buffer = self._buffer[len(data):]
         return data
 
-    def __iter__(self) -> Iterator[bytes]:
-        """The remaining bytes, each chunk as soon as it arrives."""
+    def next_chunk(self) -> bytes | None:
+        """The next bytes: what :meth:`peek` or :meth:`unread` left, else the next chunk as soon as
+        it arrives; None at the end of the stream."""
         if self._buffer:
             data, self._buffer = self._buffer, b""
-            yield data
-        yield from self._chunks
+            return data
+        return next(self._chunks, None)
+
+    def unread(self, data: bytes) -> None:
+        """Put ``data`` back in front of what is still to be read."""
+        self._buffer = data + self._buffer
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The remaining bytes, each chunk as soon as it arrives."""
+        while (chunk := self.next_chunk()) is not None:
+            yield chunk
 
     def close(self) -> None:
         close = getattr(self._source, "close", None)
@@ -55,13 +68,18 @@ class RawStreamSource:
     """Raw samples (or a WAV's data chunk) from a :class:`ChunkReader`, one block per chunk received.
 
     Never reads ahead: a block is yielded as soon as its bytes arrive, which is what keeps a pipe's
-    latency low. A partial sample left at the end of the stream is dropped.
+    latency low. A partial sample left at the end of the stream is dropped. ``data_bytes`` is a
+    WAV's data size where it is not a placeholder: when a RIFF chunk (LIST, id3, ...) follows that
+    many bytes, the samples end there; otherwise the size was stale and they run on.
     """
 
     duration: float | None = None
 
-    def __init__(self, reader: ChunkReader, name: str, sample_format: str, rate: int, channels: int) -> None:
+    def __init__(self, reader: ChunkReader, name: str, sample_format: str, rate: int, channels: int,
+                 data_bytes: int | None = None) -> None:
         check_format(name, rate, channels)
+        self._data_left = data_bytes
+        self._pad = (data_bytes or 0) & 1  # a chunk after odd-sized data starts a byte later
         self.name = name
         self.rate = rate
         self.channels = channels
@@ -69,10 +87,30 @@ class RawStreamSource:
         self._decoder = SampleDecoder(name, sample_format, channels)
 
     def blocks(self) -> Iterator[np.ndarray]:
-        for chunk in self._reader:
+        """Decoded blocks as their bytes arrive; raises :class:`InputError` at the end when not one
+        whole sample came (an empty stream, a header alone, a stray byte)."""
+        samples = 0
+        for block in self._decoded():
+            samples += len(block)
+            yield block
+        if not samples:
+            raise InputError(self.name, "empty stream: not one whole sample in it")
+
+    def _decoded(self) -> Iterator[np.ndarray]:
+        while (chunk := self._reader.next_chunk()) is not None:
+            at_data_end = self._data_left is not None and len(chunk) >= self._data_left
+            if at_data_end:
+                assert self._data_left is not None
+                self._reader.unread(chunk[self._data_left:])
+                chunk, self._data_left = chunk[:self._data_left], None
+            elif self._data_left is not None:
+                self._data_left -= len(chunk)
             block = self._decoder.push(chunk)
             if len(block):
                 yield block
+            # Only now look past the data (the look may wait for bytes): its audio is out already.
+            if at_data_end and _RIFF_CHUNK_ID.fullmatch(self._reader.peek(self._pad + 4)[self._pad:]):
+                return
 
     def close(self) -> None:
         self._reader.close()
@@ -99,7 +137,8 @@ def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AU
             raise InputError(name, "empty stream")
         if head == b"RIFF":
             header = read_wav_header(reader, name)
-            return RawStreamSource(reader, name, header.sample_format, header.rate, header.channels)
+            return RawStreamSource(reader, name, header.sample_format, header.rate, header.channels,
+                                   header.data_bytes)
     except BaseException:
         reader.close()
         raise

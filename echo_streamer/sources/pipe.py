@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
+import sys
+import termios
 import threading
 from collections.abc import Iterator
 
 from .wavheader import find_wav_signature
 
 READ_SIZE = 65536
+# How often a reader waiting for a FIFO's next writer looks for bytes a writer left while it was not looking.
+_WRITER_POLL_S = 0.05
 
 
 class PipeReader:
@@ -41,8 +47,12 @@ class PipeReader:
 
     @classmethod
     def open(cls, path: str, split_wav: bool = False) -> PipeReader:
-        """Open ``path`` for reading; for a named FIFO this blocks until a writer opens it."""
-        return cls(os.open(path, os.O_RDONLY), path, split_wav)
+        """Open ``path`` for reading; for a named FIFO this blocks until a writer opens it, or
+        until bytes are waiting in it (a writer that came, wrote and went while no reader was
+        opening it: a plain blocking open would wait for the writer after it)."""
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return cls(os.open(path, os.O_RDONLY), path, split_wav)
+        return cls(_fifo_with_a_writer(path), path, split_wav)
 
     def utterance(self) -> Iterator[bytes]:
         """The current utterance's bytes, as they arrive, until its end."""
@@ -97,3 +107,29 @@ class PipeReader:
             self._at_next_header = True
         data, self._buffer = self._buffer[:start], self._buffer[start:]
         return data
+
+
+def _fifo_with_a_writer(path: str) -> int:
+    """A descriptor reading FIFO ``path`` once a writer has opened it or left bytes in it."""
+    # Never blocks, and keeps what a writer leaves in the FIFO while the blocking open waits.
+    holding = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    opened: list[int] = []
+    opener = threading.Thread(target=lambda: opened.append(os.open(path, os.O_RDONLY)), daemon=True)
+    opener.start()
+    while opener.is_alive():
+        opener.join(_WRITER_POLL_S)
+        if opener.is_alive() and _bytes_waiting(holding):
+            # Let the blocking open return (a writer that writes nothing), then read what was left.
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            opener.join()
+            os.close(opened[0])
+            os.set_blocking(holding, True)
+            return holding
+    os.close(holding)
+    return opened[0]
+
+
+def _bytes_waiting(fd: int) -> int:
+    waiting = bytearray(4)
+    fcntl.ioctl(fd, termios.FIONREAD, waiting)
+    return int.from_bytes(waiting, sys.byteorder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,6 +15,8 @@ _FORMAT_ALAW = 6
 _FORMAT_MULAW = 7
 _FORMAT_EXTENSIBLE = 0xFFFE
 _MAX_SKIPPED_CHUNK = 1 << 20
+# Data sizes from here up are what streaming writers put there (espeak-ng: 0x7FFFF000).
+_PLACEHOLDER_SIZES = 0x7FFF0000
 _SIGNATURE_SIZE = 12  # b"RIFF", the RIFF size, b"WAVE"
 
 # (format tag, bits per sample) -> the raw sample format of the data chunk.
@@ -31,6 +34,8 @@ class WavHeader:
     rate: int
     channels: int
     sample_format: str  # a name in rawpcm.RAW_FORMATS
+    # The data chunk's size, or None when it is a streaming writer's placeholder.
+    data_bytes: int | None = None
 
 
 def _read_exact(stream: Readable, size: int, name: str) -> bytes:
@@ -43,8 +48,10 @@ def _read_exact(stream: Readable, size: int, name: str) -> bytes:
 def read_wav_header(stream: Readable, name: str) -> WavHeader:
     """Read up to the start of the ``data`` chunk and return the sample format.
 
-    The RIFF and data sizes are ignored: streamed WAVs (ffmpeg to a pipe, ``espeak-ng --stdout``)
-    write placeholders there, so the data simply runs to the end of the stream.
+    The RIFF size is ignored, and so is a data size that is a placeholder (0, or 0xFFFFFFFF and
+    just under it, as ffmpeg to a pipe and ``espeak-ng --stdout`` write it): such data runs to
+    the end of the stream. A real data size is kept (``data_bytes``): what follows it (a LIST
+    chunk, say) is not audio.
     """
     if not starts_with_wav_signature(_read_exact(stream, _SIGNATURE_SIZE, name)):
         raise InputError(name, "not a WAV stream (no RIFF/WAVE header)")
@@ -54,7 +61,8 @@ def read_wav_header(stream: Readable, name: str) -> WavHeader:
         if chunk_id == b"data":
             if header is None:
                 raise InputError(name, "WAV data chunk before its fmt chunk")
-            return header
+            placeholder = size == 0 or size >= _PLACEHOLDER_SIZES
+            return dataclasses.replace(header, data_bytes=None if placeholder else size)
         if chunk_id == b"fmt ":
             if not 16 <= size <= 1024:
                 raise InputError(name, f"WAV fmt chunk of absurd size {size}")
