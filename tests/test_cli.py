@@ -84,7 +84,9 @@ def test_play_progress_line(cli: Cli) -> None:
     updates = [line for line in result.stderr.split("\r") if short.name in line]
     assert len(updates) >= 5  # refreshed ten times a second while the file plays
     assert all(line.startswith("[") and " / 00:0" in line for line in updates)
-    assert "#" in updates[-1]
+    # The last drawing of the line is the whole file: the bar full, elapsed = total (to 0.1 s).
+    elapsed, total = (float(clock.split(":")[1]) for clock in updates[-1].split("] ")[1].split("  ")[0].split(" / "))
+    assert updates[-1].startswith("[" + "#" * 24 + "]") and abs(elapsed - total) <= 0.11, updates[-1]
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,8 @@ def test_live_streams_what_the_card_plays(jack_env: dict[str, str], tmp_path: Pa
     assert live["ahead_ms"] is not None and live["margin_ms"] - 5 <= live["ahead_ms"] <= live["margin_ms"] + 5, live
     # The closing line (PortAudio may report an input overflow of its own on a loaded machine).
     assert re.search(r"clock drift [+-]\d+ ppm \(\d+ samples dropped, \d+ repeated, [+-]\d+ of them placing the "
-                     r"start\), \d+ blocks dropped \(overflow\), [01] underruns", stderr), stderr
+                     r"start\), \d+ blocks dropped \(overflow\), \d+ overruns in the device, [01] underruns",
+                     stderr), stderr
 
 
 def test_interrupt_mutes_until_sigcont(jack_env: dict[str, str], tmp_path: Path) -> None:
@@ -182,6 +183,16 @@ def test_devices_with_no_sound_server_says_so(tmp_path: Path) -> None:
                             env=env, timeout=30)
     assert (result.returncode, result.stdout, result.stderr.count("\n")) == (1, "", 1), result.stderr
     assert result.stderr.startswith("echo-streamer: no input devices: "), result.stderr
+
+
+def test_live_with_no_sound_server_says_there_is_no_default_input(tmp_path: Path) -> None:
+    env = {**offline_env(), "PULSE_SERVER": f"unix:{tmp_path}/no-pulse", "XDG_RUNTIME_DIR": str(tmp_path),
+           "JACK_DEFAULT_SERVER": "echo-streamer-no-such-server", "JACK_NO_START_SERVER": "1"}
+    result = subprocess.run([sys.executable, "-m", "echo_streamer", "live"], capture_output=True, text=True,
+                            env=env, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("echo-streamer: live input (default): no default input device (no sound card, "
+                                     "or no sound server running)"), result.stderr
 
 
 @pytest.mark.parametrize(("args", "says"), [

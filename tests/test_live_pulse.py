@@ -334,6 +334,16 @@ def test_more_channels_than_the_device_has_is_one_line(pulse_env: dict[str, str]
     assert result.stderr == "echo-streamer: live input 'pulse': 64 channels asked for, it captures at most 32\n"
 
 
+
+def test_a_name_that_matches_several_devices_lists_them_on_its_one_line(pulse_env: dict[str, str]) -> None:
+    """"e" is in "pulse" and in "default": the line names the matches, so the user can pick one."""
+    result = subprocess.run([sys.executable, "-m", "echo_streamer", "live", "--device", "e"],
+                            capture_output=True, text=True, env=pulse_env, timeout=30)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("echo-streamer: live input 'e': Multiple input devices found for 'e': ")
+    assert "pulse" in result.stderr and "default" in result.stderr, result.stderr
+
+
 OPEN_64_CHANNELS = """
 import os, sys, sounddevice
 from echo_streamer.sources.live import portaudio_checks_hidden

@@ -312,26 +312,32 @@ class _Progress:
 
     def refresh(self) -> None:
         segment = self._streamer.current
+        if self._shown is not None and segment is not self._shown:
+            self.done()
         if segment is None or segment.started_at is None:
             return
-        if self._shown is not None and segment is not self._shown:
-            click.echo("", err=True)
         self._shown = segment
+        self._draw(segment)
+
+    def done(self) -> None:
+        """End the line of the segment shown, drawn where it ended (all of it, unless it was cut)."""
+        if self._shown is not None:
+            self._draw(self._shown)
+            click.echo("", err=True)
+            self._shown = None
+
+    @staticmethod
+    def _draw(segment: Segment) -> None:
         total = "?" if segment.duration is None else _clock(segment.duration)
         name = os.path.basename(segment.name)
         click.echo(f"\r{_bar(segment)} {_clock(segment.position_ms / 1000)} / {total}  {name}\033[K", err=True,
                    nl=False)
 
-    def done(self) -> None:
-        if self._shown is not None:
-            click.echo("", err=True)
-            self._shown = None
-
 
 def _bar(segment: Segment, width: int = 24) -> str:
     if not segment.duration:
         return "[" + " " * width + "]"
-    filled = min(width, int(width * segment.position_ms / 1000 / segment.duration))
+    filled = min(width, round(width * segment.position_ms / 1000 / segment.duration))
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 

@@ -200,7 +200,12 @@ class LiveInput:
 def _reason(error: Exception) -> str:
     """sounddevice's message, less its function name and PortAudio's error code:
     "Error opening RawInputStream: Invalid sample rate [PaErrorCode -9997]" -> "cannot open it: Invalid sample rate"."""
-    text = _ERROR_CODE.sub("", str(error).splitlines()[0])
+    first, *more = str(error).splitlines()
+    text = _ERROR_CODE.sub("", first)
+    if text == "Error querying device -1":  # what PortAudio says when there is no default input
+        return "no default input device (no sound card, or no sound server running)"
+    if more:  # sounddevice lists the devices an ambiguous name matches on the lines after
+        text += " " + "; ".join(line.strip() for line in more if line.strip())
     return _OPENING.sub("cannot open it: ", text)
 
 
