@@ -363,6 +363,36 @@ def test_fifo_follow_makes_one_segment_per_writer(pause_s: float, tmp_path: Path
         assert later - (earlier + len(pcm)) >= 200 * RATE // 1000
 
 
+def test_fifo_follow_makes_one_segment_per_raw_writer(tmp_path: Path) -> None:
+    """Raw writers (no header to tell them apart) in turn, each opening the FIFO 50 ms after the
+    last closed, while the last one's audio still plays (a shell loop running a TTS per
+    sentence): one segment each, in order, bit-exact, with the gap between them."""
+    fifo = tmp_path / "say"
+    os.mkfifo(fifo)
+    events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
+    tones = [pcm16_tone(0.5, freq) for freq in (330.0, 550.0, 770.0)]
+    process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", "--format", "s16le", "--input-rate",
+                                           RATE, "--gap-ms", 200, "--events", events, "--capture", capture),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
+    try:
+        for pcm in tones:
+            with open(fifo, "wb") as writer:
+                writer.write(pcm.tobytes())
+            time.sleep(0.05)
+        wait_for_event(events, "item_finished", process, count=3)
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    finished = [e for e in read_events(events) if e["event"] == "item_finished"]
+    assert [e["samples"] for e in finished] == [len(pcm) for pcm in tones], finished
+    starts = locate(read_pcm(capture), [pcm.astype(np.int16) for pcm in tones], 240)
+    for earlier, later, pcm in zip(starts, starts[1:], tones, strict=False):
+        assert later - (earlier + len(pcm)) >= 200 * RATE // 1000
+
+
 def test_hard_interrupt_drops_the_rest_of_what_the_writer_sends(tmp_path: Path) -> None:
     """SIGUSR1 while a writer is still sending: the audio fades out, nothing it sends later is
     played, the writer is never blocked (it finishes), and pipe exits 0 once the writer closes."""

@@ -444,7 +444,10 @@ class Streamer:
                 self._emit_threadsafe("clipped", time.monotonic(),
                                       {"id": segment.id, "item": segment.name, "samples": conditioner.clipped}, None)
         except InputError as error:
-            end = self._fail(segment, str(error))
+            # A segment cut or dropped before its source failed (a pipe's writer that sent nothing
+            # once the cut had taken what it did send): nothing of it was to play any more.
+            if not segment.discarded:
+                end = self._fail(segment, str(error))
         except Exception as error:  # a bug must fail one segment, not the stream
             end = self._fail(segment, f"{segment.name}: unexpected {type(error).__name__}: {error}")
         finally:

@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
+import select
 import stat
-import sys
-import termios
 import threading
 from collections.abc import Iterator
 
-from .wavheader import find_wav_signature
+from .wavheader import SIGNATURE_SIZE, find_wav_signature
 
 READ_SIZE = 65536
-# How often a reader waiting for a FIFO's next writer looks for bytes a writer left while it was not looking.
-_WRITER_POLL_S = 0.05
+# Read ahead of the consumer at most this much (6 minutes of 22 kHz s16); beyond it the writer waits.
+MAX_BUFFERED = 16 << 20
 
 
 class PipeReader:
     """Reads one open file descriptor until its writer closes it; owns (and closes) the descriptor.
 
-    The bytes come as utterances: what one writer sent. A FIFO shows the end of a writer only if
-    the next one has not opened it yet, so writers that follow each other closely (a TTS process
-    per sentence) arrive as one stream. With ``split_wav``, a new RIFF/WAVE header in the stream
-    therefore also ends an utterance, and the next one starts with that header.
+    The bytes come as utterances: what one writer sent. A thread reads the descriptor as fast as
+    bytes come (up to ``MAX_BUFFERED`` ahead of the consumer; then the writer waits), so a FIFO's
+    end is seen as its writer closes, before a next writer opens it: a TTS process per sentence
+    gives an utterance per sentence, raw or compressed. A next writer that opens the FIFO before
+    that end was seen (within microseconds, or behind a full buffer) continues the same stream;
+    with ``split_wav``, a new RIFF/WAVE header in the stream therefore also ends an utterance,
+    and the next one starts with that header.
 
-    :meth:`utterance` yields whatever each read returns, as soon as any bytes are there: it never
-    waits for a buffer to fill, so a writer's first bytes move on at once (only the few bytes that
-    may begin a WAV header wait for the rest of it). It and :meth:`discard_utterance` block while
-    the writer is silent; they are meant for two threads, and every read goes through one lock.
-    ``utterance_over`` is set when the current utterance has been read to its end, ``ended`` when
-    the writer has closed.
+    :meth:`utterance` yields bytes as soon as any are there (at most ``READ_SIZE`` at a time): it
+    never waits for a buffer to fill, so a writer's first bytes move on at once (only the few
+    bytes that may begin a WAV header wait for the rest of it). It and :meth:`discard_utterance`
+    block while the writer is silent; they may run in two threads. ``utterance_over`` is set
+    when the current utterance has been read to its end, ``ended`` when the writer has closed
+    and everything it sent was handed out.
     """
 
     def __init__(self, fd: int, name: str, split_wav: bool = False) -> None:
@@ -39,11 +40,14 @@ class PipeReader:
         self.split_wav = split_wav
         self.ended = threading.Event()
         self.utterance_over = threading.Event()
-        self._lock = threading.Lock()
-        self._buffer = b""  # read, not yet handed out
+        self._changed = threading.Condition()
+        self._buffer = bytearray()  # read, not handed out yet
+        self._writer_closed = False
+        self._closing = False
         self._utterance = 0  # which one is current: a late reader of an earlier one gets nothing
         self._fresh = True  # nothing of the current utterance handed out yet
         self._at_next_header = False
+        threading.Thread(target=self._fill, name=f"echo-streamer-read {name}", daemon=True).start()
 
     @classmethod
     def open(cls, path: str, split_wav: bool = False) -> PipeReader:
@@ -61,7 +65,7 @@ class PipeReader:
             yield data
 
     def discard_utterance(self) -> None:
-        """Read and drop the rest of the current utterance, so that the writer is never blocked on a full pipe."""
+        """Drop the rest of the current utterance (a cut segment's), as it arrives."""
         utterance = self._utterance
         while self._next(utterance):
             pass
@@ -69,7 +73,7 @@ class PipeReader:
     def next_utterance(self) -> bool:
         """Move on to the utterance that begins where the current one ended at a WAV header;
         False if it ended because the writer closed."""
-        with self._lock:
+        with self._changed:
             if not self._at_next_header:
                 return False
             self._utterance += 1
@@ -78,58 +82,92 @@ class PipeReader:
             return True
 
     def close(self) -> None:
-        os.close(self.fd)
+        """Close the descriptor. While the reading thread still waits on it (the writer has not
+        closed), that thread closes it when its read returns: closed now, its number could be
+        given to the next open and read by the wrong reader."""
+        with self._changed:
+            self._closing = True
+            if self._writer_closed:
+                os.close(self.fd)
+
+    def _fill(self) -> None:
+        """The reading thread: what the writer sends, into the buffer, until it closes."""
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: len(self._buffer) < MAX_BUFFERED)
+            more = os.read(self.fd, READ_SIZE)
+            with self._changed:
+                self._buffer += more
+                self._writer_closed = not more
+                self._changed.notify_all()
+                if not more:
+                    if self._closing:
+                        os.close(self.fd)
+                    return
 
     def _next(self, utterance: int) -> bytes:
-        with self._lock:
+        with self._changed:
             while utterance == self._utterance:
                 if data := self._take():
                     self._fresh = False
+                    self._changed.notify_all()  # room in the buffer
                     return data
-                if self._at_next_header or self.ended.is_set():
-                    break
-                more = os.read(self.fd, READ_SIZE)
-                if not more:
+                if self._writer_closed and not self._buffer:
                     self.ended.set()
-                self._buffer += more
+                    break
+                if self._at_next_header:
+                    break
+                self._changed.wait()
             if utterance == self._utterance:
                 self.utterance_over.set()
             return b""
 
     def _take(self) -> bytes:
-        """The buffered bytes that belong to the current utterance and can go out now."""
-        found = find_wav_signature(self._buffer, 1 if self._fresh else 0) if self.split_wav else None
-        if found is None or (not found[1] and self.ended.is_set()):
-            data, self._buffer = self._buffer, b""
-            return data
-        start, complete = found
-        if start == 0 and complete:
-            self._at_next_header = True
-        data, self._buffer = self._buffer[:start], self._buffer[start:]
-        return data
+        """The buffered bytes that belong to the current utterance and can go out now: at most
+        ``READ_SIZE``, and none of a next WAV header (nor of what may be the start of one)."""
+        window = bytes(self._buffer[:READ_SIZE + SIGNATURE_SIZE])
+        end = len(window)
+        found = find_wav_signature(window, 1 if self._fresh else 0) if self.split_wav else None
+        if found is not None:
+            start, complete = found
+            at_the_very_end = len(window) == len(self._buffer) and self._writer_closed
+            if complete or not at_the_very_end:
+                end = start
+                self._at_next_header = start == 0 and complete
+        end = min(end, READ_SIZE)
+        del self._buffer[:end]
+        return window[:end]
 
 
 def _fifo_with_a_writer(path: str) -> int:
-    """A descriptor reading FIFO ``path`` once a writer has opened it or left bytes in it."""
-    # Never blocks, and keeps what a writer leaves in the FIFO while the blocking open waits.
+    """A descriptor reading FIFO ``path``, once a writer has opened it or has left bytes in it.
+
+    A blocking open returns when a writer opens the FIFO (so a writer's utterance begins with its
+    open, before its first bytes); but a writer that came, wrote and went just before it would
+    leave the open waiting for the writer after it. So the FIFO is also held open without
+    blocking (keeping what such a writer leaves) and watched for bytes; whichever comes first.
+    """
     holding = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    woken_read, woken_write = os.pipe()
     opened: list[int] = []
-    opener = threading.Thread(target=lambda: opened.append(os.open(path, os.O_RDONLY)), daemon=True)
+
+    def open_blocking() -> None:
+        try:
+            opened.append(os.open(path, os.O_RDONLY))
+        finally:
+            os.write(woken_write, b"!")
+
+    opener = threading.Thread(target=open_blocking, name="echo-streamer-fifo-open", daemon=True)
     opener.start()
-    while opener.is_alive():
-        opener.join(_WRITER_POLL_S)
-        if opener.is_alive() and _bytes_waiting(holding):
-            # Let the blocking open return (a writer that writes nothing), then read what was left.
-            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-            opener.join()
-            os.close(opened[0])
-            os.set_blocking(holding, True)
-            return holding
-    os.close(holding)
+    watch = select.poll()
+    watch.register(holding, select.POLLIN)
+    watch.register(woken_read, select.POLLIN)
+    watch.poll()
+    while opener.is_alive():  # bytes were left: let the blocking open return, with a writer that writes nothing
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        opener.join(0.01)  # (the opener may not have reached its open yet)
+    for fd in (holding, woken_read, woken_write):
+        os.close(fd)
+    if not opened:
+        raise OSError(f"{path}: could not be opened for reading")
     return opened[0]
-
-
-def _bytes_waiting(fd: int) -> int:
-    waiting = bytearray(4)
-    fcntl.ioctl(fd, termios.FIONREAD, waiting)
-    return int.from_bytes(waiting, sys.byteorder)

@@ -17,7 +17,7 @@ _FORMAT_EXTENSIBLE = 0xFFFE
 _MAX_SKIPPED_CHUNK = 1 << 20
 # Data sizes from here up are what streaming writers put there (espeak-ng: 0x7FFFF000).
 _PLACEHOLDER_SIZES = 0x7FFF0000
-_SIGNATURE_SIZE = 12  # b"RIFF", the RIFF size, b"WAVE"
+SIGNATURE_SIZE = 12  # b"RIFF", the RIFF size, b"WAVE"
 
 # (format tag, bits per sample) -> the raw sample format of the data chunk.
 _SAMPLE_FORMATS = {(_FORMAT_PCM, 8): "u8", (_FORMAT_PCM, 16): "s16le", (_FORMAT_PCM, 24): "s24le",
@@ -53,7 +53,7 @@ def read_wav_header(stream: Readable, name: str) -> WavHeader:
     the end of the stream. A real data size is kept (``data_bytes``): what follows it (a LIST
     chunk, say) is not audio.
     """
-    if not starts_with_wav_signature(_read_exact(stream, _SIGNATURE_SIZE, name)):
+    if not starts_with_wav_signature(_read_exact(stream, SIGNATURE_SIZE, name)):
         raise InputError(name, "not a WAV stream (no RIFF/WAVE header)")
     header: WavHeader | None = None
     while True:
@@ -85,7 +85,7 @@ def _parse_fmt(fmt: bytes, name: str) -> WavHeader:
 
 def starts_with_wav_signature(data: bytes) -> bool:
     """Whether ``data`` begins with a whole RIFF/WAVE signature."""
-    return data[:4] == b"RIFF" and data[8:_SIGNATURE_SIZE] == b"WAVE"
+    return data[:4] == b"RIFF" and data[8:SIGNATURE_SIZE] == b"WAVE"
 
 
 def _is_signature_start(data: bytes) -> bool:
@@ -97,11 +97,11 @@ def find_wav_signature(data: bytes, start: int = 0) -> tuple[int, bool] | None:
     """Where the first RIFF/WAVE signature at or after ``start`` begins, and whether all of it is
     in ``data`` (False: ``data`` ends with the start of one); None if there is none."""
     index = data.find(b"RIFF", start)
-    while index != -1 and index + _SIGNATURE_SIZE <= len(data):
-        if starts_with_wav_signature(data[index:index + _SIGNATURE_SIZE]):
+    while index != -1 and index + SIGNATURE_SIZE <= len(data):
+        if starts_with_wav_signature(data[index:index + SIGNATURE_SIZE]):
             return index, True
         index = data.find(b"RIFF", index + 1)
-    for index in range(max(start, len(data) - _SIGNATURE_SIZE + 1), len(data)):
+    for index in range(max(start, len(data) - SIGNATURE_SIZE + 1), len(data)):
         if _is_signature_start(data[index:]):
             return index, False
     return None
