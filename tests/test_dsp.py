@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from echo_streamer.dsp.convert import downmix, to_pcm16
 from echo_streamer.dsp.framer import Framer
-from echo_streamer.dsp.pauses import MIN_PAUSE_MS, PauseDetector
+from echo_streamer.dsp.pauses import MIN_PAUSE_MS, PauseDetector, first_dip
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
 from echo_streamer.dsp.decimate import lowpass
 from echo_streamer.dsp.resample import (
@@ -494,3 +494,15 @@ def test_pause_length_does_not_depend_on_frame_length(frame_ms: int) -> None:
     frames = silence_then_tone.reshape(-1, 24 * frame_ms)
     marks = PauseDetector(frame_ms).mark(frames)
     assert int(np.flatnonzero(marks)[0]) * frame_ms == 100 - frame_ms
+
+
+@pytest.mark.parametrize(("dips_db", "expected"), [
+    ((-20.0, -24.0), 3), ((-10.0, -30.0), 7), ((-3.0, -6.0), None), ((-30.0, -30.0), 3)],
+    ids=["nearly-as-deep-sooner", "only-the-deep-one", "no-dip-deep-enough", "the-first-of-equals"])
+def test_first_dip_is_the_first_frame_nearly_as_quiet_as_the_quietest(dips_db: tuple[float, float],
+                                                                       expected: int | None) -> None:
+    """Ten frames of a steady tone with two quieter ones, at frames 3 and 7."""
+    gains = np.ones(10)
+    gains[[3, 7]] = [10 ** (db / 20) for db in dips_db]
+    frames = np.rint(np.sin(np.arange(240) * 0.3)[None, :] * 16000 * gains[:, None]).astype(np.int16)
+    assert first_dip(frames) == expected

@@ -24,12 +24,14 @@ from conftest import (
     locate,
     read_pcm,
     rendered,
+    run,
     segment_start,
     tone,
 )
 
 from echo_streamer import Interruption, Segment, Streamer, StreamerConfig
 from echo_streamer.dsp.fade import FADE_MS, fade_out, fade_window
+from echo_streamer.dsp.pauses import frame_levels
 from echo_streamer.dsp.pipeline import OutputFormat
 
 Event = dict[str, Any]
@@ -196,6 +198,45 @@ def test_next_pause_on_real_speech_cuts_in_the_first_pause_after_the_request(spe
         "a pause after the request was skipped"
     assert cut_ms - position_at_request <= 400
     assert np.abs(reference[k]).max() < 0.02 * np.abs(reference).max(), "the faded frame is not quiet"
+
+
+@pytest.fixture(scope="module")
+def fluent_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """espeak-ng reading a long sentence with no punctuation: words run together, hardly a pause."""
+    path = tmp_path_factory.mktemp("fluent") / "fluent.wav"
+    run("espeak-ng", "-w", path, "the quick brown fox jumps over the lazy dog while the old band plays on and on "
+        "into the night and nobody in the whole town goes to sleep before the morning comes")
+    return path
+
+
+@pytest.mark.parametrize("request_ms", [700, 1500, 2300, 3100])
+def test_next_pause_in_fluent_speech_cuts_in_the_first_deep_dip_ahead(fluent_speech: Path, request_ms: int,
+                                                                        tmp_path: Path) -> None:
+    """Fluent speech has no 100 ms pause within max_wait_ms of most moments: the soft cut then
+    fades the first frame within max_wait_ms that is 12 dB under the median level there and
+    within 6 dB of the quietest (a dip between words), not whatever frame comes next."""
+    output = OutputFormat(24000, 10)
+    reference, result = rendered(fluent_speech, output)
+    capture = tmp_path / "capture.wav"
+
+    async def session() -> tuple[Interruption, float]:
+        async with Streamer(StreamerConfig(capture_path=str(capture))) as streamer:
+            segment = streamer.play(str(fluent_speech))
+            await reach(segment, request_ms)
+            position_at_request = segment.position_ms
+            interruption = await streamer.interrupt("next_pause").wait()
+        return interruption, position_at_request
+
+    interruption, position_at_request = arun(session())
+    k, faded = cut_in_capture(read_pcm(capture), reference, output, interruption.position_ms)
+    cut_ms = k * output.frame_ms
+    assert interruption.cut in ("dip", "pause"), interruption.cut
+    assert faded and 0 <= cut_ms - position_at_request <= 400
+    if interruption.cut == "dip":
+        first = int(position_at_request // output.frame_ms) + 1  # the frame after the one in flight
+        window = frame_levels(reference[first:first + 40])
+        deep = np.flatnonzero((window <= np.median(window) - 12) & (window <= window.min() + 6))
+        assert len(deep) and k == first + deep[0], (k, first, deep)
 
 
 def test_next_pause_cuts_at_once_when_the_decoded_audio_has_no_pause(tones: tuple[Path, Path],

@@ -14,7 +14,7 @@ _NUMBER, _STRING, _BOOL = {"type": "number"}, {"type": "string"}, {"type": "bool
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 _INTERRUPTION = {"interrupt": _STRING, "mode": {"enum": list(MODES)},
-                 "cut": {"enum": ["now", "pause", "no_pause", "deadline", "underrun", "end", None]},
+                 "cut": {"enum": ["now", "pause", "dip", "no_pause", "deadline", "underrun", "end", None]},
                  "noop": _BOOL, "id": _NULLABLE_STRING, "item": _NULLABLE_STRING, "position_ms": _NULLABLE_NUMBER,
                  "dropped": {"type": "array", "items": _STRING}, "latency_ms": _NULLABLE_NUMBER}
 _STATUS = {"call": {"type": "object"}, "participants": {"type": "array"}, "current": {"type": ["object", "null"]},

@@ -18,6 +18,12 @@ BELOW_SPEECH_NOISY_DB = 15.0
 # How fast the speech level forgets a loud passage, and the noise floor a quiet one.
 SPEECH_RELEASE_DB_PER_S = 3.0
 FLOOR_RISE_DB_PER_S = 3.0
+# A soft interrupt with no pause ahead cuts in a dip instead (between two words, or a stop
+# closure): a frame at least this far under the median level around it, fading there is hardly
+# heard next to a cut mid-vowel...
+DIP_BELOW_MEDIAN_DB = 12.0
+# ...the first frame ahead within this much of the quietest one (an almost as deep dip sooner).
+DIP_NEAR_QUIETEST_DB = 6.0
 # Anything this quiet is silence whatever the speech level (leading silence, before any speech).
 QUIET_DBFS = -70.0
 SILENCE_DB = -100.0
@@ -65,3 +71,15 @@ class PauseDetector:
             self._run = self._run + 1 if quiet else 0
             marks[index] = self._run >= self._min_run
         return marks
+
+
+def first_dip(frames: np.ndarray) -> int | None:
+    """Index of the first of the ``(count, samples)`` int16 frames that is at least
+    ``DIP_BELOW_MEDIAN_DB`` under their median level and within ``DIP_NEAR_QUIETEST_DB`` of the
+    quietest of them; None when even the quietest is not that far under the median."""
+    if not len(frames):
+        return None
+    levels = frame_levels(frames)
+    deep_enough = min(float(levels.min()) + DIP_NEAR_QUIETEST_DB, float(np.median(levels)) - DIP_BELOW_MEDIAN_DB)
+    dips = np.flatnonzero(levels <= deep_enough)
+    return int(dips[0]) if len(dips) else None

@@ -21,7 +21,9 @@ class Interruption(Waitable):
     ``"next_pause"`` (fade out at the next interrupt point, or after ``max_wait_ms`` at the
     latest; when the frames already decoded show no interrupt point within ``max_wait_ms``, at
     once). Once done: ``cut`` says where the audio stopped (``"now"``, ``"pause"``,
-    ``"no_pause"`` for a soft interrupt cut at once for want of a pause, ``"deadline"``,
+    ``"dip"`` for a soft interrupt cut, for want of a pause, in the first deep dip decoded within
+    ``max_wait_ms`` (between words, mostly), ``"no_pause"`` for one cut at once for want of either,
+    ``"deadline"``,
     ``"underrun"`` for a segment already starved into silence, ``"end"`` when the segment ended
     first, None when nothing was playing), ``segment`` and ``position_ms`` name
     the segment cut and how much of it was played (from SDK completions), and ``dropped`` lists
@@ -41,6 +43,8 @@ class Interruption(Waitable):
         self.keep_queue = keep_queue
         self.max_wait_ms = max_wait_ms
         self.no_pause_ahead = False
+        # With no pause ahead: the segment's handed-frame count at which to cut, in a dip.
+        self.dip_at: int | None = None
         self.requested_at = requested_at
         # The latest time of the cut (a soft one cuts at the deadline for want of a pause).
         self.deadline = requested_at + (0.0 if mode == "now" else max_wait_ms / 1000)

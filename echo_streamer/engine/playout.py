@@ -14,7 +14,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..dsp.fade import FADE_MS, fade_out
+from ..dsp.pauses import first_dip
 from ..dsp.pipeline import OutputFormat
 from .interrupt import Interruption
 from .segment import Frame, Segment, SegmentEnd
@@ -175,17 +178,25 @@ class Playout:
             self._resolve(request, now)
         else:
             if request.mode == "next_pause":
-                request.no_pause_ahead = self._no_pause_ahead(self._current, request.max_wait_ms)
+                self._plan_soft_cut(request, self._current)
             self._pending = request
         return request
 
-    def _no_pause_ahead(self, segment: Segment, max_wait_ms: int) -> bool:
-        """True when the frames already decoded show that no interrupt point comes within
-        ``max_wait_ms``: waiting would only cut mid-word later, so the cut is made now."""
-        horizon = math.ceil(max_wait_ms / (1000 * self.frame_seconds))
+    def _plan_soft_cut(self, request: Interruption, segment: Segment) -> None:
+        """When the frames already decoded show no interrupt point within ``max_wait_ms``, waiting
+        would only cut mid-word at the deadline: cut in the first deep dip among them
+        (:func:`~echo_streamer.dsp.pauses.first_dip`), else at once."""
+        horizon = math.ceil(request.max_wait_ms / (1000 * self.frame_seconds))
         with segment.frames.mutex:  # a look at the decoded frames without taking any
             ahead = list(itertools.islice(segment.frames.queue, horizon))
-        return len(ahead) == horizon and not any(isinstance(item, SegmentEnd) or item.pause for item in ahead)
+        if len(ahead) < horizon or any(isinstance(item, SegmentEnd) or item.pause for item in ahead):
+            return
+        frames = np.frombuffer(b"".join(item.pcm for item in ahead if isinstance(item, Frame)), np.int16)
+        dip = first_dip(frames.reshape(len(ahead), -1))
+        if dip is None:
+            request.no_pause_ahead = True
+        else:
+            request.dip_at = segment.handed_frames + dip
 
     def _resolve(self, request: Interruption, now: float) -> None:
         if request.segment is not None:
@@ -237,7 +248,7 @@ class Playout:
             item: Frame | SegmentEnd | None = None if self._held_back(segment) else segment.frames.get_nowait()
         except queue.Empty:
             item = None
-        if self._pending is not None and (cut := self._cut_reason(self._pending, item, now)):
+        if self._pending is not None and (cut := self._cut_reason(self._pending, item, now, segment.handed_frames)):
             return self._cut(segment, item, cut, now)
         if item is None:
             if may_wait and segment.drift is not None and segment.handed_frames:
@@ -265,13 +276,16 @@ class Playout:
                 and segment.frames.qsize() < self._stream_start_frames)
 
     @staticmethod
-    def _cut_reason(request: Interruption, item: Frame | SegmentEnd | None, now: float) -> str | None:
+    def _cut_reason(request: Interruption, item: Frame | SegmentEnd | None, now: float,
+                    handed_frames: int) -> str | None:
         if isinstance(item, SegmentEnd):
             return "end"
         if request.mode == "now":
             return "now"
         if request.no_pause_ahead:
             return "no_pause"
+        if request.dip_at is not None and handed_frames >= request.dip_at and item is not None:
+            return "dip"
         if item is None:
             return "underrun"
         if item.pause:
