@@ -58,6 +58,22 @@ async def reach(segment: Segment, position_ms: float) -> None:
         await asyncio.sleep(0.002)
 
 
+def soft_cut(path: Path, at_ms: float, capture: Path, max_wait_ms: int = 400) -> tuple[Interruption, float]:
+    """Play ``path`` into ``capture`` and ask for a next_pause cut once ``at_ms`` has played;
+    the interruption once carried out, and the position the request was made at."""
+
+    async def session() -> tuple[Interruption, float]:
+        async with Streamer(StreamerConfig(capture_path=str(capture))) as streamer:
+            segment = streamer.play(str(path))
+            await reach(segment, at_ms)
+            position_at_request = segment.position_ms
+            interruption = await streamer.interrupt("next_pause", max_wait_ms=max_wait_ms).wait()
+            await streamer.drain()
+        return interruption, position_at_request
+
+    return arun(session())
+
+
 def held_back(samples: np.ndarray, release: threading.Event, after: int, pulled: list[int]) -> Iterator[np.ndarray]:
     """Yield 10 ms chunks of ``samples``; before chunk ``after`` wait for ``release``. Counts chunks in ``pulled``."""
     for index, start in enumerate(range(0, len(samples), IN_RATE // 100)):
@@ -179,17 +195,7 @@ def test_next_pause_on_real_speech_cuts_in_the_first_pause_after_the_request(spe
     target = next(point for point in pauses if point.ms >= 600)
     request_at = target.ms - 250
     capture = tmp_path / "capture.wav"
-
-    async def session() -> tuple[Interruption, float]:
-        async with Streamer(StreamerConfig(capture_path=str(capture))) as streamer:
-            segment = streamer.play(str(speech))
-            await reach(segment, request_at)
-            position_at_request = segment.position_ms
-            interruption = await streamer.interrupt("next_pause").wait()
-            await streamer.drain()
-        return interruption, position_at_request
-
-    interruption, position_at_request = arun(session())
+    interruption, position_at_request = soft_cut(speech, request_at, capture)
     k, _faded = cut_in_capture(read_pcm(capture), reference, output, interruption.position_ms)
     cut_ms = k * output.frame_ms
     assert interruption.cut == "pause"
@@ -218,16 +224,7 @@ def test_next_pause_in_fluent_speech_cuts_in_the_first_deep_dip_ahead(fluent_spe
     output = OutputFormat(24000, 10)
     reference, result = rendered(fluent_speech, output)
     capture = tmp_path / "capture.wav"
-
-    async def session() -> tuple[Interruption, float]:
-        async with Streamer(StreamerConfig(capture_path=str(capture))) as streamer:
-            segment = streamer.play(str(fluent_speech))
-            await reach(segment, request_ms)
-            position_at_request = segment.position_ms
-            interruption = await streamer.interrupt("next_pause").wait()
-        return interruption, position_at_request
-
-    interruption, position_at_request = arun(session())
+    interruption, position_at_request = soft_cut(fluent_speech, request_ms, capture)
     k, faded = cut_in_capture(read_pcm(capture), reference, output, interruption.position_ms)
     cut_ms = k * output.frame_ms
     assert interruption.cut in ("dip", "pause"), interruption.cut
@@ -248,16 +245,7 @@ def test_next_pause_cuts_at_once_when_the_decoded_audio_has_no_pause(tones: tupl
     reference, result = rendered(long_tone, output)
     assert [point.kind for point in result.points] == ["end"]
     capture = tmp_path / "capture.wav"
-
-    async def session() -> tuple[Interruption, float]:
-        async with Streamer(StreamerConfig(capture_path=str(capture))) as streamer:
-            segment = streamer.play(str(long_tone))
-            await reach(segment, 300)
-            position_at_request = segment.position_ms
-            interruption = await streamer.interrupt("next_pause", max_wait_ms=200).wait()
-        return interruption, position_at_request
-
-    interruption, position_at_request = arun(session())
+    interruption, position_at_request = soft_cut(long_tone, 300, capture, max_wait_ms=200)
     k, faded = cut_in_capture(read_pcm(capture), reference, output, interruption.position_ms)
     assert interruption.cut == "no_pause" and interruption.mode == "next_pause" and faded
     assert 0 <= k * output.frame_ms - position_at_request <= 40
@@ -313,45 +301,29 @@ def test_next_pause_that_meets_the_segment_end_lets_it_finish(tones: tuple[Path,
     assert interruption.position_ms == pytest.approx(1000.0)
 
 
-def test_a_hard_request_upgrades_a_waiting_soft_one(tones: tuple[Path, Path]) -> None:
-    """next_pause with a long wait, then now: one interruption, cut now, long before the deadline."""
+@pytest.mark.parametrize(("second", "max_wait_ms", "cut"), [("now", 400, "now"), ("next_pause", 100, "deadline")],
+                         ids=["hard-upgrades-it", "shorter-wait-brings-the-deadline-in"])
+def test_a_second_request_joins_a_waiting_soft_one(second: str, max_wait_ms: int, cut: str,
+                                                   tones: tuple[Path, Path]) -> None:
+    """A tone has no pause: next_pause waiting 5 s, then a second request 0.1 s later, and one
+    interruption carries both out: a "now" cuts at once (the mode becomes "now"), a next_pause
+    waiting 100 ms cuts at its deadline, long before the first one's."""
     long_tone, _other = tones
 
     async def session() -> tuple[Interruption, Interruption, float]:
         async with Streamer(StreamerConfig()) as streamer:
             segment = streamer.play(str(long_tone))
             await reach(segment, 200)
-            soft = streamer.interrupt("next_pause", max_wait_ms=5000)
+            first = streamer.interrupt("next_pause", max_wait_ms=5000)
             await asyncio.sleep(0.1)
-            assert not soft.done()
-            hard = streamer.interrupt("now")
-            await hard.wait()
-            return soft, hard, segment.position_ms
+            assert not first.done()
+            joined = streamer.interrupt(second, max_wait_ms=max_wait_ms)
+            await joined.wait()
+            return first, joined, time.monotonic() - first.requested_at
 
-    soft, hard, position = arun(session())
-    assert soft is hard and hard.mode == "now" and hard.cut == "now"
-    assert position < 1000
-
-
-
-def test_a_second_soft_request_with_a_shorter_wait_brings_the_deadline_in(tones: tuple[Path, Path]) -> None:
-    """A tone has no pause: next_pause waiting 5 s, then one waiting 100 ms, cut at the second's
-    deadline, still reported as the one interruption."""
-    long_tone, _other = tones
-
-    async def session() -> tuple[Interruption, Interruption, float]:
-        async with Streamer(StreamerConfig()) as streamer:
-            segment = streamer.play(str(long_tone))
-            await reach(segment, 200)
-            patient = streamer.interrupt("next_pause", max_wait_ms=5000)
-            await asyncio.sleep(0.1)
-            hurried = streamer.interrupt("next_pause", max_wait_ms=100)
-            await hurried.wait()
-            return patient, hurried, time.monotonic() - patient.requested_at
-
-    patient, hurried, took = arun(session())
-    assert patient is hurried and hurried.cut == "deadline" and hurried.mode == "next_pause"
-    assert 0.2 <= took < 0.5, took
+    first, joined, took = arun(session())
+    assert first is joined and joined.cut == cut and joined.mode == second
+    assert took < 0.5, took
 
 
 def test_a_request_after_the_cut_was_made_does_not_relabel_it() -> None:

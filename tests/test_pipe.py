@@ -42,6 +42,13 @@ def pcm16_tone(seconds: float, freq: float) -> np.ndarray:
     return np.rint(tone(RATE, seconds, freq)[:, 0] * 32767).astype("<i2")
 
 
+def stopped_after(process: subprocess.Popen[bytes], events: Path, name: str, count: int = 1) -> bytes:
+    """Wait for ``count`` events ``name``, then SIGTERM ``process`` and return its stderr once it exits."""
+    wait_for_event(events, name, process, count=count)
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=10)[1]
+
+
 def pieces(data: bytes, sizes: list[int]) -> Iterator[bytes]:
     start, index = 0, 0
     while start < len(data):
@@ -331,63 +338,35 @@ def test_a_slow_raw_writer_with_a_stall_streams_in_order(tmp_path: Path) -> None
     assert (span[-1] - span[0]) / RATE > 1.15, "the stall did not show as silence inside the segment"
 
 
-@pytest.mark.parametrize("pause_s", [0.5, 0.0], ids=["writers-apart", "back-to-back"])
-def test_fifo_follow_makes_one_segment_per_writer(pause_s: float, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("raw", "pause_s"), [(False, 0.5), (False, 0.0), (True, 0.05)],
+                         ids=["wav-writers-apart", "wav-back-to-back", "raw-writers-50-ms-apart"])
+def test_fifo_follow_makes_one_segment_per_writer(raw: bool, pause_s: float, tmp_path: Path) -> None:
     """--follow on a named FIFO: three writers in turn give three segments, in order, bit-exact,
-    with at least --gap-ms of silence between them; also when each writer opens the FIFO before
-    the last one's end has been read (all three are in the pipe at once), where a new WAV header
-    is what tells them apart."""
+    with at least --gap-ms of silence between them. Streaming WAVs also when each writer opens
+    the FIFO before the last one's end has been read (all three are in the pipe at once), where
+    a new WAV header is what tells them apart; raw writers (no header) when each opens the FIFO
+    50 ms after the last one closed, while its audio still plays (a shell loop running a TTS
+    per sentence), where the writer's end is what tells them apart."""
     fifo = tmp_path / "say"
     os.mkfifo(fifo)
     events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
     tones = [pcm16_tone(0.3, freq) for freq in (330.0, 550.0, 770.0)]
-    process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", "--gap-ms", 200, "--events", events,
-                                            "--capture", capture), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=offline_env())
-    try:
-        for pcm in tones:
-            with open(fifo, "wb") as writer:
-                writer.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + pcm.tobytes())
-            time.sleep(pause_s)
-        wait_for_event(events, "item_finished", process, count=3)
-        process.send_signal(signal.SIGTERM)
-        _stdout, stderr = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr
-    finished = [e for e in read_events(events) if e["event"] == "item_finished"]
-    assert [e["item"] for e in finished] == [str(fifo)] * 3
-    starts = locate(read_pcm(capture), [pcm.astype(np.int16) for pcm in tones], 240)
-    for earlier, later, pcm in zip(starts, starts[1:], tones, strict=False):
-        assert later - (earlier + len(pcm)) >= 200 * RATE // 1000
-
-
-def test_fifo_follow_makes_one_segment_per_raw_writer(tmp_path: Path) -> None:
-    """Raw writers (no header to tell them apart) in turn, each opening the FIFO 50 ms after the
-    last closed, while the last one's audio still plays (a shell loop running a TTS per
-    sentence): one segment each, in order, bit-exact, with the gap between them."""
-    fifo = tmp_path / "say"
-    os.mkfifo(fifo)
-    events, capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
-    tones = [pcm16_tone(0.5, freq) for freq in (330.0, 550.0, 770.0)]
-    process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", "--format", "s16le", "--input-rate",
-                                           RATE, "--gap-ms", 200, "--events", events, "--capture", capture),
+    raw_args = ["--format", "s16le", "--input-rate", RATE] if raw else []
+    process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", *raw_args, "--gap-ms", 200,
+                                           "--events", events, "--capture", capture),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
     try:
         for pcm in tones:
             with open(fifo, "wb") as writer:
-                writer.write(pcm.tobytes())
-            time.sleep(0.05)
-        wait_for_event(events, "item_finished", process, count=3)
-        process.send_signal(signal.SIGTERM)
-        _stdout, stderr = process.communicate(timeout=10)
+                writer.write((b"" if raw else wav_header(rate=RATE, data_bytes=0xFFFFFFFF)) + pcm.tobytes())
+            time.sleep(pause_s)
+        stderr = stopped_after(process, events, "item_finished", count=3)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, stderr
     finished = [e for e in read_events(events) if e["event"] == "item_finished"]
-    assert [e["samples"] for e in finished] == [len(pcm) for pcm in tones], finished
+    assert [(e["item"], e["samples"]) for e in finished] == [(str(fifo), len(pcm)) for pcm in tones], finished
     starts = locate(read_pcm(capture), [pcm.astype(np.int16) for pcm in tones], 240)
     for earlier, later, pcm in zip(starts, starts[1:], tones, strict=False):
         assert later - (earlier + len(pcm)) >= 200 * RATE // 1000
@@ -444,9 +423,7 @@ def test_interrupt_before_the_first_bytes_cancels_that_writers_utterance(tmp_pat
             writer.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + cancelled.tobytes())
         with open(fifo, "wb") as writer:
             writer.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + next_one.tobytes())
-        wait_for_event(events, "item_finished", process)
-        process.send_signal(signal.SIGTERM)
-        _stdout, stderr = process.communicate(timeout=10)
+        stderr = stopped_after(process, events, "item_finished")
     finally:
         if process.poll() is None:
             process.kill()
