@@ -517,10 +517,11 @@ def test_start_ms_holds_a_segment_until_enough_is_ready(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("container", "codec"), [("mp3", "libmp3lame"), ("ogg", "libopus"), ("ogg", "libvorbis"),
-                                                  ("flac", "flac"), ("adts", "aac"), ("webm", "libopus")])
+                                                  ("flac", "flac"), ("adts", "aac"), ("webm", "libopus"),
+                                                  ("avi", "pcm_s16le")])
 def test_compressed_pipes_decode_through_ffmpeg(container: str, codec: str, cli: Cli, tmp_path: Path) -> None:
     """`--format auto` hands what is not a WAV to a streaming ffmpeg decoder: one segment of the
-    stream's length, whatever the container."""
+    stream's length, whatever the container (AVI too, a RIFF file that is not WAVE)."""
     events = tmp_path / "events.jsonl"
     encoded = run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=440:d=1", "-ar", "48000", "-c:a", codec,
                   "-f", container, "-")

@@ -14,7 +14,7 @@ from .base import AudioSource, check_format, checked
 from .ffmpeg import FfmpegSource
 from .formats import AUTO
 from .rawpcm import SampleDecoder
-from .wavheader import read_wav_header
+from .wavheader import SIGNATURE_SIZE, read_wav_header, starts_with_wav_signature
 
 # What a RIFF chunk's id looks like (LIST, id3 , bext, ...): four letters, digits or spaces.
 _RIFF_CHUNK_ID = re.compile(rb"[A-Za-z][A-Za-z0-9 ]{3}")
@@ -132,10 +132,10 @@ def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AU
             if rate is None or channels is None:
                 raise InputError(name, f"raw {sample_format} needs a sample rate and a channel count")
             return RawStreamSource(reader, name, sample_format, rate, channels)
-        head = reader.peek(4)
+        head = reader.peek(SIGNATURE_SIZE)
         if not head:
             raise InputError(name, "empty stream")
-        if head == b"RIFF":
+        if starts_with_wav_signature(head):  # other RIFF streams (AVI, WebP...) are ffmpeg's
             header = read_wav_header(reader, name)
             return RawStreamSource(reader, name, header.sample_format, header.rate, header.channels,
                                    header.data_bytes)

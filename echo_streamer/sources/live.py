@@ -123,8 +123,8 @@ class LiveInput:
                     if self._stream.closed:
                         return
                     self.lost = True
-                    raise InputError(self.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped or "
-                                                "went away")
+                    raise InputError(self.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped, went "
+                                                "away, or delivers in bursts further apart than that")
                 yield np.frombuffer(raw, np.float32).reshape(-1, self.channels)
         finally:
             self._reading = False
