@@ -236,16 +236,18 @@ def test_next_pause_in_fluent_speech_cuts_in_the_first_deep_dip_ahead(fluent_spe
         assert len(deep) and k == first + deep[0], (k, first, deep)
 
 
-def test_next_pause_cuts_at_once_when_the_decoded_audio_has_no_pause(tones: tuple[Path, Path],
+@pytest.mark.parametrize("max_wait_ms", [200, 0])
+def test_next_pause_cuts_at_once_when_the_decoded_audio_has_no_pause(max_wait_ms: int, tones: tuple[Path, Path],
                                                                        tmp_path: Path) -> None:
     """A file is decoded up to a second ahead: when none of it within max_wait_ms is an
-    interrupt point (a tone), waiting would only cut mid-sound later, so the fade comes at once."""
+    interrupt point (a tone: no pause, no dip), waiting would only cut mid-sound later, so the
+    fade comes at once; with max_wait_ms 0 there is nothing to wait for."""
     output = OutputFormat(24000, 10)
     long_tone, _other = tones
     reference, result = rendered(long_tone, output)
     assert [point.kind for point in result.points] == ["end"]
     capture = tmp_path / "capture.wav"
-    interruption, position_at_request = soft_cut(long_tone, 300, capture, max_wait_ms=200)
+    interruption, position_at_request = soft_cut(long_tone, 300, capture, max_wait_ms=max_wait_ms)
     k, faded = cut_in_capture(read_pcm(capture), reference, output, interruption.position_ms)
     assert interruption.cut == "no_pause" and interruption.mode == "next_pause" and faded
     assert 0 <= k * output.frame_ms - position_at_request <= 40

@@ -28,7 +28,6 @@ from .uploads import Upload, UploadError, UploadLost
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 KEEPALIVE_S = 15.0
-# Requests that last as long as their audio or their client: no request time limit.
 # Routes that keep their own time: an event feed and an upload last as long as they last, and an
 # interrupt waits for its cut, up to max_wait_ms beyond the request limit.
 _OPEN_ENDED = {"/v1/events", "/v1/stream", "/v1/interrupt"}

@@ -191,6 +191,9 @@ class Playout:
             ahead = list(itertools.islice(segment.frames.queue, horizon))
         if len(ahead) < horizon or any(isinstance(item, SegmentEnd) or item.pause for item in ahead):
             return
+        if not ahead:  # max_wait_ms 0: nothing to wait for
+            request.no_pause_ahead = True
+            return
         frames = np.frombuffer(b"".join(item.pcm for item in ahead if isinstance(item, Frame)), np.int16)
         dip = first_dip(frames.reshape(len(ahead), -1))
         if dip is None:

@@ -16,8 +16,9 @@ from .formats import AUTO
 from .rawpcm import SampleDecoder
 from .wavheader import SIGNATURE_SIZE, read_wav_header, starts_with_wav_signature
 
-# What a RIFF chunk's id looks like (LIST, id3 , bext, ...): four letters, digits or spaces.
-_RIFF_CHUNK_ID = re.compile(rb"[A-Za-z][A-Za-z0-9 ]{3}")
+# What a RIFF chunk's id looks like (LIST, id3 , bext, _PMX, ...): four letters, digits,
+# underscores or spaces, not all spaces.
+_RIFF_CHUNK_ID = re.compile(rb"(?! {4})[A-Za-z0-9_ ]{4}")
 # ffmpeg's output for a compressed stream: small blocks, so audio moves on as soon as it is decoded.
 _FFMPEG_BLOCK_SECONDS = 0.02
 
@@ -121,8 +122,9 @@ def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AU
     """Open a byte stream for decoding as it arrives; blocks until its first bytes (or header) are in.
 
     ``sample_format="auto"`` reads a WAV header if there is one (its size fields are not trusted:
-    streamed WAVs write placeholders there) and hands anything else to a streaming ffmpeg decoder
-    (MP3, Ogg, ...). A raw format (one of ``formats.RAW_FORMATS``) needs ``rate`` and ``channels``.
+    streamed WAVs write placeholders there; :class:`RawStreamSource` has the one exception) and
+    hands anything else to a streaming ffmpeg decoder (MP3, Ogg, ...). A raw format (one of
+    ``formats.RAW_FORMATS``) needs ``rate`` and ``channels``.
     Raises :class:`InputError` naming the stream for an empty stream, a bad header or a format
     ffmpeg cannot decode.
     """

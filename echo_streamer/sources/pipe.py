@@ -8,6 +8,7 @@ import stat
 import threading
 from collections.abc import Iterator
 
+from ..errors import InputError
 from .wavheader import SIGNATURE_SIZE, find_wav_signature
 
 READ_SIZE = 65536
@@ -44,6 +45,7 @@ class PipeReader:
         self._buffer = bytearray()  # read, not handed out yet
         self._writer_closed = False
         self._closing = False
+        self.read_error: str | None = None  # why reading stopped, when it was not the writer closing
         self._utterance = 0  # which one is current: a late reader of an earlier one gets nothing
         self._fresh = True  # nothing of the current utterance handed out yet
         self._at_next_header = False
@@ -59,10 +61,13 @@ class PipeReader:
         return cls(_fifo_with_a_writer(path), path, split_wav)
 
     def utterance(self) -> Iterator[bytes]:
-        """The current utterance's bytes, as they arrive, until its end."""
+        """The current utterance's bytes, as they arrive, until its end; raises
+        :class:`InputError` at the end when reading failed (rather than the writer closing)."""
         utterance = self._utterance
         while data := self._next(utterance):
             yield data
+        if self.read_error is not None and self.ended.is_set():
+            raise InputError(self.name, f"cannot read on: {self.read_error}")
 
     def discard_utterance(self) -> None:
         """Drop the rest of the current utterance (a cut segment's), as it arrives."""
@@ -87,6 +92,8 @@ class PipeReader:
         given to the next open and read by the wrong reader."""
         with self._changed:
             self._closing = True
+            self._buffer.clear()
+            self._changed.notify_all()
             if self._writer_closed:
                 os.close(self.fd)
 
@@ -94,8 +101,12 @@ class PipeReader:
         """The reading thread: what the writer sends, into the buffer, until it closes."""
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: len(self._buffer) < MAX_BUFFERED)
-            more = os.read(self.fd, READ_SIZE)
+                self._changed.wait_for(lambda: len(self._buffer) < MAX_BUFFERED or self._closing)
+            try:
+                more = os.read(self.fd, READ_SIZE)
+            except OSError as error:  # the end of what can be read, said as it happened
+                self.read_error = error.strerror or str(error)
+                more = b""
             with self._changed:
                 self._buffer += more
                 self._writer_closed = not more
@@ -146,28 +157,47 @@ def _fifo_with_a_writer(path: str) -> int:
     open, before its first bytes); but a writer that came, wrote and went just before it would
     leave the open waiting for the writer after it. So the FIFO is also held open without
     blocking (keeping what such a writer leaves) and watched for bytes; whichever comes first.
+    When the bytes do, the blocking open is left to the next writer, and closes what it opens.
     """
     holding = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     woken_read, woken_write = os.pipe()
-    opened: list[int] = []
+    guard = threading.Lock()
+    outcome: list[int | OSError] = []
+    abandoned = False
 
     def open_blocking() -> None:
         try:
-            opened.append(os.open(path, os.O_RDONLY))
-        finally:
-            os.write(woken_write, b"!")
+            opened: int | OSError = os.open(path, os.O_RDONLY)
+        except OSError as error:
+            opened = error
+        with guard:
+            if abandoned and isinstance(opened, int):
+                os.close(opened)
+            elif not abandoned:
+                outcome.append(opened)
+        try:
+            if not abandoned:
+                os.write(woken_write, b"!")
+        except OSError:  # the waiting side has gone on already
+            pass
+        os.close(woken_write)
 
-    opener = threading.Thread(target=open_blocking, name="echo-streamer-fifo-open", daemon=True)
-    opener.start()
+    threading.Thread(target=open_blocking, name="echo-streamer-fifo-open", daemon=True).start()
     watch = select.poll()
     watch.register(holding, select.POLLIN)
     watch.register(woken_read, select.POLLIN)
-    watch.poll()
-    while opener.is_alive():  # bytes were left: let the blocking open return, with a writer that writes nothing
-        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-        opener.join(0.01)  # (the opener may not have reached its open yet)
-    for fd in (holding, woken_read, woken_write):
-        os.close(fd)
-    if not opened:
-        raise OSError(f"{path}: could not be opened for reading")
-    return opened[0]
+    try:
+        watch.poll()
+        with guard:
+            abandoned = not outcome
+        if abandoned:  # bytes first: a writer came, wrote and went; read them where they wait
+            os.set_blocking(holding, True)
+            chosen, holding = holding, -1
+            return chosen
+        if isinstance(outcome[0], OSError):
+            raise outcome[0]
+        return outcome[0]
+    finally:
+        if holding != -1:
+            os.close(holding)
+        os.close(woken_read)
