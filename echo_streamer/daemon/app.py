@@ -173,6 +173,10 @@ class _Api:
         return web.json_response(answer)
 
     async def interrupt(self, request: web.Request) -> web.Response:
+        """Its own time limit: the request limit for reading the body and carrying out the cut,
+        plus the cut's max_wait_ms."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.request_s
         body = await asyncio.wait_for(_json_object(request, optional=True), self.limits.request_s)
         mode = _field(body, "mode", str, required=False) or "now"
         if mode not in MODES:
@@ -182,9 +186,13 @@ class _Api:
         max_wait_ms = DEFAULT_MAX_WAIT_MS if max_wait_ms is None else max_wait_ms
         if not 0 <= max_wait_ms <= MAX_WAIT_LIMIT_MS:
             raise ApiError(400, f"max_wait_ms must be from 0 to {MAX_WAIT_LIMIT_MS}, not {max_wait_ms}")
-        interruption = await asyncio.wait_for(
-            self.daemon.interrupt(mode, True if clear_queue is None else clear_queue, max_wait_ms),
-            self.limits.request_s + max_wait_ms / 1000)
+        limit_s = self.limits.request_s + max_wait_ms / 1000
+        try:
+            interruption = await asyncio.wait_for(
+                self.daemon.interrupt(mode, True if clear_queue is None else clear_queue, max_wait_ms),
+                deadline + max_wait_ms / 1000 - loop.time())
+        except TimeoutError:
+            raise ApiError(503, f"the interrupt took longer than {limit_s:g} s") from None
         return web.json_response(interruption.fields())
 
     async def live_start(self, request: web.Request) -> web.Response:
