@@ -26,7 +26,6 @@ EXIT_JOIN_FAILED = 2
 Work = Callable[["Streamer", "list[Segment]"], Awaitable[None]]
 
 
-
 class OutputPath(click.Path):
     """A file to write: refused as a usage error, before anything streams, when its directory is
     missing or not writable or the path is a directory (rather than a traceback on opening it)."""

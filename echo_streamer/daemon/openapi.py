@@ -45,8 +45,8 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 def _operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
     """Every route may answer 401 (a token is set and missing or wrong); one that reads a JSON
     body also 400 (malformed, or a field out of range) and 413 (over 1 MB)."""
-    refusals = {"400": _ERROR, "413": _ERROR} if "content" in more.get("requestBody", {}) and \
-        "application/json" in more["requestBody"]["content"] else {}
+    body_types = more.get("requestBody", {}).get("content", {})
+    refusals = {"400": _ERROR, "413": _ERROR} if "application/json" in body_types else {}
     return {"summary": summary, "responses": {**responses, **refusals, "401": _ERROR}, **more}
 
 
