@@ -350,6 +350,20 @@ def test_a_correction_planned_again_keeps_waiting_only_until_its_first_deadline(
     assert WINDOW_S + FORCE_AFTER_S <= feed.edited_at[0] <= WINDOW_S + FORCE_AFTER_S + 0.01
 
 
+def test_a_backlog_in_audio_that_never_pauses_goes_without_a_pitch_shift_one_can_hear() -> None:
+    """Frames a block early through a tone with no pause (after a stall, say): once the correction
+    may no longer wait for a pause it drops at most 1 sample in 400 (a 0.25 % pitch shift), where
+    frames about to miss their deadline get a block's worth of samples repeated within 0.3 s."""
+    early = LoudFeed()
+    early.run(WINDOW_S + FORCE_AFTER_S + 0.5, ahead_ms=5)
+    before = early.drift.dropped
+    early.run(1.0, ahead_ms=5)
+    assert 0 < early.drift.dropped - before <= IN_RATE / 400 + 1, (before, early.drift.dropped)
+    late = LoudFeed()
+    late.run(WINDOW_S + 0.3, ahead_ms=-5)
+    assert late.drift.inserted >= BLOCK, late.drift.inserted
+
+
 @pytest.mark.parametrize("phase_s", [0.0, 0.004, 0.5, 0.5123])
 def test_a_segment_that_waits_its_turn_starts_at_the_live_edge(phase_s: float) -> None:
     """Playout first asks for a frame after ``phase_s`` (0.5 s: a gap, a segment before it):

@@ -20,9 +20,10 @@ the block boundaries, and it uses that for two things:
 Corrections begin in a quiet block unless a frame came too close to its deadline (an underrun
 is near) or none came for ``FORCE_AFTER_S``, and once begun go on block after block: halfway
 through, frames may wait for a block they need only a few samples of. Quiet blocks take them
-five times as fast as loud ones, so a correction begun in a pause is mostly done in it: the
-backlog a stall leaves (frames tens of ms early) goes in the next pause, not as a pitch shift
-over seconds of speech or music. Whatever would take the backlog past
+fast, so a correction begun in a pause is mostly done in it: the backlog a stall leaves (frames
+tens of ms early) goes in the next pause. Loud blocks take them fast only when an underrun is
+near; otherwise (audio that never pauses) at a pitch shift of 0.25 %, too little to hear, so a
+tone or music comes out at its pitch while a backlog is worked off over seconds. Whatever would take the backlog past
 ``max_ms`` is dropped a whole block at a time and counted as an overflow. Until the segment's
 turn comes (playout first asks it for a frame), only the newest ``start_ms`` of input (rounded up
 to whole frames, one at least) is kept, unconditioned, and what is dropped is not counted: the
@@ -44,11 +45,15 @@ from ..dsp.drift import QuietGate, correct
 
 # The least lead is taken over this long, and corrected after each.
 WINDOW_S = 0.5
-# At most this share of a block's samples dropped or repeated: 4 in a 5 ms block at 48 kHz. (More
-# shifts a 2 kHz component by more than 30 degrees within one 5 ms block.)
+# At most this share of a block's samples dropped or repeated when frames are about to miss their
+# deadline: 4 in a 5 ms block at 48 kHz. (More shifts a 2 kHz component by more than 30 degrees
+# within one 5 ms block.)
 MAX_CORRECTION = 1 / 60
-# ...and in a quiet block (20 dB under the recent level, or under -50 dBFS): 20 at 48 kHz.
+# ...in a quiet block (20 dB under the recent level, or under -50 dBFS): 20 at 48 kHz.
 QUIET_MAX_CORRECTION = 1 / 12
+# ...and in a loud block otherwise (a backlog worked off through a tone or music that never
+# pauses): a 0.25 % pitch shift (4 cents, under what a listener tells apart) while it lasts.
+LOUD_MAX_CORRECTION = 1 / 400
 # Corrections wait for a quiet block for at most this long (frames too late never wait).
 FORCE_AFTER_S = 2.0
 # A frame may end this many output samples before the end of the block that completes it.
@@ -118,6 +123,7 @@ class DriftControl:
         self._pending = 0
         self._planned = 0  # what _pending was when planned: once begun, a correction is carried through
         self._forced = False
+        self._allowance = 0.0  # samples a correction under way may still drop or repeat
         self._force_at = math.inf
         self._window_ends: float | None = None
         self._underruns_seen = 0
@@ -188,8 +194,7 @@ class DriftControl:
                 self._window_ends = now + WINDOW_S
                 self._fresh_after = now
             if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
-                limit = max(1, round(len(block) * (QUIET_MAX_CORRECTION if quiet else MAX_CORRECTION)))
-                count = max(-limit, min(limit, self._pending))
+                count = max(-1, min(1, self._pending)) * self._allowed(len(block), quiet, abs(self._pending))
                 block = correct(block, count, self.in_rate)
                 self._pending -= count
                 self.dropped += max(count, 0)
@@ -204,6 +209,15 @@ class DriftControl:
             yield block
             if self._wake_after is not None:
                 self._wake_after(self._input_for_next_frame(produced()))
+
+    def _allowed(self, samples: int, quiet: bool, wanted: int) -> int:
+        """How many of ``wanted`` samples a correction may drop or repeat in a block of ``samples``:
+        at the rate for the block, the fraction a block leaves carried to the next."""
+        share = QUIET_MAX_CORRECTION if quiet else MAX_CORRECTION if self._forced else LOUD_MAX_CORRECTION
+        self._allowance = min(self._allowance + samples * share, max(1.0, samples * share))
+        count = min(wanted, math.floor(self._allowance))
+        self._allowance -= count
+        return count
 
     def _input_for_next_frame(self, made: int) -> int:
         """Input samples (per channel) the next frame needs at least, ``made`` output samples so far."""
