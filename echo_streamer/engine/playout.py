@@ -162,7 +162,10 @@ class Playout:
             "max_wait_ms": request.max_wait_ms, "id": current.id if current else None,
             "position_ms": round(current.position_ms, 1) if current else None}, None)
         if active is not request:
+            tighter = active is self._pending and request.deadline < active.deadline
             active.absorb(request)
+            if tighter and active.mode == "next_pause" and current is not None:
+                self._plan_soft_cut(active, current, request.max_wait_ms)
             if self._cutting is not None and not active.keep_queue:
                 active.dropped += self._drop_waiting(now)
             return active
@@ -178,15 +181,16 @@ class Playout:
             self._resolve(request, now)
         else:
             if request.mode == "next_pause":
-                self._plan_soft_cut(request, self._current)
+                self._plan_soft_cut(request, self._current, request.max_wait_ms)
             self._pending = request
         return request
 
-    def _plan_soft_cut(self, request: Interruption, segment: Segment) -> None:
-        """When the frames already decoded show no interrupt point within ``max_wait_ms``, waiting
-        would only cut mid-word at the deadline: cut in the first deep dip among them
-        (:func:`~echo_streamer.dsp.pauses.first_dip`), else at once."""
-        horizon = math.ceil(request.max_wait_ms / (1000 * self.frame_seconds))
+    def _plan_soft_cut(self, request: Interruption, segment: Segment, max_wait_ms: int) -> None:
+        """When the frames already decoded show no interrupt point within ``max_wait_ms`` from now,
+        waiting would only cut mid-word at the deadline: cut in the first deep dip among them
+        (:func:`~echo_streamer.dsp.pauses.first_dip`), else at once. A request joining with an
+        earlier deadline plans again over its own, shorter, wait."""
+        horizon = math.ceil(max_wait_ms / (1000 * self.frame_seconds))
         with segment.frames.mutex:  # a look at the decoded frames without taking any
             ahead = list(itertools.islice(segment.frames.queue, horizon))
         if len(ahead) < horizon or any(isinstance(item, SegmentEnd) or item.pause for item in ahead):
