@@ -9,7 +9,10 @@ PortAudio callback is timed on arrival; each frame is timed as it is handed to t
 latency of a block is the handing of the frame holding its last sample (found as the impulse's
 peak in the output) minus the block's callback: it includes the resampler's look-ahead and the
 wait for the rest of the frame. CPU is this process's user + system time over the run (after
-a 3 s warm-up), against the same streamer idle for as long just before it. Part 1 runs in
+a 3 s warm-up), against the same streamer idle for as long just before it, and against the
+machine's own cost of waking a thread: at the start, 20 s of a bare thread sleeping 5 ms in a loop
+(the card's period; the live path wakes at least that often in the PortAudio callback, and half
+as often in the worker and in the SDK's sender). Part 1 runs in
 rounds (idle, then live, each round): the same code's CPU figure moves by up to 2x from one
 minute to the next on this project's VM, so every round is reported and the verdict takes the
 median round and the p99 of all impulses.
@@ -36,7 +39,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from _common import BENCH_DIR, busy_cores, clean_env, out_path, print_table, verdict
+from _common import BENCH_DIR, SleepProbe, busy_cores, clean_env, out_path, print_table, verdict
 
 sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 from jack_card import jack_server, ports  # noqa: E402
@@ -48,6 +51,7 @@ CARD = BENCH_DIR.parent / "tests" / "jack_card.py"
 IN_RATE, OUT_RATE, FRAME = 48_000, 24_000, 240
 IMPULSE_EVERY = 9  # periods of 5 ms: 45 ms apart, so matching is unambiguous and both halves of a frame get some
 TARGET_P99_MS, TARGET_CPU, MAX_BACKLOG_MS = 15.0, 3.0, 40.0
+WAKEUP_SECONDS = 20.0
 
 
 class TimedInput(LiveInput):
@@ -86,6 +90,12 @@ async def measure_cpu(seconds: float) -> float:
     before, start = cpu_seconds(), time.monotonic()
     await asyncio.sleep(seconds)
     return 100 * (cpu_seconds() - before) / (time.monotonic() - start)
+
+
+async def wakeup_cpu(seconds: float, period: float) -> float:
+    """The machine's floor: CPU of this process while one bare thread sleeps ``period`` in a loop."""
+    with SleepProbe(period):
+        return await measure_cpu(seconds)
 
 
 async def idle_cpu(seconds: float) -> float:
@@ -197,6 +207,7 @@ def main() -> int:
     env = clean_env()
     with busy_cores(args.busy), jack_server(f"echo-streamer-bench-{os.getpid()}", env) as jack_env:
         os.environ["JACK_DEFAULT_SERVER"] = jack_env["JACK_DEFAULT_SERVER"]
+        wakeups = asyncio.run(wakeup_cpu(WAKEUP_SECONDS, 0.005))
         rounds = [(asyncio.run(idle_cpu(args.seconds)), asyncio.run(live_run(jack_env, args.seconds)))
                   for _ in range(args.rounds)]
         import sounddevice  # loaded by LiveInput once the JACK server is chosen
@@ -207,7 +218,8 @@ def main() -> int:
     p50, p99 = np.percentile(latencies, [50, 99])
     cpu = float(np.median([run["cpu"] for _idle, run in rounds]))
     print(f"live 48 kHz stereo -> 24 kHz, 5 ms blocks, {args.rounds} x {args.seconds:g} s, {args.busy} busy-loop "
-          f"process(es): {len(latencies)} impulses")
+          f"process(es): {len(latencies)} impulses; a bare thread waking every 5 ms costs {wakeups:.2f} % of a core "
+          "on this machine")
     for number, (_idle, run) in enumerate(rounds, 1):
         print(f"round {number}: drift control {run['drift']}; capture queue overflows {run['input_overflows']}; "
               f"overruns in the device {run['device_overflows']}; "
