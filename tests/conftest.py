@@ -18,7 +18,7 @@ import time
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import pytest
@@ -238,9 +238,12 @@ def stereo_music(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``echo-streamer`` as users do, in a subprocess; returns the completed process."""
 
-    def invoke(*args: str | Path, timeout: float = 120, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    def invoke(*args: str | Path, timeout: float = 120,
+               stdin: bytes | BinaryIO | None = None) -> subprocess.CompletedProcess[str]:
+        """``stdin``: bytes to pipe in, or a file to redirect from."""
         command = [sys.executable, "-m", "echo_streamer", *[str(a) for a in args]]
-        result = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout)
+        redirect = {"input": stdin} if stdin is None or isinstance(stdin, bytes) else {"stdin": stdin}
+        result = subprocess.run(command, capture_output=True, timeout=timeout, **redirect)
         return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"),
                                            result.stderr.decode(errors="replace"))
 

@@ -6,6 +6,7 @@ Every bad file is made on the spot (cut, corrupted, or with header bytes written
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import subprocess
@@ -164,7 +165,7 @@ def test_bad_input_is_one_line(case: str, command: str, cli: Cli, tmp_path: Path
 @pytest.mark.parametrize(
     ("case", "data", "reason"),
     [
-        ("empty", b"", ANY_REASON),
+        ("empty", b"", r"^empty stream$"),
         ("text", b"plain text, not audio\n" * 20, ANY_REASON),
         ("1-hz-header", wav_header(rate=1) + bytes(3200), r"sample rate"),
         ("nan", wav_header(tag=3, bits=32, data_bytes=16) + struct.pack("<4f", 0.0, float("nan"), 0.0, 0.0), r"NaN"),
@@ -175,6 +176,28 @@ def test_bad_stdin_is_one_line(case: str, data: bytes, reason: str, cli: Cli, tm
     out = tmp_path / "out.wav"
     result = cli("render", "-", "-o", out, stdin=data)
     assert_one_line_about(result, "render", "-", reason)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("source", ["/dev/null", "empty file", "empty FIFO"])
+def test_empty_input_other_than_a_file_is_said_to_be_empty(source: str, cli: Cli, tmp_path: Path) -> None:
+    """ffmpeg's reason for an empty stream is the one it gives for garbage: echo-streamer looks
+    first (without reading), for stdin redirected from /dev/null or an empty file, and for a FIFO
+    given by name whose writer closes without writing."""
+    out = tmp_path / "out.wav"
+    if source == "empty FIFO":
+        fifo = tmp_path / "tts.fifo"
+        os.mkfifo(fifo)
+        writer = subprocess.Popen(["sh", "-c", f"sleep 0.3; : > {fifo}"])
+        result = cli("render", fifo, "-o", out)
+        writer.wait(5)
+        name = str(fifo)
+    else:
+        path = os.devnull if source == "/dev/null" else write(tmp_path / "empty.bin", b"")
+        with open(path, "rb") as stdin:
+            result = cli("render", "-", "-o", out, stdin=stdin)
+        name = "-"
+    assert_one_line_about(result, "render", name, r"^empty stream$")
     assert not out.exists()
 
 

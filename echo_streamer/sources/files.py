@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
+import select
 import stat
 import sys
+import termios
 from typing import BinaryIO
 
 from ..errors import InputError
@@ -29,11 +33,11 @@ def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float
 
 def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> AudioSource:
     if path == "-":
-        return FfmpegSource(path, block_seconds, stdin or sys.stdin.buffer)
+        return _stream_decoder(stdin or sys.stdin.buffer, path, block_seconds)
     head = _check_file(path)
     if head is None:  # a FIFO, /dev/stdin, a <(process substitution): read once, as it comes, like stdin
         with open(path, "rb") as stream:  # ffmpeg reads its own copy of the descriptor
-            return FfmpegSource("-", block_seconds, stream, name=path)
+            return _stream_decoder(stream, path, block_seconds)
     if _prefers_ffmpeg(path, head):
         return FfmpegSource(path, block_seconds)
     try:
@@ -45,6 +49,37 @@ def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> Au
     except InputError as error:
         fault = _wav_header_fault(path) if starts_with_wav_signature(head) else None
         raise fault or error from None
+
+
+def _stream_decoder(stream: BinaryIO, name: str, block_seconds: float) -> FfmpegSource:
+    """ffmpeg decoding ``stream`` (standard input, a FIFO), which must not be empty: ffmpeg's
+    reason for an empty one is the one it gives for garbage."""
+    if _at_end(stream):
+        raise InputError(name, "empty stream")
+    return FfmpegSource("-", block_seconds, stream, name=name)
+
+
+def _at_end(stream: BinaryIO) -> bool:
+    """Whether ``stream`` ends before its first byte, found without reading from it. Blocks until
+    a pipe has its first byte or its end. A regular file is at its end at its size, /dev/null
+    always; any other device (a terminal, a sound card) never counts as empty."""
+    try:
+        descriptor = stream.fileno()
+    except (OSError, ValueError):  # not a file (an in-memory stream)
+        return False
+    status = os.fstat(descriptor)
+    if stat.S_ISREG(status.st_mode):
+        return os.lseek(descriptor, 0, os.SEEK_CUR) >= status.st_size
+    if stat.S_ISCHR(status.st_mode):
+        return os.path.samestat(status, os.stat(os.devnull))
+    if not stat.S_ISFIFO(status.st_mode):
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN)
+    poller.poll()  # the first byte, or every writer gone
+    waiting = array.array("i", [0])
+    fcntl.ioctl(descriptor, termios.FIONREAD, waiting)
+    return waiting[0] == 0
 
 
 def _wav_header_fault(path: str) -> InputError | None:
