@@ -364,6 +364,19 @@ def test_a_backlog_in_audio_that_never_pauses_goes_without_a_pitch_shift_one_can
     assert late.drift.inserted >= BLOCK, late.drift.inserted
 
 
+def test_frames_turning_late_during_a_slow_correction_are_moved_earlier_at_once() -> None:
+    """A backlog being worked off slowly through loud audio (samples dropped, 1 in 400) when frames
+    come too close to their deadline (the card slowed down): that correction gives way at once to
+    one that repeats samples at the fast rate, instead of dropping on for seconds into underruns."""
+    feed = LoudFeed()
+    feed.run(WINDOW_S + FORCE_AFTER_S + 0.5, ahead_ms=5)
+    dropped = feed.drift.dropped
+    assert dropped > 0 and feed.drift._pending > 0  # noqa: SLF001 - still under way
+    feed.run(0.3, ahead_ms=-5)
+    assert feed.drift.dropped == dropped and feed.drift.inserted >= BLOCK // 2, (feed.drift.dropped,
+                                                                                  feed.drift.inserted)
+
+
 @pytest.mark.parametrize("phase_s", [0.0, 0.004, 0.5, 0.5123])
 def test_a_segment_that_waits_its_turn_starts_at_the_live_edge(phase_s: float) -> None:
     """Playout first asks for a frame after ``phase_s`` (0.5 s: a gap, a segment before it):

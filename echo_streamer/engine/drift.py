@@ -185,9 +185,10 @@ class DriftControl:
                 continue
             if handed_frames:
                 self.peak_ms = max(self.peak_ms, backlog_ms)
-            if now >= self._window_ends and self._pending in (0, self._planned):
+            if now >= self._window_ends and (self._pending in (0, self._planned) or self._least_ahead < self._low):
                 # No correction under way: none, or one still waiting for a pause, which the last
-                # window may replace (frames that became late cannot wait for it).
+                # window may replace (frames that became late cannot wait for it); or one under way
+                # (slowly, in loud audio) while frames became late: that one gives way too.
                 self._plan(made % self.frame_samples, now)
             if self._fresh_after == math.inf:  # the last correction is done: judge frames from now on
                 self._least_ahead = math.inf
@@ -209,6 +210,11 @@ class DriftControl:
             yield block
             if self._wake_after is not None:
                 self._wake_after(self._input_for_next_frame(produced()))
+
+    @property
+    def _low(self) -> float:
+        """The least lead (ms) a frame may have before frames must move earlier at once."""
+        return self.margin_ms - self.late_ms
 
     def _allowed(self, samples: int, quiet: bool, wanted: int) -> int:
         """How many of ``wanted`` samples a correction may drop or repeat in a block of ``samples``:
@@ -238,7 +244,7 @@ class DriftControl:
         if least == math.inf:  # no frame handed yet
             return
         self.ahead_ms = least
-        low = self.margin_ms - self.late_ms
+        low = self._low
         high = low + self._block_ms + HYSTERESIS_MS
         block = self._block_ms * self.out_rate / 1000
         overshoot = partial % block  # how far frame ends fall short of the ends of the blocks completing them

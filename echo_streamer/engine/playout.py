@@ -189,8 +189,11 @@ class Playout:
         """When the frames already decoded show no interrupt point within ``max_wait_ms`` from now,
         waiting would only cut mid-word at the deadline: cut in the first deep dip among them
         (:func:`~echo_streamer.dsp.pauses.first_dip`), else at once. A request joining with an
-        earlier deadline plans again over its own, shorter, wait."""
+        earlier deadline plans again over its own, shorter, wait, unless the dip already planned
+        comes within it."""
         horizon = math.ceil(max_wait_ms / (1000 * self.frame_seconds))
+        if request.dip_at is not None and request.dip_at < segment.handed_frames + horizon:
+            return
         with segment.frames.mutex:  # a look at the decoded frames without taking any
             ahead = list(itertools.islice(segment.frames.queue, horizon))
         if len(ahead) < horizon or any(isinstance(item, SegmentEnd) or item.pause for item in ahead):
