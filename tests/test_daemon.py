@@ -7,6 +7,7 @@ with the standard library's HTTP client; the client commands are run as subproce
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -82,13 +83,14 @@ class Daemon:
 
 @pytest.fixture
 def audio_dir(tmp_path: Path) -> Path:
-    """An allowed directory holding a 1 s tone and a 0.6 s one."""
+    """An allowed directory holding a 1 s tone, a 0.6 s one and a FIFO."""
     import soundfile
 
     directory = tmp_path / "audio"
     directory.mkdir()
     soundfile.write(directory / "one.wav", tone(48_000, 1.0, 440), 48_000, subtype="PCM_16")
     soundfile.write(directory / "short.wav", tone(16_000, 0.6, 660), 16_000, subtype="PCM_16")
+    os.mkfifo(directory / "tts.fifo")  # no writer: playing it by path would hold the decoder
     return directory
 
 
@@ -208,6 +210,7 @@ def test_openapi_documents_the_answers_the_server_gives(daemon: Daemon) -> None:
         ("POST", "/v1/interrupt", {"mode": "later"}), ("POST", "/v1/live/start", {"device": True}),
         ("POST", "/v1/live/stop", None), ("GET", "/v1/status", None), ("GET", "/metrics", None),
         ("POST", "/send_text_message", {"properties": {"text": "hi"}}), ("GET", "/openapi.json", None),
+        ("POST", "/v1/play?wait=1", {"path": "short.wav"}),  # last: it waits for the queue to play out
     ]
     seen = set()
     for method, path, body in asked:
@@ -223,8 +226,9 @@ def test_openapi_documents_the_answers_the_server_gives(daemon: Daemon) -> None:
         if "properties" in schema:
             assert set(answer) <= set(schema["properties"]), (route, status, set(answer) - set(schema["properties"]))
         seen.add((route, status))
-    assert {("/v1/play", 202), ("/v1/play", 409), ("/v1/play", 404), ("/v1/play", 403), ("/v1/play", 400),
-            ("/v1/play", 413), ("/v1/stream", 200), ("/v1/stream", 409), ("/v1/stream", 400)} <= seen, seen
+    assert {("/v1/play", 202), ("/v1/play", 200), ("/v1/play", 409), ("/v1/play", 404), ("/v1/play", 403),
+            ("/v1/play", 400), ("/v1/play", 413), ("/v1/stream", 200), ("/v1/stream", 409),
+            ("/v1/stream", 400)} <= seen, seen
 
 
 # -- bad requests ----------------------------------------------------------------------------
@@ -245,8 +249,9 @@ def test_openapi_documents_the_answers_the_server_gives(daemon: Daemon) -> None:
     (b'{"path": ""}', 400, "is not a valid path"),
     (b'{"path": "a\\u0000b"}', 400, "is not a valid path"),
     (b'{"path": "."}', 400, "is a directory"),
+    (b'{"path": "tts.fifo"}', 400, "is not a regular file"),
 ], ids=["not-json", "array", "no-path", "path-number", "traversal", "absolute-outside", "missing", "empty-id",
-        "not-utf-8", "nested-too-deep", "lone-surrogate", "name-too-long", "empty-path", "nul", "directory"])
+        "not-utf-8", "nested-too-deep", "lone-surrogate", "name-too-long", "empty-path", "nul", "directory", "fifo"])
 def test_play_refuses_bad_requests_with_a_message(daemon: Daemon, body: bytes, status: int, says: str) -> None:
     answer = daemon.request("POST", "/v1/play", data=body, headers={"Content-Type": "application/json"})
     assert answer[0] == status and says in answer[1]["error"], answer
@@ -572,6 +577,21 @@ def test_client_commands(daemon: Daemon, audio_dir: Path) -> None:
     events = client(daemon, "events", "--count", "1")
     assert events.returncode == 0
     assert json.loads(events.stdout)["event"] in ("item_started", "item_finished", "idle"), events.stdout
+
+
+def test_play_by_path_may_answer_once_it_has_played(daemon: Daemon, audio_dir: Path) -> None:
+    """``POST /v1/play?wait=true`` (and ``say --by-path --wait``) answers 200 after the segment
+    played, with how much of it played, like an upload with ``wait=true``."""
+    began = time.monotonic()
+    status, answer = daemon.request("POST", "/v1/play?wait=true", {"path": "short.wav"})
+    assert time.monotonic() - began >= 0.6
+    assert (status, answer) == (200, {"id": "seg-1", "state": "finished", "position_ms": 600.0,
+                                      "interrupted": False, "error": None})
+    waited = client(daemon, "say", "--by-path", "--wait", audio_dir / "short.wav")
+    assert (waited.returncode, waited.stdout, waited.stderr) == (0, "seg-2\n", "")
+    assert [event["id"] for event in daemon.events() if event["event"] == "item_finished"] == ["seg-1", "seg-2"]
+    assert daemon.request("POST", "/v1/play?wait=maybe", {"path": "short.wav"}) == (
+        400, {"error": "wait must be true or false, not 'maybe'"})
 
 
 def test_client_errors_are_one_line(daemon: Daemon, audio_dir: Path) -> None:

@@ -24,6 +24,8 @@ EXIT_REFUSED = 1
 EXIT_NO_DAEMON = 2
 _UPLOAD_CHUNK = 8192
 
+# How long a request may take to be answered (None: a wait for a segment to play).
+CALL_S = 30.0
 # How often a client with --connect-timeout tries again while nothing listens at the address.
 _CONNECT_RETRY_S = 0.1
 
@@ -76,7 +78,7 @@ class _Daemon:
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def call(self, method: str, path: str, body: Any = None, *, data: Any = None,
-             timeout: float | None = 30.0) -> Any:
+             timeout: float | None = CALL_S) -> Any:
         """The JSON answer; exits with a message on an HTTP error or when the daemon is unreachable."""
         headers = dict(self._headers)
         if body is not None:
@@ -137,9 +139,8 @@ def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, da
       echo-streamer say --by-path /srv/audio/intro.mp3 --wait
     """
     if by_path:
-        answer = daemon.call("POST", "/v1/play", {"path": os.path.abspath(file), "id": segment_id})
-        if wait:
-            say("echo-streamer: --wait needs an upload; the segment was queued by path")
+        answer = daemon.call("POST", "/v1/play?wait=true" if wait else "/v1/play",
+                             {"path": os.path.abspath(file), "id": segment_id}, timeout=None if wait else CALL_S)
     else:
         query = urllib.parse.urlencode({key: value for key, value in (("id", segment_id), ("wait", wait and "true"))
                                         if value})

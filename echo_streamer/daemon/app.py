@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MAX_WAIT_LIMIT_MS, MODES
+from ..engine.segment import Segment
 from ..engine.waiting import unless
 from ..output.tavus import echo_message
 from ..sources.formats import AUTO, RAW_FORMATS
@@ -28,9 +29,10 @@ from .uploads import Upload, UploadError, UploadLost
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 KEEPALIVE_S = 15.0
-# Routes that keep their own time: an event feed and an upload last as long as they last, and an
-# interrupt waits for its cut, up to max_wait_ms beyond the request limit.
-_OPEN_ENDED = {"/v1/events", "/v1/stream", "/v1/interrupt"}
+# Routes that keep their own time: an event feed and an upload last as long as they last, a play
+# may wait for its segment to play, and an interrupt waits for its cut, up to max_wait_ms beyond
+# the request limit.
+_OPEN_ENDED = {"/v1/events", "/v1/stream", "/v1/play", "/v1/interrupt"}
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,16 @@ class _Api:
         return response
 
     async def play(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
+        """Queue a file: 202 at once, or with ``wait=true`` 200 once it has played. Reading the
+        body is held to the request limit; the wait is as long as the segment."""
+        wait = _bool_param(request.query, "wait")
+        body = await asyncio.wait_for(_json_object(request), self.limits.request_s)
         path = _field(body, "path", str)
         segment = self.daemon.play(path, _field(body, "id", str, required=False))
-        return web.json_response({"id": segment.id, "state": segment.state}, status=202)
+        if not wait:
+            return web.json_response({"id": segment.id, "state": segment.state}, status=202)
+        await segment.wait()
+        return web.json_response(_segment_answer(segment))
 
     async def stream(self, request: web.Request) -> web.Response:
         query = request.query
@@ -136,10 +144,7 @@ class _Api:
             raise ApiError(400, f"format must be {AUTO} or one of {', '.join(RAW_FORMATS)}, not {sample_format!r}")
         rate = _int_param(query, "rate", 8_000, 192_000)
         channels = _int_param(query, "channels", 1, 64)
-        wait_text = query.get("wait", "false").lower()
-        if wait_text not in _YES + _NO:
-            raise ApiError(400, f"wait must be true or false, not {wait_text!r}")
-        wait = wait_text in _YES
+        wait = _bool_param(query, "wait")
         upload = Upload(asyncio.get_running_loop())
         segment = self.daemon.stream(upload.chunks(), sample_format, rate, channels, query.get("id"))
         try:
@@ -166,11 +171,7 @@ class _Api:
             return response
         if wait:
             await segment.wait()
-        answer: dict[str, Any] = {"id": segment.id, "bytes": upload.received, "state": segment.state}
-        if segment.done():
-            answer.update(position_ms=round(segment.position_ms, 1), interrupted=segment.interrupted,
-                          error=segment.error)
-        return web.json_response(answer)
+        return web.json_response({**_segment_answer(segment), "bytes": upload.received})
 
     async def interrupt(self, request: web.Request) -> web.Response:
         """Its own time limit: the request limit for reading the body and carrying out the cut,
@@ -187,10 +188,10 @@ class _Api:
         if not 0 <= max_wait_ms <= MAX_WAIT_LIMIT_MS:
             raise ApiError(400, f"max_wait_ms must be from 0 to {MAX_WAIT_LIMIT_MS}, not {max_wait_ms}")
         limit_s = self.limits.request_s + max_wait_ms / 1000
+        # Asked for before the clock is looked at: a body that took all the time still cuts.
+        interruption = self.daemon.interrupt(mode, True if clear_queue is None else clear_queue, max_wait_ms)
         try:
-            interruption = await asyncio.wait_for(
-                self.daemon.interrupt(mode, True if clear_queue is None else clear_queue, max_wait_ms),
-                deadline + max_wait_ms / 1000 - loop.time())
+            await asyncio.wait_for(interruption.wait(), deadline + max_wait_ms / 1000 - loop.time())
         except TimeoutError:
             raise ApiError(503, f"the interrupt took longer than {limit_s:g} s") from None
         return web.json_response(interruption.fields())
@@ -259,6 +260,22 @@ def _field(body: dict[str, Any], name: str, kind: type, required: bool = True) -
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ApiError(400, f"{name!r} must be {_json_kind(kind)}, not {_json_kind(type(value))}")
     return value
+
+
+def _bool_param(query: Any, name: str) -> bool:
+    text = query.get(name, "false").lower()
+    if text not in _YES + _NO:
+        raise ApiError(400, f"{name} must be true or false, not {text!r}")
+    return text in _YES
+
+
+def _segment_answer(segment: Segment) -> dict[str, Any]:
+    """A segment's id and state; once it is over, how much of it played and how it ended."""
+    answer: dict[str, Any] = {"id": segment.id, "state": segment.state}
+    if segment.done():
+        answer.update(position_ms=round(segment.position_ms, 1), interrupted=segment.interrupted,
+                      error=segment.error)
+    return answer
 
 
 def _int_param(query: Any, name: str, low: int, high: int) -> int | None:

@@ -42,6 +42,11 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+_WAIT = _query("wait", {"type": "boolean", "default": False}, "answer only once the segment has played")
+# A segment, with (once it is over) how much of it played and how it ended.
+_PLAYED = {"id": _STRING, "state": _STRING, "position_ms": _NUMBER, "interrupted": _BOOL, "error": _NULLABLE_STRING}
+
+
 def _operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
     """Every route may answer 401 (a token is set and missing or wrong); one that reads a JSON
     body also 400 (malformed, or a field out of range) and 413 (over 1 MB)."""
@@ -61,13 +66,13 @@ def openapi_spec() -> dict[str, Any]:
         "paths": {
             "/v1/play": {"post": _operation(
                 "Queue a file inside the allowed directories; segments play in order.",
-                {"202": _answer({"id": _STRING, "state": _STRING}, "Queued"), "403": _ERROR, "404": _ERROR,
-                 "409": _ERROR, "503": _ERROR},
+                {"202": _answer({"id": _STRING, "state": _STRING}, "Queued"), "200": _answer(_PLAYED, "Played"),
+                 "403": _ERROR, "404": _ERROR, "409": _ERROR, "503": _ERROR},
+                parameters=[_WAIT],
                 requestBody=_json_body({"path": {"type": "string"}, "id": {"type": "string"}}, ["path"]))},
             "/v1/stream": {"post": _operation(
                 "One segment that plays while its (chunked) body uploads; answers when the upload ends.",
-                {"200": _answer({"id": _STRING, "bytes": _NUMBER, "state": _STRING, "position_ms": _NUMBER,
-                                  "interrupted": _BOOL, "error": _NULLABLE_STRING}),
+                {"200": _answer({**_PLAYED, "bytes": _NUMBER}),
                  "400": _ERROR, "408": _ERROR, "409": _ERROR, "413": _ERROR, "503": _ERROR},
                 parameters=[
                     _query("format", {"enum": [AUTO, *RAW_FORMATS], "default": AUTO},
@@ -75,7 +80,7 @@ def openapi_spec() -> dict[str, Any]:
                     _query("rate", {"type": "integer", "minimum": 8000, "maximum": 192000}, "raw input rate, Hz"),
                     _query("channels", {"type": "integer", "minimum": 1, "maximum": 64}, "raw input channels"),
                     _query("id", {"type": "string"}, "segment id (default: seg-N)"),
-                    _query("wait", {"type": "boolean", "default": False}, "answer only once the segment has played"),
+                    _WAIT,
                 ],
                 requestBody={"required": True, "content": {"application/octet-stream": {"schema": {
                     "type": "string", "format": "binary"}}}})},

@@ -13,7 +13,7 @@ class PathRefused(Exception):
 
 class PathInvalid(ValueError):
     """The path is not one a file can have (empty, a NUL in it, too long, a symlink loop), or it
-    names a directory."""
+    names a directory, a FIFO, a device or a socket."""
 
 
 class AllowedPaths:
@@ -38,7 +38,7 @@ class AllowedPaths:
             raise PathInvalid(f"{path!r} is not a valid path")
         try:
             real = (self.roots[0] / path).resolve()
-            exists, is_dir = real.exists(), real.is_dir()
+            exists, is_dir, is_file = real.exists(), real.is_dir(), real.is_file()
         except (OSError, RuntimeError, ValueError) as error:  # too long, a symlink loop, not encodable
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             raise PathInvalid(f"{path!r} cannot be resolved: {reason}") from None
@@ -48,6 +48,9 @@ class AllowedPaths:
             raise FileNotFoundError(f"{path}: no such file")
         if is_dir:
             raise PathInvalid(f"{path} is a directory")
+        if not is_file:  # a FIFO would hold the decoder until a writer comes: streams go to /v1/stream
+            raise PathInvalid(f"{path} is not a regular file (a FIFO, a device or a socket): upload streams to "
+                              "/v1/stream")
         if not os.access(real, os.R_OK):
             raise PathRefused(f"{path} is not readable")
         return real

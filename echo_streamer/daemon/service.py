@@ -161,13 +161,13 @@ class Daemon:
             raise ApiError(400, str(error)) from None
         return self._track(segment)
 
-    async def interrupt(self, mode: str, clear_queue: bool, max_wait_ms: int) -> Interruption:
+    def interrupt(self, mode: str, clear_queue: bool, max_wait_ms: int) -> Interruption:
+        """Ask for the cut at once; ``await interruption.wait()`` for it to be carried out."""
         streamer = self._running()
         try:
-            interruption = streamer.interrupt(mode, keep_queue=not clear_queue, max_wait_ms=max_wait_ms)
+            return streamer.interrupt(mode, keep_queue=not clear_queue, max_wait_ms=max_wait_ms)
         except ValueError as error:
             raise ApiError(400, str(error)) from None
-        return await interruption.wait()
 
     async def cancel(self, segment: Segment) -> None:
         if self.streamer is not None:

@@ -36,7 +36,11 @@ def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> Au
         return _stream_decoder(stdin or sys.stdin.buffer, path, block_seconds)
     head = _check_file(path)
     if head is None:  # a FIFO, /dev/stdin, a <(process substitution): read once, as it comes, like stdin
-        with open(path, "rb") as stream:  # ffmpeg reads its own copy of the descriptor
+        try:
+            stream = open(path, "rb")
+        except OSError as error:  # a socket, a FIFO not readable to us
+            raise InputError(path, error.strerror or str(error)) from None
+        with stream:  # ffmpeg reads its own copy of the descriptor
             return _stream_decoder(stream, path, block_seconds)
     if _prefers_ffmpeg(path, head):
         return FfmpegSource(path, block_seconds)
