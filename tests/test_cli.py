@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import echo_streamer
+from echo_streamer.cli import main as cli_main
 from echo_streamer.output.tavus import conversation_id_from_url, interrupt_message
 from echo_streamer.sources.files import open_audio
 
@@ -23,14 +25,18 @@ def test_version(cli: Cli) -> None:
     assert result.stdout.strip() == f"echo-streamer, version {echo_streamer.__version__}"
 
 
-@pytest.mark.parametrize("command", [(), ("play",), ("render",)], ids=["main", "play", "render"])
+@pytest.mark.parametrize("command", [(), *((name,) for name in sorted(cli_main.commands))],
+                         ids=lambda command: command[0] if command else "main")
 def test_help_has_examples(command: tuple[str, ...], cli: Cli) -> None:
-    """Every command's ``--help`` exits 0 and shows runnable examples."""
+    """Every command's ``--help`` exits 0 and shows examples, which use commands that exist (a
+    command's own among them)."""
     result = cli(*command, "--help")
     assert result.returncode == 0
     examples = result.stdout.split("Examples:", 1)
     assert len(examples) == 2, result.stdout
-    assert "echo-streamer " in examples[1]
+    used = set(re.findall(r"echo-streamer ([a-z][a-z-]*)", examples[1]))
+    assert used and used <= set(cli_main.commands), used
+    assert not command or command[0] in used, used
 
 
 @pytest.mark.parametrize(
