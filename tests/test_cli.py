@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,21 @@ def test_help_has_examples(command: tuple[str, ...], cli: Cli) -> None:
     used = set(re.findall(r"echo-streamer ([a-z][a-z-]*)", examples[1]))
     assert used and used <= set(cli_main.commands), used
     assert not command or command[0] in used, used
+
+
+HEAVY_MODULES = ("numpy", "soundfile", "soxr", "samplerate", "sounddevice", "daily", "aiohttp", "asyncio",
+                 "urllib.request")
+
+
+def test_help_loads_none_of_the_heavy_modules() -> None:
+    """``--help`` (of the group and of every command) loads only click and light standard modules:
+    the audio libraries, the SDK, the HTTP stack and asyncio load inside the commands."""
+    script = ("import sys\nfrom echo_streamer.cli import main\n"
+              "for args in [['--help']] + [[name, '--help'] for name in main.commands]:\n"
+              "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+              f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr.strip() == "[]", result.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """Client commands for a running daemon: ``say``, ``interrupt``, ``status``, ``events``.
 
-Plain standard-library HTTP, so they start fast and need nothing but a daemon to talk to.
+Plain standard-library HTTP, so they start fast and need nothing but a daemon to talk to;
+``urllib.request`` (which loads ``http.client``, ``email`` and ``ssl``) only when a request is
+made, so that every other command starts without it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ import json
 import os
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -84,17 +84,19 @@ class _Daemon:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        with self._open(request, timeout) as response:
+        with self._open(method, path, data, headers, timeout) as response:
             return json.load(response)
 
     def lines(self, path: str) -> Iterator[str]:
-        request = urllib.request.Request(self.url + path, headers=self._headers)
-        with self._open(request, None) as response:
+        with self._open("GET", path, None, self._headers, None) as response:
             for line in response:
                 yield line.decode().rstrip("\r\n")
 
-    def _open(self, request: urllib.request.Request, timeout: float | None) -> Any:
+    def _open(self, method: str, path: str, data: Any, headers: dict[str, str], timeout: float | None) -> Any:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         # A refused connection sent nothing (an upload's body is read only once connected), so
         # trying again is safe.
         gives_up = time.monotonic() + self.connect_timeout
@@ -106,7 +108,7 @@ class _Daemon:
                     message = json.load(error).get("error", error.reason)
                 except ValueError:
                     message = error.reason
-                say(f"echo-streamer: {request.get_method()} {request.selector}: {message} (HTTP {error.code})")
+                say(f"echo-streamer: {method} {request.selector}: {message} (HTTP {error.code})")
                 sys.exit(EXIT_REFUSED)
             except (urllib.error.URLError, OSError) as error:
                 reason = getattr(error, "reason", error)
