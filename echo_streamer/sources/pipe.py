@@ -108,7 +108,8 @@ class PipeReader:
                 self.read_error = error.strerror or str(error)
                 more = b""
             with self._changed:
-                self._buffer += more
+                if not self._closing:  # once closed, what the writer still sends is read and dropped
+                    self._buffer += more
                 self._writer_closed = not more
                 self._changed.notify_all()
                 if not more:
