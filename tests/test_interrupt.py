@@ -331,6 +331,32 @@ def test_a_second_request_joins_a_waiting_soft_one(second: str, max_wait_ms: int
     assert took < 0.08, took  # the frame in flight, the fade frame, and slack: not the 100 ms wait
 
 
+def test_with_a_long_lead_an_interrupt_of_the_next_segment_does_not_join_the_last_cut(
+        tones: tuple[Path, Path]) -> None:
+    """Four frames ahead and a one-frame gap: the next segment starts while the SDK still holds
+    the fade that ended the one before. An interrupt then is that segment's own, not a request
+    joining the earlier cut (which would leave it playing)."""
+    long_tone, other = tones
+
+    async def session() -> tuple[Interruption, Interruption, list[Segment]]:
+        async with Streamer(StreamerConfig(lead_ms=40, gap_ms=10)) as streamer:
+            segments = [streamer.play(str(long_tone)), streamer.play(str(other))]
+            await reach(segments[0], 300)
+            first = streamer.interrupt("now", keep_queue=True)
+            while streamer.current is not segments[1]:
+                await asyncio.sleep(0.001)
+            assert not first.done()  # its fade is still in the SDK's hands
+            second = streamer.interrupt("now")
+            await asyncio.gather(first.wait(), second.wait())
+        return first, second, segments
+
+    first, second, segments = arun(session())
+    assert second is not first and second.segment is segments[1] and second.cut == "now"
+    assert first.segment is segments[0] and first.done_at is not None
+    assert [segment.state for segment in segments] == ["interrupted", "interrupted"]
+    assert segments[1].position_ms < 100
+
+
 def test_a_request_after_the_cut_was_made_does_not_relabel_it() -> None:
     """Once a cut has been chosen (its fade is on its way), a second request only joins it: a
     "now" does not turn a cut made at a pause into a hard one, nor move its deadline."""

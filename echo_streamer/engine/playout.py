@@ -60,9 +60,10 @@ class Playout:
         self._last_kind = _IDLE
         self._in_flight: deque[tuple[int, Segment | None]] = deque()
         self._was_idle = True
-        # An interrupt waiting for its cut, and one whose cut frame the SDK has not consumed yet.
+        # An interrupt waiting for its cut, and those whose cut frame the SDK has not consumed yet
+        # (more than one when a lead of several frames lets the next segment start meanwhile).
         self._pending: Interruption | None = None
-        self._cutting: Interruption | None = None
+        self._cutting: list[Interruption] = []
         self.frames_sent = 0
         self.frames_consumed = 0
         self.underruns = 0
@@ -134,8 +135,8 @@ class Playout:
             if kind == _FADE:
                 self._count_played(segment, self._fade_samples)
             self._finish(segment, now, interrupted=kind != _END)
-            if self._cutting is not None and self._cutting.segment is segment:
-                self._resolve(self._cutting, now)
+            for cut in [cut for cut in self._cutting if cut.segment is segment]:
+                self._resolve(cut, now)
         if kind == _IDLE and not self._was_idle:
             self._emit("idle", now, {}, None)
         self._was_idle = kind == _IDLE
@@ -153,9 +154,12 @@ class Playout:
 
         The cut happens in the next frame chosen (``"now"``) or at the next interrupt point
         before ``request.deadline`` (``"next_pause"``). A request made while another is still in
-        progress joins it (:meth:`Interruption.absorb`) and the earlier one is returned.
+        progress (waiting for its cut, or cut and in its gap) joins it (:meth:`Interruption.absorb`)
+        and the earlier one is returned.
         """
-        active = self._pending or self._cutting or request
+        # A cut on its way is joined while its gap lasts, not once the next segment plays.
+        joinable = self._cutting[-1] if self._cutting and self._current is None else None
+        active = self._pending or joinable or request
         current = self._current
         self._emit("interrupt_requested", now, {
             "interrupt": active.id, "mode": request.mode, "keep_queue": request.keep_queue,
@@ -166,7 +170,7 @@ class Playout:
             active.absorb(request)
             if tighter and active.mode == "next_pause" and current is not None:
                 self._plan_soft_cut(active, current, request.max_wait_ms)
-            if self._cutting is not None and not active.keep_queue:
+            if active is joinable and not active.keep_queue:
                 active.dropped += self._drop_waiting(now)
             return active
         self.interrupts += 1
@@ -212,8 +216,8 @@ class Playout:
         if request.segment is not None:
             request.position_ms = request.segment.position_ms
         request.done_at = now
-        if self._cutting is request:
-            self._cutting = None
+        if request in self._cutting:
+            self._cutting.remove(request)
         self._emit("interrupt_done", now, request.fields(), request)
 
     def _count_played(self, segment: Segment, samples: int) -> None:
@@ -309,7 +313,7 @@ class Playout:
         assert request is not None
         request.cut = cut
         request.segment = segment
-        self._cutting = request
+        self._cutting.append(request)
         self._current = None
         self._starving = False
         if not request.keep_queue:
