@@ -15,30 +15,31 @@ from echo_streamer.dsp.convert import downmix, to_pcm16
 from echo_streamer.dsp.framer import Framer
 from echo_streamer.dsp.pauses import MIN_PAUSE_MS, PauseDetector, first_dip
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
-from echo_streamer.dsp.decimate import lowpass
+from echo_streamer.dsp.polyphase import LIVE_SPEC, STREAM_SPEC, FilterSpec, lowpass, ratio
 from echo_streamer.dsp.resample import (
-    DECIMATOR_QUALITY,
     LIVE_FALLBACK_QUALITY,
-    LOW_LATENCY_QUALITY,
+    LIVE_FIR_QUALITY,
     QUALITY,
+    STREAM_QUALITY,
     StreamResampler,
     live_quality,
     resample,
 )
 from echo_streamer.errors import InputError
 
-IN_RATES = (8000, 22050, 44100, 48000, 96000)
+IN_RATES = (8000, 16000, 22050, 44100, 48000, 96000)
 OUT_RATES = (16000, 24000)
-RATE_PAIRS = [(i, o) for i in IN_RATES for o in OUT_RATES]
-# files: soxr HQ; streams: libsamplerate sinc_best; live input at a whole ratio: the FIR decimator
-QUALITIES = (QUALITY, LOW_LATENCY_QUALITY, DECIMATOR_QUALITY)
-# The decimator takes only whole ratios: factors 2 (48 -> 24 kHz), 3 (48 -> 16), 4 (96 -> 24), 6 (96 -> 16).
-DECIMATOR_PAIRS = [(i, o) for i, o in RATE_PAIRS if i > o and i % o == 0]
+RATE_PAIRS = [(i, o) for i in IN_RATES for o in OUT_RATES if i != o]
+# files: soxr HQ; streams: our polyphase FIR; live input: the short polyphase FIR at a whole
+# ratio, libsamplerate's sinc_medium at others
+QUALITIES = (QUALITY, STREAM_QUALITY, LIVE_FIR_QUALITY, LIVE_FALLBACK_QUALITY)
+# The short FIR is used at whole ratios: factors 2 (48 -> 24 kHz), 3 (48 -> 16), 4 (96 -> 24), 6 (96 -> 16).
+LIVE_FIR_PAIRS = [(i, o) for i, o in RATE_PAIRS if live_quality(i, o) == LIVE_FIR_QUALITY]
 
 
 def rate_pairs(quality: str) -> list[tuple[int, int]]:
     """The (input, output) rates in Hz that ``quality`` is tested at."""
-    return DECIMATOR_PAIRS if quality == DECIMATOR_QUALITY else RATE_PAIRS
+    return LIVE_FIR_PAIRS if quality == LIVE_FIR_QUALITY else RATE_PAIRS
 
 block_sizes = st.lists(st.integers(min_value=1, max_value=6000), min_size=1, max_size=20)
 
@@ -112,8 +113,8 @@ def test_tail_is_flushed(quality: str, data: st.DataObject, length: int, sizes: 
     assert abs(len(out) - length * out_rate / in_rate) <= 2
 
 
-@pytest.mark.parametrize(("quality", "in_rate"), [(QUALITY, 22050), (LOW_LATENCY_QUALITY, 22050),
-                                                  (DECIMATOR_QUALITY, 48000)])
+@pytest.mark.parametrize(("quality", "in_rate"), [(QUALITY, 22050), (STREAM_QUALITY, 22050),
+                                                  (LIVE_FIR_QUALITY, 48000), (LIVE_FALLBACK_QUALITY, 44100)])
 def test_clear_forgets_the_last_stream(quality: str, in_rate: int) -> None:
     """After clear() (mid-stream, as an interrupt does) a new signal comes out as from a fresh resampler."""
     resampler = StreamResampler(in_rate, 24000, quality)
@@ -142,9 +143,9 @@ def test_no_click_at_block_boundaries(quality: str, data: st.DataObject, sizes: 
     max_step = 2 * level * math.sin(math.pi * freq / out_rate)  # largest step between samples of the sine
     assert np.max(np.abs(np.diff(out[inner]))) <= max_step * 1.01
     ideal = level * np.sin(2 * np.pi * freq * np.arange(len(out)) / out_rate)
-    # A dropped/duplicated sample is off by ~0.2; the decimator's passband ripple (+-0.007 dB)
+    # A dropped/duplicated sample is off by ~0.2; the live FIR's passband ripple (+-0.007 dB)
     # alone is up to 4e-4 at this level.
-    tolerance = 1e-3 if quality == DECIMATOR_QUALITY else 1e-4
+    tolerance = 1e-3 if quality == LIVE_FIR_QUALITY else 1e-4
     assert np.max(np.abs(out[inner] - ideal[inner])) < tolerance
 
 
@@ -157,9 +158,16 @@ def test_equal_rates_pass_through() -> None:
     assert np.array_equal(resample(samples, 24000, 24000), samples)
 
 
-# -- the FIR decimator (live input at a whole ratio) ------------------------------------------------
+# -- our polyphase FIRs (streams; live input at a whole ratio) -------------------------------------
 
-DECIMATOR_CASES = [(48000, 24000), (48000, 16000), (96000, 24000)]  # factors 2, 3, 4
+# quality, input rate, output rate: every ratio shape (down, up, both; small and large factors)
+FIR_CASES = [(LIVE_FIR_QUALITY, 48000, 24000), (LIVE_FIR_QUALITY, 48000, 16000), (LIVE_FIR_QUALITY, 96000, 24000),
+             (STREAM_QUALITY, 16000, 24000), (STREAM_QUALITY, 8000, 24000), (STREAM_QUALITY, 48000, 24000),
+             (STREAM_QUALITY, 24000, 16000), (STREAM_QUALITY, 22050, 24000), (STREAM_QUALITY, 22050, 16000),
+             (STREAM_QUALITY, 44100, 16000)]
+# Per quality: the largest passband error in dB, and the least stopband attenuation in dB.
+FIR_BOUNDS = {LIVE_FIR_QUALITY: (0.1, 60.0), STREAM_QUALITY: (0.001, 88.0)}
+FIR_SPEC_OF = {LIVE_FIR_QUALITY: LIVE_SPEC, STREAM_QUALITY: STREAM_SPEC}
 
 
 def tone(freq: float, rate: int, seconds: float = 0.5, level: float = 0.5) -> np.ndarray:
@@ -172,82 +180,102 @@ def inner(samples: np.ndarray, rate: int) -> np.ndarray:
     return samples[rate // 50 : len(samples) - rate // 50]
 
 
-def test_live_input_decimates_at_whole_ratios_only() -> None:
-    assert {live_quality(48000, 24000), live_quality(48000, 16000), live_quality(96000, 24000)} == {DECIMATOR_QUALITY}
+def test_live_input_takes_the_short_fir_at_whole_ratios_only() -> None:
+    assert {live_quality(48000, 24000), live_quality(48000, 16000), live_quality(96000, 24000)} == {LIVE_FIR_QUALITY}
     assert {live_quality(44100, 24000), live_quality(22050, 24000), live_quality(8000, 16000),
             live_quality(24000, 24000)} == {LIVE_FALLBACK_QUALITY}
 
 
-@pytest.mark.parametrize(("in_rate", "out_rate"), [(44100, 24000), (24000, 16000), (8000, 16000), (16000, 48000)])
-def test_decimator_refuses_other_ratios(in_rate: int, out_rate: int) -> None:
-    with pytest.raises(ValueError, match="2 or more whole times the output rate"):
-        StreamResampler(in_rate, out_rate, DECIMATOR_QUALITY)
-    with pytest.raises(ValueError, match="2 or more whole times the output rate"):
-        resample(noise(100), in_rate, out_rate, DECIMATOR_QUALITY)
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(0, 24000), (16000, -1)])
+def test_fir_refuses_rates_that_are_not_positive(in_rate: int, out_rate: int) -> None:
+    with pytest.raises(ValueError, match="rates must be positive"):
+        ratio(in_rate, out_rate)
 
 
-@pytest.mark.parametrize(("in_rate", "out_rate"), DECIMATOR_CASES)
+@pytest.mark.parametrize(("quality", "in_rate", "out_rate"), FIR_CASES)
 @pytest.mark.parametrize("size", [239, 240, 241])
-def test_decimator_stream_equals_one_shot_in_float(in_rate: int, out_rate: int, size: int) -> None:
+def test_fir_stream_equals_one_shot_in_float(quality: str, in_rate: int, out_rate: int, size: int) -> None:
     """In capture-sized blocks (5 ms at 48 kHz, and one sample either side) the stream is the
-    one-shot result to float32 rounding, not just to the LSB of PCM16."""
+    one-shot result to float32 rounding, not just to the LSB of PCM16: ceil(n L / M) samples."""
     samples = noise(in_rate // 4 + 1, seed=size)
-    streamed = stream_resample(samples, in_rate, out_rate, [size], DECIMATOR_QUALITY)
-    reference = resample(samples, in_rate, out_rate, DECIMATOR_QUALITY)
+    streamed = stream_resample(samples, in_rate, out_rate, [size], quality)
+    reference = resample(samples, in_rate, out_rate, quality)
     assert streamed.dtype == reference.dtype == np.float32
-    assert len(streamed) == len(reference) == -(-len(samples) // (in_rate // out_rate))
+    assert len(streamed) == len(reference) == -(-len(samples) * out_rate // in_rate)
     np.testing.assert_allclose(streamed, reference, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize(("in_rate", "out_rate"), DECIMATOR_CASES)
-def test_decimator_frequency_response(in_rate: int, out_rate: int) -> None:
-    """The taps' exact response (their DTFT, sampled every 0.05-0.1 Hz): flat within 0.1 dB up to
-    5/6 of the output's Nyquist frequency, and at least 60 dB down from that Nyquist frequency up."""
-    taps = lowpass(in_rate // out_rate).astype(np.float64)
+@pytest.mark.parametrize(("quality", "in_rate", "out_rate"), FIR_CASES)
+def test_fir_frequency_response(quality: str, in_rate: int, out_rate: int) -> None:
+    """The taps' exact response (their DTFT, finely sampled): flat up to the spec's passband edge,
+    attenuated from its stopband edge up (as fractions of the lower Nyquist frequency); the
+    streams' filter has soxr's bandwidth, its -3 dB point at 95 % of that Nyquist frequency."""
+    spec: FilterSpec = FIR_SPEC_OF[quality]
+    up, down = ratio(in_rate, out_rate)
+    taps = lowpass(up, down, spec).astype(np.float64)
     size = 1 << 20
-    freqs = np.fft.rfftfreq(size, 1 / in_rate)
-    gain_db = 20 * np.log10(np.maximum(np.abs(np.fft.rfft(taps, size)), 1e-12))
-    nyquist = out_rate / 2
-    assert np.max(np.abs(gain_db[freqs <= nyquist * 5 / 6])) <= 0.1
-    assert np.max(gain_db[freqs >= nyquist]) <= -60
+    nyquists = np.fft.rfftfreq(size) * 2 * max(up, down)  # in units of the lower Nyquist frequency
+    gain_db = 20 * np.log10(np.maximum(np.abs(np.fft.rfft(taps, size)) / up, 1e-12))
+    ripple_db, stop_db = FIR_BOUNDS[quality]
+    assert np.max(np.abs(gain_db[nyquists <= spec.passband])) <= ripple_db
+    assert np.max(gain_db[nyquists >= spec.stopband]) <= -stop_db
+    if quality == STREAM_QUALITY:
+        assert 0.945 <= nyquists[np.argmax(gain_db < -3)] <= 0.955
 
 
-@pytest.mark.parametrize(("in_rate", "out_rate", "freq"),
-                         [(48000, 24000, 1000), (48000, 24000, 9900), (48000, 16000, 6600), (96000, 24000, 9900)])
-def test_decimator_passes_a_tone_in_the_passband(in_rate: int, out_rate: int, freq: float) -> None:
-    """A tone below 5/6 of the output's Nyquist frequency, fed in 5 ms blocks, comes out as the
-    same sine at the output rate (level, frequency and phase), within 0.1 dB sample for sample."""
-    out = stream_resample(tone(freq, in_rate), in_rate, out_rate, [in_rate // 200], DECIMATOR_QUALITY)
+@pytest.mark.parametrize(("quality", "in_rate", "out_rate", "freq"),
+                         [(LIVE_FIR_QUALITY, 48000, 24000, 1000), (LIVE_FIR_QUALITY, 48000, 24000, 9900),
+                          (LIVE_FIR_QUALITY, 48000, 16000, 6600), (LIVE_FIR_QUALITY, 96000, 24000, 9900),
+                          (STREAM_QUALITY, 16000, 24000, 1000), (STREAM_QUALITY, 16000, 24000, 7000),
+                          (STREAM_QUALITY, 8000, 24000, 3600), (STREAM_QUALITY, 48000, 24000, 11000),
+                          (STREAM_QUALITY, 24000, 16000, 7000), (STREAM_QUALITY, 22050, 24000, 10000),
+                          (STREAM_QUALITY, 22050, 16000, 7000)])
+def test_fir_passes_a_tone_in_the_passband(quality: str, in_rate: int, out_rate: int, freq: float) -> None:
+    """A tone in the passband, fed in 5 ms blocks, comes out as the same sine at the output rate
+    (level, frequency and phase) sample for sample, within the passband error; upsampled, its
+    images are in that error too."""
+    out = stream_resample(tone(freq, in_rate), in_rate, out_rate, [in_rate // 200], quality)
     ideal = tone(freq, out_rate).astype(np.float64)
     assert len(out) == len(ideal)
-    assert np.max(np.abs(inner(out - ideal, out_rate))) <= 0.5 * (10 ** (0.1 / 20) - 1)
+    ripple_db, _ = FIR_BOUNDS[quality]
+    assert np.max(np.abs(inner(out - ideal, out_rate))) <= 0.5 * (10 ** (ripple_db / 20) - 1)
 
 
-@pytest.mark.parametrize(("in_rate", "out_rate", "freq"),
-                         [(48000, 24000, 12100), (48000, 24000, 13000), (48000, 24000, 23000), (48000, 16000, 8100),
-                          (96000, 24000, 12100), (96000, 24000, 40000)])
-def test_decimator_removes_a_tone_above_the_output_nyquist(in_rate: int, out_rate: int, freq: float) -> None:
-    """A tone that would fold back into the output band comes out at least 60 dB down."""
+@pytest.mark.parametrize(("quality", "in_rate", "out_rate", "freq"),
+                         [(LIVE_FIR_QUALITY, 48000, 24000, 12100), (LIVE_FIR_QUALITY, 48000, 24000, 13000),
+                          (LIVE_FIR_QUALITY, 48000, 24000, 23000), (LIVE_FIR_QUALITY, 48000, 16000, 8100),
+                          (LIVE_FIR_QUALITY, 96000, 24000, 12100), (LIVE_FIR_QUALITY, 96000, 24000, 40000),
+                          (STREAM_QUALITY, 48000, 24000, 11900), (STREAM_QUALITY, 48000, 24000, 20000),
+                          (STREAM_QUALITY, 16000, 24000, 7950), (STREAM_QUALITY, 24000, 16000, 9000),
+                          (STREAM_QUALITY, 22050, 16000, 7950), (STREAM_QUALITY, 22050, 16000, 10000)])
+def test_fir_removes_a_tone_in_the_stopband(quality: str, in_rate: int, out_rate: int, freq: float) -> None:
+    """A tone that would fold back into the output band, or whose images would reach it, comes
+    out attenuated at least as far as the spec's stopband."""
     samples = tone(freq, in_rate)
-    out = stream_resample(samples, in_rate, out_rate, [in_rate // 200], DECIMATOR_QUALITY).astype(np.float64)
+    out = stream_resample(samples, in_rate, out_rate, [in_rate // 200], quality).astype(np.float64)
     rms_in = np.sqrt(np.mean(inner(samples, in_rate).astype(np.float64) ** 2))
     rms_out = np.sqrt(np.mean(inner(out, out_rate) ** 2))
-    assert 20 * np.log10(rms_out / rms_in) <= -60
+    assert 20 * np.log10(rms_out / rms_in) <= -FIR_BOUNDS[quality][1]
 
 
-@pytest.mark.parametrize(("in_rate", "out_rate"), DECIMATOR_CASES)
-def test_decimator_holds_back_at_most_1_5_ms(in_rate: int, out_rate: int) -> None:
-    """Fed 5 ms capture blocks, its output (aligned with the input: see the passband tone) never
-    trails the input received by more than 1.5 ms."""
-    resampler = StreamResampler(in_rate, out_rate, DECIMATOR_QUALITY)
+@pytest.mark.parametrize(("quality", "in_rate", "out_rate", "block_ms", "bound_ms"),
+                         [(LIVE_FIR_QUALITY, 48000, 24000, 5, 1.5), (LIVE_FIR_QUALITY, 48000, 16000, 5, 1.5),
+                          (LIVE_FIR_QUALITY, 96000, 24000, 5, 1.5), (STREAM_QUALITY, 16000, 24000, 10, 6.0),
+                          (STREAM_QUALITY, 48000, 24000, 10, 4.0), (STREAM_QUALITY, 8000, 24000, 10, 12.0),
+                          (STREAM_QUALITY, 22050, 24000, 10, 4.5), (STREAM_QUALITY, 22050, 16000, 10, 6.0)])
+def test_fir_holds_back_little(quality: str, in_rate: int, out_rate: int, block_ms: int, bound_ms: float) -> None:
+    """Fed blocks of ``block_ms``, its output (aligned with the input: see the passband tone) never
+    trails the input received by more than ``bound_ms``: the live FIR 1.5 ms, the streams' FIR
+    its half length, whatever the ratio (4.3 ms at 22050 Hz to 24 kHz, 6 ms at 16 kHz to 24 kHz
+    or at 22050 Hz to 16 kHz, 12 ms at 8 kHz in)."""
+    resampler = StreamResampler(in_rate, out_rate, quality)
     taken = emitted = 0
     held_ms = []
-    for block in split(noise(in_rate // 2), [in_rate // 200]):
+    for block in split(noise(in_rate // 2), [in_rate * block_ms // 1000]):
         emitted += len(resampler.process(block))
         taken += len(block)
         held_ms.append(1000 * (taken / in_rate - emitted / out_rate))
-    assert 0 < max(held_ms) <= 1.5
-
+    assert 0 < max(held_ms) <= bound_ms + 1e-9
 
 # -- Framer ---------------------------------------------------------------------------------------
 

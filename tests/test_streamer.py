@@ -23,7 +23,7 @@ from conftest import arun, locate, read_pcm, run, tone
 
 from echo_streamer import Segment, Streamer, StreamerConfig
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat, condition
-from echo_streamer.dsp.resample import LOW_LATENCY_QUALITY
+from echo_streamer.dsp.resample import STREAM_QUALITY
 from echo_streamer.renderer import render as render_file
 from echo_streamer.sources.arrays import ArraySource
 
@@ -49,10 +49,10 @@ def as_int16(samples: np.ndarray) -> np.ndarray:
 
 
 def reference(samples: np.ndarray, rate: int, output: OutputFormat) -> tuple[np.ndarray, int]:
-    """What stream() must send for ``samples``: the low-latency pipeline over the whole signal in
+    """What stream() must send for ``samples``: the streams' pipeline over the whole signal in
     one block (the frames as one PCM16 vector, and the real sample count)."""
     channels = 1 if samples.ndim == 1 else samples.shape[1]
-    conditioner = Conditioner("reference", rate, output, quality=LOW_LATENCY_QUALITY)
+    conditioner = Conditioner("reference", rate, output, quality=STREAM_QUALITY)
     blocks = ArraySource([samples], rate, channels).blocks()
     frames = np.concatenate([frames for frames, _pauses in condition(blocks, conditioner)])
     return frames.reshape(-1), conditioner.samples
@@ -137,23 +137,24 @@ def test_supported_output_formats_stream(rate: int, frame_ms: int, tmp_path: Pat
 
 
 def test_streams_and_files_play_fifo_bit_exact_with_gaps(speech_file: Path, tmp_path: Path) -> None:
-    """stream() generators (int16/float, mono/stereo, 22050 Hz) and play() of a file, in one session:
-    each reaches the SDK bit-exact as its one-block reference (the render, for the file), in queue
-    order, >= gap_ms of zeros apart, with item events in that order reporting the real sample count."""
+    """stream() generators (int16/float, mono/stereo, 22050 Hz and 16 kHz) and play() of a file, in
+    one session: each reaches the SDK bit-exact as its one-block reference (the render, for the
+    file), in queue order, >= gap_ms of zeros apart, with item events in that order reporting the
+    real sample count."""
     output, gap_ms = OutputFormat(24000, 10), 120
-    sources: list[tuple[str, np.ndarray | Path, int]] = [
-        ("int16-mono", as_int16(tone(IN_RATE, 0.31, 440.0)[:, 0]), 1000),
-        ("file", speech_file, 0),
-        ("float32-stereo", tone(IN_RATE, 0.27, 660.0, channels=2), 333),
-        ("int16-stereo", as_int16(tone(IN_RATE, 0.25, 550.0, channels=2)), 512),
-        ("float64-mono", tone(IN_RATE, 0.23, 770.0)[:, 0].astype(np.float64), 700),
+    sources: list[tuple[str, np.ndarray | Path, int, int]] = [
+        ("int16-mono", as_int16(tone(IN_RATE, 0.31, 440.0)[:, 0]), 1000, IN_RATE),
+        ("file", speech_file, 0, 0),
+        ("float32-stereo", tone(IN_RATE, 0.27, 660.0, channels=2), 333, IN_RATE),
+        ("int16-stereo-16k", as_int16(tone(16000, 0.25, 550.0, channels=2)), 512, 16000),
+        ("float64-mono", tone(IN_RATE, 0.23, 770.0)[:, 0].astype(np.float64), 700, IN_RATE),
     ]
     expected: list[tuple[np.ndarray, int]] = []
-    for _name, source, _size in sources:
+    for _name, source, _size, rate in sources:
         if isinstance(source, Path):
             expected.append(render_of(source, output))
         else:
-            expected.append(reference(source, IN_RATE, output))
+            expected.append(reference(source, rate, output))
     capture = tmp_path / "capture.wav"
     events: list[Event] = []
 
@@ -162,12 +163,12 @@ def test_streams_and_files_play_fifo_bit_exact_with_gaps(speech_file: Path, tmp_
         async with Streamer(config) as streamer:
             streamer.add_listener(events.append)
             segments = []
-            for name, source, size in sources:
+            for name, source, size, rate in sources:
                 if isinstance(source, Path):
                     segments.append(streamer.play(str(source)))
                 else:
                     channels = 1 if source.ndim == 1 else source.shape[1]
-                    segments.append(streamer.stream(chunked(source, size), IN_RATE, channels=channels, name=name))
+                    segments.append(streamer.stream(chunked(source, size), rate, channels=channels, name=name))
             assert [segment.state for segment in segments] == ["queued"] * len(segments)
             await streamer.drain()
             assert streamer.stats()["underruns"] == 0

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..dsp.pipeline import Conditioner, OutputFormat, condition
-from ..dsp.resample import LOW_LATENCY_QUALITY, QUALITY, live_quality
+from ..dsp.resample import QUALITY, STREAM_QUALITY, live_quality
 from ..errors import InputError, JoinError
 from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
@@ -427,7 +427,7 @@ class Streamer:
             if segment.drift is not None:  # live input
                 quality = live_quality(source.rate, self._format.rate)
             else:
-                quality = LOW_LATENCY_QUALITY if segment.low_latency else QUALITY
+                quality = STREAM_QUALITY if segment.low_latency else QUALITY
             conditioner = Conditioner(source.name, source.rate, self._format, quality=quality)
             # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
             blocks: Iterable[np.ndarray] = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
