@@ -415,7 +415,7 @@ def test_playout_leaves_a_late_live_frame_to_be_handed_when_it_comes() -> None:
         events: list[str] = []
         playout = Playout(OUTPUT, 300, lambda name, *_: events.append(name))
         segment = live_segment(loop)
-        playout.enqueue(segment)
+        playout.enqueue(segment, 1.0)
         pcm = bytes(range(256)) * (OUTPUT.frame_bytes // 256) + bytes(OUTPUT.frame_bytes % 256)
         segment.frames.put(Frame(pcm, False, 1.000))
         assert playout.next_frame(1.004) == pcm  # ready 4 ms before it was asked for
@@ -434,7 +434,7 @@ def test_a_file_segment_is_never_left_waiting() -> None:
     try:
         playout = Playout(OUTPUT, 300, lambda *_: None)
         segment = Segment("seg-1", "a.wav", lambda: None, OUTPUT.rate, 8, loop)  # type: ignore[arg-type,return-value]
-        playout.enqueue(segment)
+        playout.enqueue(segment, 1.0)
         segment.frames.put(Frame(bytes(OUTPUT.frame_bytes), False, 1.0))
         playout.next_frame(1.0)
         assert playout.next_frame(1.01) == bytes(OUTPUT.frame_bytes)  # starved: silence at once

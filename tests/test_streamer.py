@@ -113,7 +113,8 @@ def test_unsupported_output_format_is_rejected(fields: dict[str, Any], named: st
 @pytest.mark.parametrize("rate, frame_ms", [(16000, 10), (16000, 20), (24000, 10), (24000, 20)])
 def test_supported_output_formats_stream(rate: int, frame_ms: int, tmp_path: Path) -> None:
     """Every supported rate / frame length starts, announces itself in stream_started and captures
-    whole frames of that size at that rate."""
+    whole frames of that size at that rate: every frame sent, and the SDK's own silence while the
+    stream rests."""
     capture = tmp_path / "capture.wav"
     events: list[Event] = []
 
@@ -129,7 +130,8 @@ def test_supported_output_formats_stream(rate: int, frame_ms: int, tmp_path: Pat
     assert (events[0]["rate"], events[0]["frame_ms"], events[0]["offline"]) == (rate, frame_ms, True)
     with wave.open(str(capture), "rb") as wav:
         assert wav.getframerate() == rate
-        assert wav.getnframes() == stats["frames_sent"] * rate * frame_ms // 1000
+        assert wav.getnframes() % (rate * frame_ms // 1000) == 0
+        assert wav.getnframes() >= stats["frames_sent"] * rate * frame_ms // 1000
     assert stats["frames_sent"] >= 100 // frame_ms
 
 
@@ -306,6 +308,52 @@ def test_frames_in_flight_never_exceed_lead(lead_ms: int, frame_ms: int, lead_fr
     assert max(gaps) == lead_frames, "the SDK was never kept lead_frames ahead"
     assert final["frames_sent"] == final["frames_played"]
     assert events[0]["event"] == "stream_started" and events[0]["lead_frames"] == lead_frames
+
+
+# -- resting while idle ----------------------------------------------------------------------
+
+
+def test_idle_stream_rests_and_wakes_with_the_next_segment(tmp_path: Path) -> None:
+    """Idle, nothing is handed to the SDK (its source sends silence by itself, which the capture
+    records as whole frames); the next segment's first frame wakes the stream at once and is the
+    first frame written; after the segment and its gap the stream rests again, and the playout
+    clock counts no completion late across it."""
+    output, gap_ms = OutputFormat(24000, 10), 50
+    samples = tone(IN_RATE, 0.2, 440.0)[:, 0]
+    expected, _real = reference(samples, IN_RATE, output)
+    capture = tmp_path / "capture.wav"
+    events: list[Event] = []
+
+    async def session() -> tuple[list[dict[str, Any]], float, Segment]:
+        config = StreamerConfig(rate=output.rate, frame_ms=output.frame_ms, gap_ms=gap_ms, capture_path=str(capture))
+        async with Streamer(config) as streamer:
+            streamer.add_listener(events.append)
+            await asyncio.sleep(0.3)
+            seen = [streamer.stats()]
+            asked = time.monotonic()
+            segment = streamer.stream(chunked(samples, 441), IN_RATE, name="tone")
+            await streamer.drain()
+            seen.append(streamer.stats())
+            await asyncio.sleep(0.3)
+            seen.append(streamer.stats())
+            return seen, asked, segment
+
+    (before, after, later), asked, segment = arun(session())
+    assert before["frames_sent"] == 0 and before["resting"] is True
+    assert segment.first_handed_at is not None and segment.first_handed_at - asked < 0.05
+    pcm = read_pcm(capture)
+    rested = int(np.flatnonzero(pcm)[0]) // output.frame_samples  # the tone starts at once
+    assert not pcm[:rested * output.frame_samples].any() and 28 <= rested <= 33, rested  # 0.3 s and a tick
+    assert np.array_equal(pcm[rested * output.frame_samples:][:len(expected)], expected)
+    frames = len(expected) // output.frame_samples
+    gap_frames = gap_ms // output.frame_ms
+    assert after["frames_sent"] == frames + gap_frames  # its end frame opens the gap
+    assert after["frames_rested"] == rested
+    assert len(pcm) // output.frame_samples >= rested + frames + gap_frames + 25  # and the rest after it
+    assert later["frames_sent"] == after["frames_sent"] and later["resting"] is True
+    assert after["late_completions"] == 0 and after["underruns"] == 0
+    assert [e["event"] for e in events if e["event"] in ("item_started", "item_finished", "idle")] == [
+        "item_started", "item_finished", "idle"]
 
 
 # -- underruns -----------------------------------------------------------------------------

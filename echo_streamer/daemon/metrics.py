@@ -10,6 +10,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _COUNTERS = {
     "frames_sent": "Frames handed to the Daily SDK.",
     "frames_played": "Frames the SDK has consumed (completions).",
+    "frames_rested": "Frames of silence the SDK sent by itself while the stream rested (counted as each rest ends).",
     "underruns": "Times a segment ran out of audio while playing.",
     "underrun_frames": "Silent frames sent because a segment had no audio ready.",
     "interrupts": "Interrupts requested (no-ops included; one joining another counts once).",
@@ -24,6 +25,7 @@ _COUNTERS = {
 _GAUGES = {
     "lead_frames": "Frames handed to the SDK ahead of playout.",
     "lag_ms": "How far the SDK's consumption lags the wall clock, in ms.",
+    "resting": "1 while idle with nothing handed to the SDK, which sends its own silence.",
     "event_subscribers": "Clients reading /v1/events.",
 }
 
@@ -41,7 +43,7 @@ def render(daemon: Daemon) -> str:
     for key, help_text in _COUNTERS.items():
         metric(f"echo_streamer_{key}_total", "counter", help_text, counters[key])
     for key, help_text in _GAUGES.items():
-        metric(f"echo_streamer_{key}", "gauge", help_text, counters[key])
+        metric(f"echo_streamer_{key}", "gauge", help_text, int(counters[key]) if key == "resting" else counters[key])
     metric("echo_streamer_queue_length", "gauge", "Segments waiting to play.", len(status["queue"]))
     metric("echo_streamer_playing", "gauge", "1 while a segment is playing.", int(status["current"] is not None))
     metric("echo_streamer_live", "gauge", "1 while a live input is open.", int(status["live"] is not None))

@@ -21,7 +21,7 @@ from ..output.tavus import conversation_id_from_url, received_event
 from .paths import AllowedPaths, PathInvalid, PathRefused
 
 # Counters carried across rejoins (a new Streamer starts from zero).
-_STREAMER_COUNTERS = ("frames_sent", "frames_played", "underruns", "underrun_frames", "interrupts",
+_STREAMER_COUNTERS = ("frames_sent", "frames_played", "frames_rested", "underruns", "underrun_frames", "interrupts",
                       "late_completions", "app_messages_sent", "app_messages_failed")
 
 
@@ -257,6 +257,7 @@ class Daemon:
                 "segments_interrupted": self.totals["segments_interrupted"],
                 "segments_failed": self.totals["segments_failed"], "segments_dropped": self.totals["segments_dropped"],
                 "lead_frames": self.config.streamer.lead_frames, "lag_ms": stats.get("lag_ms", 0.0),
+                "resting": stats.get("resting", False),
                 "event_subscribers": self.events.subscribers, "last_error": self.last_error}
 
     # -- helpers ---------------------------------------------------------------------------

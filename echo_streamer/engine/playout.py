@@ -59,23 +59,33 @@ class Playout:
         self._starving = False
         self._last_kind = _IDLE
         self._in_flight: deque[tuple[int, Segment | None]] = deque()
-        self._was_idle = True
+        self._idle_reported = True
+        self.resting = False
+        self._rested_since: float | None = None  # when the SDK consumed our last frame before the rest
         # An interrupt waiting for its cut, and those whose cut frame the SDK has not consumed yet
         # (more than one when a lead of several frames lets the next segment start meanwhile).
         self._pending: Interruption | None = None
         self._cutting: list[Interruption] = []
         self.frames_sent = 0
         self.frames_consumed = 0
+        self.frames_rested = 0
         self.underruns = 0
         self.underrun_frames = 0
         self.interrupts = 0
-        self.first_completion: float | None = None
+        self._clock_start: float | None = None  # the completion the playout clock counts from
+        self._clock_frames = 0
         self.lag_ms = 0.0
         self.max_lag_ms = 0.0
         self.late_completions = 0
 
-    def enqueue(self, segment: Segment) -> None:
-        self._waiting.append(segment)
+    def enqueue(self, segment: Segment, now: float) -> None:
+        """Queue ``segment``; while resting, its turn is now: it is current before its first frame."""
+        self._idle_reported = False
+        if self.resting and self.idle:
+            self._current = segment
+            segment.turn_at = now
+        else:
+            self._waiting.append(segment)
 
     @property
     def in_flight(self) -> int:
@@ -112,6 +122,7 @@ class Playout:
         after ``due`` at the latest, and then gets the frame or silence (an underrun). A frame
         written that late still makes the SDK's next 10 ms tick.
         """
+        self.resting = False
         choice = self._choose(now, now if due is None else due, may_wait=due is None)
         if choice is None:
             return None
@@ -125,6 +136,8 @@ class Playout:
         """Account the oldest frame in flight, whose completion just fired at ``now``."""
         kind, segment = self._in_flight.popleft()
         self._track_clock(now)
+        if self.resting and not self._in_flight:
+            self._rested_since = now
         if kind == _AUDIO and segment is not None:
             if segment.started_at is None:
                 segment.started_at = now
@@ -137,9 +150,34 @@ class Playout:
             self._finish(segment, now, interrupted=kind != _END)
             for cut in [cut for cut in self._cutting if cut.segment is segment]:
                 self._resolve(cut, now)
-        if kind == _IDLE and not self._was_idle:
-            self._emit("idle", now, {}, None)
-        self._was_idle = kind == _IDLE
+        self._report_idle(now)
+
+    def rest(self, now: float) -> None:
+        """Idle, the caller writes nothing until the next segment's first frame (the SDK sends its
+        own silence meanwhile): that segment becomes current as it is queued, and the first
+        completion once writing resumes starts the playout clock afresh."""
+        self.resting = True
+        self._clock_start = None
+        self._rested_since = None if self._in_flight else now
+
+    def end_rest(self, now: float) -> int:
+        """The frames of silence the SDK has sent by itself since it consumed our last frame, to
+        the nearest whole frame, as a rest ends (0 when not resting); counted in ``frames_rested``."""
+        if not self.resting or self._rested_since is None:
+            return 0
+        frames = round((now - self._rested_since) / self.frame_seconds)
+        self._rested_since = None
+        self.frames_rested += frames
+        return frames
+
+    def ready_to_wake(self, segment: Segment) -> bool:
+        """Whether the stream, resting, should wake for ``segment`` (current), which has just been
+        offered a frame or its end: a file's once the next completion's frame is there too (a
+        frame written while resting may be consumed at once), a stream's once it may start
+        (``stream_start_ms``), live input's with its first frame (handed just in time)."""
+        if segment.decoded or segment.drift is not None:
+            return True
+        return not self._held_back(segment) if segment.low_latency else segment.frames.qsize() >= 2
 
     def cancel_waiting(self, segment: Segment, now: float) -> bool:
         """Drop ``segment`` if it is still waiting its turn; False when it is playing or gone."""
@@ -147,6 +185,7 @@ class Playout:
             return False
         self._waiting.remove(segment)
         self._drop(segment, now)
+        self._report_idle(now)
         return True
 
     def interrupt(self, request: Interruption, now: float) -> Interruption:
@@ -183,6 +222,7 @@ class Playout:
             if not request.keep_queue:
                 request.dropped += self._drop_waiting(now)
             self._resolve(request, now)
+            self._report_idle(now)
         else:
             if request.mode == "next_pause":
                 self._plan_soft_cut(request, self._current, request.max_wait_ms)
@@ -211,6 +251,12 @@ class Playout:
             request.no_pause_ahead = True
         else:
             request.dip_at = segment.handed_frames + dip
+
+    def _report_idle(self, now: float) -> None:
+        """Emit "idle" once nothing is queued, playing, in its gap or in flight but idle silence."""
+        if not self._idle_reported and self.idle and all(kind == _IDLE for kind, _segment in self._in_flight):
+            self._idle_reported = True
+            self._emit("idle", now, {}, None)
 
     def _resolve(self, request: Interruption, now: float) -> None:
         if request.segment is not None:
@@ -339,15 +385,17 @@ class Playout:
         return self._silence
 
     def _track_clock(self, now: float) -> None:
-        """How far the SDK's consumption lags the wall clock since the first completion (``lag_ms``
-        now, ``max_lag_ms`` at worst); a lag that stays is time the stream lost for good.
+        """How far the SDK's consumption lags the wall clock since the first completion after the
+        last rest (``lag_ms`` now, ``max_lag_ms`` at worst); a lag that stays is time the stream
+        lost for good.
 
         A completion more than one frame late means the next write was late too: the SDK may
         have had nothing to send for a moment (it catches up by consuming faster afterwards).
         """
-        if self.first_completion is None:
-            self.first_completion = now
-        expected = self.first_completion + self.frames_consumed * self.frame_seconds
+        if self._clock_start is None:
+            self._clock_start, self._clock_frames = now, 0
+        expected = self._clock_start + self._clock_frames * self.frame_seconds
+        self._clock_frames += 1
         self.frames_consumed += 1
         lag_ms = 1000 * (now - expected)
         self.lag_ms = lag_ms

@@ -98,8 +98,8 @@ class Streamer:
             segment = streamer.play("hello.wav")
             await segment.wait()
 
-    :meth:`start` joins the room (raising :class:`~echo_streamer.JoinError`) and starts sending
-    silence; :meth:`play` and :meth:`stream` queue segments that play one after another with
+    :meth:`start` joins the room (raising :class:`~echo_streamer.JoinError`) and starts the
+    microphone, silent while idle; :meth:`play` and :meth:`stream` queue segments that play one after another with
     ``gap_ms`` of silence between them. Decoding runs in a worker thread, bounded by
     ``buffer_ms``; the SDK is kept ``lead_ms`` ahead from its completion callbacks, so pacing
     does not depend on the event loop. Events (dicts with ``t`` = ``time.monotonic()`` and
@@ -138,7 +138,7 @@ class Streamer:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the microphone, join the room if one is configured, and start sending silence."""
+        """Create the microphone, join the room if one is configured, and start it (silent while idle)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._drained = asyncio.Event()
@@ -194,6 +194,8 @@ class Streamer:
                 if self._playout.in_flight == 0:
                     self._drained.set()
             await self._drained.wait()
+            with self._lock:
+                self._end_rest(time.monotonic())
             self._feed_queue.put(None)
             # The decoder notices the stop within one block; give up on one stuck in a read.
             await asyncio.to_thread(self._feeder.join, 1.0)
@@ -348,11 +350,12 @@ class Streamer:
     def stats(self) -> dict[str, Any]:
         playout = self._playout
         return {"frames_sent": playout.frames_sent, "frames_played": playout.frames_consumed,
+                "frames_rested": playout.frames_rested,
                 "underruns": playout.underruns, "underrun_frames": playout.underrun_frames,
                 "interrupts": playout.interrupts,
                 "lag_ms": round(playout.lag_ms, 2), "max_lag_ms": round(playout.max_lag_ms, 2),
                 "late_completions": playout.late_completions,
-                "lead_frames": self.config.lead_frames,
+                "lead_frames": self.config.lead_frames, "resting": playout.resting,
                 "app_messages_sent": self._messages["sent"], "app_messages_failed": self._messages["failed"],
                 "last_error": self.last_error}
 
@@ -372,8 +375,16 @@ class Streamer:
     def _write_next(self, now: float, due: float | None = None) -> None:
         """Hand the SDK its next frame. A live frame that is not complete yet is handed by the worker
         as soon as it is, or as silence by the deadline (``Playout.next_frame``); ``due`` is set
-        for that late write: the completion that asked for it."""
+        for that late write: the completion that asked for it.
+
+        With nothing to play, and a microphone whose SDK source sends silence by itself, nothing
+        is written: the stream rests, with no wakeup of ours every frame, until the decode
+        worker offers the next segment's first frame (:meth:`_wake`)."""
         assert self._output is not None and self._deadline is not None
+        if self._playout.idle and self._output.sends_silence_when_idle:
+            if not self._playout.resting:
+                self._playout.rest(now)
+            return
         frame = self._playout.next_frame(now, due=due)
         if frame is None:
             self._late_since = now
@@ -384,6 +395,21 @@ class Streamer:
         self._output.write(frame, self._on_completion)
         if self._echo is not None:
             self._echo.handed(self._playout.handed_kind, frame)
+
+    def _wake(self) -> None:
+        """End a rest: hand the SDK its lead again, starting with the current segment's first frame."""
+        if self._playout.resting and not self._stopping:
+            now = time.monotonic()
+            self._end_rest(now)
+            for _ in range(self.config.lead_frames - self._playout.in_flight):
+                self._write_next(now)
+
+    def _end_rest(self, now: float) -> None:
+        """Count the SDK's own silence of a rest, and put it into the capture, which is what the
+        microphone sent."""
+        frames = self._playout.end_rest(now)
+        if self._capture is not None and frames:
+            self._capture.write(bytes(self._format.frame_bytes) * frames)
 
     def _write_late(self) -> None:
         """The write a completion left for later: from the worker once the live frame is complete,
@@ -407,7 +433,8 @@ class Streamer:
                           buffer_frames, self._loop, low_latency, drift)
         self._segments.append(segment)
         self._idle.clear()
-        self._playout.enqueue(segment)
+        with self._lock:
+            self._playout.enqueue(segment, time.monotonic())
         self._feed_queue.put(segment)
         return segment
 
@@ -470,9 +497,13 @@ class Streamer:
         while not self._stopping and not segment.discarded:
             try:
                 segment.frames.put(item, timeout=0.05)
-                return True
             except queue.Full:
                 continue
+            if self._playout.resting:
+                with self._lock:
+                    if self._playout.ready_to_wake(segment):
+                        self._wake()
+            return True
         return False
 
     # -- events ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A WAV file of exactly the PCM handed to the SDK, written off the real-time path."""
+"""A WAV file of what the microphone sent (the PCM handed to the SDK, and the SDK's own silence
+while the stream rests), written off the real-time path."""
 
 from __future__ import annotations
 

@@ -69,7 +69,10 @@ class DailyMicrophone:
         self._joined = False
         self._track: Any = None
         if transport != "virtual-mic":
-            self._source: Any = CustomAudioSource(rate, 1)
+            # While nothing is written, the source sends silence by itself (auto_silence, the
+            # default since daily-python 0.27, asked for explicitly here): the track stays alive
+            # without a wakeup of ours every 10 ms.
+            self._source: Any = CustomAudioSource(rate, 1, auto_silence=True)
             self._track = CustomAudioTrack(self._source)
             # daily-python 0.36 rejects customConstraints beside customTrack ("unknown keys"),
             # so processing can only be switched off for the virtual microphone.
@@ -78,6 +81,12 @@ class DailyMicrophone:
             self._source = Daily.create_microphone_device(_VIRTUAL_MIC_NAME, sample_rate=rate, channels=1,
                                                           non_blocking=True)
             self._mic_settings = {"deviceId": _VIRTUAL_MIC_NAME, "customConstraints": _PROCESSING_OFF}
+
+    @property
+    def sends_silence_when_idle(self) -> bool:
+        """Whether the SDK keeps the microphone alive with silence while nothing is written
+        (a custom audio source does; a virtual microphone is fed silence by the caller)."""
+        return self.transport != "virtual-mic"
 
     def write(self, frame: bytes, completion: Callable[[int], None]) -> None:
         """Hand one frame to the SDK without blocking; ``completion`` fires when it is consumed."""
