@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -286,7 +287,9 @@ def test_playback_is_real_time_and_position_follows_it(frame_ms: int, speech_fil
 
 @pytest.mark.parametrize("lead_ms, frame_ms, lead_frames", [(10, 10, 1), (25, 10, 3), (45, 20, 3)])
 def test_frames_in_flight_never_exceed_lead(lead_ms: int, frame_ms: int, lead_frames: int) -> None:
-    """frames_sent - frames_played stays within [0, lead_frames] throughout, reaches it, and is 0 after close."""
+    """frames_sent - frames_played stays within [0, lead_frames] throughout, reaches it, and is 0
+    after close; the segment wakes the resting stream without an underrun (the lead is topped up
+    with frames that are ready, not silence)."""
     gaps: list[int] = []
     events: list[Event] = []
 
@@ -307,6 +310,7 @@ def test_frames_in_flight_never_exceed_lead(lead_ms: int, frame_ms: int, lead_fr
     assert min(gaps) >= 0 and max(gaps) <= lead_frames, (min(gaps), max(gaps))
     assert max(gaps) == lead_frames, "the SDK was never kept lead_frames ahead"
     assert final["frames_sent"] == final["frames_played"]
+    assert final["underruns"] == 0 and final["late_completions"] == 0
     assert events[0]["event"] == "stream_started" and events[0]["lead_frames"] == lead_frames
 
 
@@ -354,6 +358,38 @@ def test_idle_stream_rests_and_wakes_with_the_next_segment(tmp_path: Path) -> No
     assert after["late_completions"] == 0 and after["underruns"] == 0
     assert [e["event"] for e in events if e["event"] in ("item_started", "item_finished", "idle")] == [
         "item_started", "item_finished", "idle"]
+
+
+def test_dropping_a_segment_that_never_started_passes_the_turn_while_resting() -> None:
+    """While the stream rests, a segment whose source has delivered nothing is current; an
+    interrupt with keep_queue drops it, and the live segment queued behind it gets its turn at
+    once (a live input passes no audio before its turn), plays, and drain() returns."""
+    released = threading.Event()
+
+    def silent_writer() -> Iterator[np.ndarray]:  # a TTS engine still thinking
+        released.wait(5)
+        yield from ()
+
+    def card(samples: np.ndarray) -> Iterator[np.ndarray]:  # 5 ms blocks in real time
+        for start in range(0, len(samples), 240):
+            time.sleep(0.005)
+            yield samples[start:start + 240]
+
+    async def session() -> tuple[Segment, Segment, Any, dict[str, Any]]:
+        async with Streamer(StreamerConfig(rate=24000, frame_ms=10, gap_ms=50)) as streamer:
+            await asyncio.sleep(0.05)
+            thinking = streamer.stream(silent_writer(), IN_RATE, name="thinking")
+            live = streamer.stream(card(tone(48000, 0.3)[:, 0]), 48000, name="live", live=True)
+            await asyncio.sleep(0.05)
+            interruption = await streamer.interrupt("now", keep_queue=True).wait()
+            released.set()
+            await asyncio.wait_for(streamer.drain(), 5)
+            return thinking, live, interruption, streamer.stats()
+
+    thinking, live, interruption, stats = arun(session())
+    assert interruption.cut is None and [segment.id for segment in interruption.dropped] == [thinking.id]
+    assert thinking.state == "cancelled" and live.state == "finished" and live.position_ms > 200
+    assert stats["resting"] is True
 
 
 # -- underruns -----------------------------------------------------------------------------

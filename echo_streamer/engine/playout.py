@@ -81,11 +81,15 @@ class Playout:
     def enqueue(self, segment: Segment, now: float) -> None:
         """Queue ``segment``; while resting, its turn is now: it is current before its first frame."""
         self._idle_reported = False
-        if self.resting and self.idle:
-            self._current = segment
-            segment.turn_at = now
-        else:
-            self._waiting.append(segment)
+        self._waiting.append(segment)
+        self._promote(now)
+
+    def _promote(self, now: float) -> None:
+        """While resting nothing asks for frames: the next segment's turn comes as it is queued, or
+        as the one before it is dropped (a live input passes no audio before its turn)."""
+        if self.resting and self._current is None and self._gap_left == 0 and self._waiting:
+            self._current = self._waiting.popleft()
+            self._current.turn_at = now
 
     @property
     def in_flight(self) -> int:
@@ -122,7 +126,9 @@ class Playout:
         after ``due`` at the latest, and then gets the frame or silence (an underrun). A frame
         written that late still makes the SDK's next 10 ms tick.
         """
-        self.resting = False
+        if self.resting:  # writing resumes: the completions of this frame on count afresh
+            self.resting = False
+            self._clock_start = None
         choice = self._choose(now, now if due is None else due, may_wait=due is None)
         if choice is None:
             return None
@@ -153,11 +159,10 @@ class Playout:
         self._report_idle(now)
 
     def rest(self, now: float) -> None:
-        """Idle, the caller writes nothing until the next segment's first frame (the SDK sends its
-        own silence meanwhile): that segment becomes current as it is queued, and the first
+        """Idle, the caller writes nothing until the next segment can start (the SDK sends its own
+        silence meanwhile): that segment becomes current as it is queued, and the first
         completion once writing resumes starts the playout clock afresh."""
         self.resting = True
-        self._clock_start = None
         self._rested_since = None if self._in_flight else now
 
     def end_rest(self, now: float) -> int:
@@ -170,14 +175,22 @@ class Playout:
         self.frames_rested += frames
         return frames
 
-    def ready_to_wake(self, segment: Segment) -> bool:
-        """Whether the stream, resting, should wake for ``segment`` (current), which has just been
-        offered a frame or its end: a file's once the next completion's frame is there too (a
-        frame written while resting may be consumed at once), a stream's once it may start
-        (``stream_start_ms``), live input's with its first frame (handed just in time)."""
+    def ready_to_wake(self) -> bool:
+        """Whether the stream, resting, should wake for the current segment: a file's once the
+        next completion's frame is there too (a frame written while resting may be consumed at
+        once), a stream's once it may start (``stream_start_ms``), live input's with its first
+        frame (handed just in time), and any once its end is queued."""
+        segment = self._current
+        if not self.resting or segment is None or segment.discarded or segment.frames.empty():
+            return False
         if segment.decoded or segment.drift is not None:
             return True
         return not self._held_back(segment) if segment.low_latency else segment.frames.qsize() >= 2
+
+    def frame_ready(self) -> bool:
+        """Whether the next frame is there already (gap silence, or the current segment's), so
+        that writing it now cannot starve the segment."""
+        return bool(self._gap_left) or (self._current is not None and not self._current.frames.empty())
 
     def cancel_waiting(self, segment: Segment, now: float) -> bool:
         """Drop ``segment`` if it is still waiting its turn; False when it is playing or gone."""
@@ -222,6 +235,7 @@ class Playout:
             if not request.keep_queue:
                 request.dropped += self._drop_waiting(now)
             self._resolve(request, now)
+            self._promote(now)
             self._report_idle(now)
         else:
             if request.mode == "next_pause":

@@ -277,7 +277,9 @@ class Streamer:
         now = time.monotonic()
         request = Interruption(f"int-{next(self._interrupt_ids)}", mode, keep_queue, max_wait_ms, now, self._loop)
         with self._lock:
-            return self._playout.interrupt(request, now)
+            interruption = self._playout.interrupt(request, now)
+            self._wake_if_ready()  # the segment after a dropped one may be ready already
+            return interruption
 
     async def cancel(self, segment: Segment) -> None:
         """End ``segment`` alone: dropped if it is still queued, faded out (``interrupt("now",
@@ -371,6 +373,7 @@ class Streamer:
                     self._loop.call_soon_threadsafe(self._drained.set)
                 return
             self._write_next(now)
+            self._top_up(now)
 
     def _write_next(self, now: float, due: float | None = None) -> None:
         """Hand the SDK its next frame. A live frame that is not complete yet is handed by the worker
@@ -378,8 +381,8 @@ class Streamer:
         for that late write: the completion that asked for it.
 
         With nothing to play, and a microphone whose SDK source sends silence by itself, nothing
-        is written: the stream rests, with no wakeup of ours every frame, until the decode
-        worker offers the next segment's first frame (:meth:`_wake`)."""
+        is written: the stream rests, with no wakeup of ours every frame, until the next
+        segment can start (:meth:`_wake_if_ready`)."""
         assert self._output is not None and self._deadline is not None
         if self._playout.idle and self._output.sends_silence_when_idle:
             if not self._playout.resting:
@@ -396,13 +399,21 @@ class Streamer:
         if self._echo is not None:
             self._echo.handed(self._playout.handed_kind, frame)
 
-    def _wake(self) -> None:
-        """End a rest: hand the SDK its lead again, starting with the current segment's first frame."""
-        if self._playout.resting and not self._stopping:
+    def _wake_if_ready(self) -> None:
+        """End a rest once the current segment can start (``Playout.ready_to_wake``): hand the SDK
+        its first frame, and as many more as are ready, up to the lead. Called with the lock held."""
+        if self._playout.ready_to_wake() and not self._stopping:
             now = time.monotonic()
             self._end_rest(now)
-            for _ in range(self.config.lead_frames - self._playout.in_flight):
-                self._write_next(now)
+            self._write_next(now)
+            self._top_up(now)
+
+    def _top_up(self, now: float) -> None:
+        """Hand the SDK more frames while it holds less than the lead (after a rest) and the next
+        one is ready: one not ready yet would have to go out as silence, an underrun."""
+        while (self._playout.in_flight < self.config.lead_frames and self._late_since is None
+               and self._playout.frame_ready()):
+            self._write_next(now)
 
     def _end_rest(self, now: float) -> None:
         """Count the SDK's own silence of a rest, and put it into the capture, which is what the
@@ -501,8 +512,7 @@ class Streamer:
                 continue
             if self._playout.resting:
                 with self._lock:
-                    if self._playout.ready_to_wake(segment):
-                        self._wake()
+                    self._wake_if_ready()
             return True
         return False
 
