@@ -392,6 +392,35 @@ def test_dropping_a_segment_that_never_started_passes_the_turn_while_resting() -
     assert stats["resting"] is True
 
 
+def test_live_input_wakes_the_resting_stream_as_it_is_queued() -> None:
+    """A live input is handed its frames just in time at completions, so it wakes the resting
+    stream at once, before its first frame (which comes 200 ms later here): completions run,
+    carrying silence, when that frame comes."""
+
+    def late_card() -> Iterator[np.ndarray]:
+        time.sleep(0.2)
+        samples = tone(48000, 0.2)[:, 0]
+        for start in range(0, len(samples), 240):
+            time.sleep(0.005)
+            yield samples[start:start + 240]
+
+    async def session() -> tuple[dict[str, Any], dict[str, Any], Segment]:
+        async with Streamer(StreamerConfig(rate=24000, frame_ms=10, gap_ms=50)) as streamer:
+            await asyncio.sleep(0.05)
+            resting = streamer.stats()
+            live = streamer.stream(late_card(), 48000, name="card", live=True)
+            await asyncio.sleep(0.05)
+            waiting = streamer.stats()
+            assert live.started_at is None, "the first frame came early: the test proves nothing"
+            await asyncio.wait_for(streamer.drain(), 5)
+            return resting, waiting, live
+
+    resting, waiting, live = arun(session())
+    assert resting["resting"] is True and resting["frames_sent"] == 0
+    assert waiting["resting"] is False and waiting["frames_sent"] >= 3
+    assert live.state == "finished" and live.position_ms > 100
+
+
 # -- underruns -----------------------------------------------------------------------------
 
 

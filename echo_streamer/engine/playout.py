@@ -178,12 +178,18 @@ class Playout:
     def ready_to_wake(self) -> bool:
         """Whether the stream, resting, should wake for the current segment: a file's once the
         next completion's frame is there too (a frame written while resting may be consumed at
-        once), a stream's once it may start (``stream_start_ms``), live input's with its first
-        frame (handed just in time), and any once its end is queued."""
+        once), a stream's once it may start (``stream_start_ms``), any once its end is queued;
+        live input's at once, before its first frame: its frames are handed just in time at
+        completions, so the completions must be running when they come (a first frame written
+        off their beat can leave every later one waiting a whole frame for its completion)."""
         segment = self._current
-        if not self.resting or segment is None or segment.discarded or segment.frames.empty():
+        if not self.resting or segment is None or segment.discarded:
             return False
-        if segment.decoded or segment.drift is not None:
+        if segment.drift is not None:
+            return True
+        if segment.frames.empty():
+            return False
+        if segment.decoded:
             return True
         return not self._held_back(segment) if segment.low_latency else segment.frames.qsize() >= 2
 

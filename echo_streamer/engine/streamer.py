@@ -446,6 +446,7 @@ class Streamer:
         self._idle.clear()
         with self._lock:
             self._playout.enqueue(segment, time.monotonic())
+            self._wake_if_ready()  # live input wakes the stream at once
         self._feed_queue.put(segment)
         return segment
 
