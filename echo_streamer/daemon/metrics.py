@@ -36,14 +36,14 @@ def render(daemon: Daemon) -> str:
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, value: float, labels: str = "") -> None:
-        # Whole numbers in full: "%g" turns a frame count past a million into 1.23457e+06.
-        text = str(value) if isinstance(value, int) else repr(float(value))
+        # Whole numbers in full: "%g" turns a frame count past a million into 1.23457e+06; a flag as 0 or 1.
+        text = str(int(value)) if isinstance(value, int) else repr(float(value))
         lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{labels} {text}"])
 
     for key, help_text in _COUNTERS.items():
         metric(f"echo_streamer_{key}_total", "counter", help_text, counters[key])
     for key, help_text in _GAUGES.items():
-        metric(f"echo_streamer_{key}", "gauge", help_text, int(counters[key]) if key == "resting" else counters[key])
+        metric(f"echo_streamer_{key}", "gauge", help_text, counters[key])
     metric("echo_streamer_queue_length", "gauge", "Segments waiting to play.", len(status["queue"]))
     metric("echo_streamer_playing", "gauge", "1 while a segment is playing.", int(status["current"] is not None))
     metric("echo_streamer_live", "gauge", "1 while a live input is open.", int(status["live"] is not None))

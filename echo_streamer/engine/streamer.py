@@ -420,7 +420,7 @@ class Streamer:
         microphone sent."""
         frames = self._playout.end_rest(now)
         if self._capture is not None and frames:
-            self._capture.write(bytes(self._format.frame_bytes) * frames)
+            self._capture.write_silence(frames * self._format.frame_bytes)
 
     def _write_late(self) -> None:
         """The write a completion left for later: from the worker once the live frame is complete,

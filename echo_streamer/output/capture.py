@@ -7,12 +7,14 @@ import queue
 import threading
 import wave
 
+_SILENCE = memoryview(bytes(1 << 20))  # written in blocks of this size
+
 
 class WavCapture:
     """Appends PCM16 mono frames to a WAV file from a background thread.
 
-    ``write()`` never blocks (it only enqueues), so it is safe in SDK callbacks. ``close()``
-    blocks until every frame is on disk and the header is final.
+    ``write()`` and ``write_silence()`` never block (they only enqueue), so they are safe in SDK
+    callbacks. ``close()`` blocks until every frame is on disk and the header is final.
     """
 
     def __init__(self, path: str, rate: int) -> None:
@@ -20,12 +22,17 @@ class WavCapture:
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(rate)
-        self._frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._frames: queue.SimpleQueue[bytes | int | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_all, name="echo-streamer-capture", daemon=True)
         self._writer.start()
 
     def write(self, frame: bytes) -> None:
         self._frames.put(frame)
+
+    def write_silence(self, size: int) -> None:
+        """Append ``size`` bytes of digital silence (an idle hour at 24 kHz is 172 MB: the zeros
+        are made by the writer thread, a block at a time)."""
+        self._frames.put(size)
 
     def close(self) -> None:
         self._frames.put(None)
@@ -34,4 +41,8 @@ class WavCapture:
 
     def _write_all(self) -> None:
         while (frame := self._frames.get()) is not None:
-            self._wav.writeframesraw(frame)
+            if isinstance(frame, int):
+                for start in range(0, frame, len(_SILENCE)):
+                    self._wav.writeframesraw(_SILENCE[:frame - start])
+            else:
+                self._wav.writeframesraw(frame)
