@@ -343,6 +343,14 @@ def test_rounding_examples(value: float, expected: int) -> None:
     assert int(pcm[0]) == expected
 
 
+@pytest.mark.parametrize("value", [1.0, 32767.5 / 32768, 32767.9 / 32768])
+def test_full_scale_is_one_step_short_and_not_clipped(value: float) -> None:
+    """+1.0, and what rounds up to it, become 32767 (the int16 maximum) without being counted as clipped."""
+    pcm, clipped = to_pcm16(np.array([0.5, value, -0.25], dtype=np.float32))
+    assert pcm.tolist() == [16384, 32767, -8192]
+    assert clipped == 0
+
+
 # Beyond half an LSB past -1.0 (closer values round to -32768 exactly, with no clipping).
 BELOW_FULL_SCALE = float(np.float32(-32768.6 / 32768))
 
@@ -386,6 +394,13 @@ def test_downmix_rejects_non_finite(bad: float, channels: int) -> None:
         downmix(block, "some/input.flac")
     assert caught.value.source == "some/input.flac"
     assert str(caught.value).startswith("some/input.flac: ")
+
+
+def test_downmix_passes_huge_finite_samples() -> None:
+    """Finite samples far beyond full scale are not mistaken for infinity (they clip later, counted)."""
+    block = np.array([[3e30, 1e30], [0.1, 0.3]], dtype=np.float32)
+    assert np.allclose(downmix(block, "loud.wav"), [2e30, 0.2])
+    assert to_pcm16(downmix(block, "loud.wav"))[1] == 1
 
 
 # -- Conditioner ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import numpy as np
@@ -14,11 +15,10 @@ def downmix(block: np.ndarray, name: str) -> np.ndarray:
 
     Raises :class:`InputError` naming ``name`` if the block holds NaN or infinite samples.
     """
-    if block.shape[1] == 1:
-        mono = block[:, 0]
-    else:
-        mono = block @ _mean_weights(block.shape[1])
-    if not np.isfinite(mono).all():
+    mono = block[:, 0] if block.shape[1] == 1 else block @ _mean_weights(block.shape[1])
+    # One reduction per block in the usual case: NaN or infinity anywhere makes the sum non-finite
+    # (summed in float64, finite float32 samples never overflow it; the exact check settles the rest).
+    if not math.isfinite(float(mono.sum(dtype=np.float64))) and not np.isfinite(mono).all():
         raise InputError(name, "contains NaN or infinite samples")
     return mono.astype(np.float32, copy=False)
 
@@ -34,11 +34,16 @@ def to_pcm16(samples: np.ndarray) -> tuple[np.ndarray, int]:
     Samples beyond full scale are clipped and counted so the caller can report them. Exactly
     +1.0 becomes 32767 without being counted: full scale is legal, PCM16 is just one step short.
     """
-    scaled = np.rint(samples * 32768.0)
-    if len(samples) and (samples.max() > 1.0 or scaled.min() < -32768):
+    scaled = samples * 32768.0
+    np.rint(scaled, out=scaled)
+    if not len(samples):
+        return scaled.astype(np.int16), 0
+    top = float(samples.max())
+    if top > 1.0 or scaled.min() < -32768:
         clipped = int(np.count_nonzero((samples > 1.0) | (scaled < -32768)))
         np.clip(scaled, -32768, 32767, out=scaled)
-    else:  # the usual case, checked with two reductions: at most +1.0 rounded up to 32768
+    else:
         clipped = 0
-        np.minimum(scaled, 32767, out=scaled)
+        if top * 32768.0 >= 32767.5:  # +1.0, or within half a step of it, rounded up to 32768
+            np.minimum(scaled, 32767, out=scaled)
     return scaled.astype(np.int16), clipped

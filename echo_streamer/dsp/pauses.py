@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # A pause must outlast the stop closures inside words (the silence before a "p", "t" or "k" is
@@ -27,12 +29,21 @@ DIP_NEAR_QUIETEST_DB = 6.0
 # Anything this quiet is silence whatever the speech level (leading silence, before any speech).
 QUIET_DBFS = -70.0
 SILENCE_DB = -100.0
+_SILENT_POWER = 10 ** (SILENCE_DB / 10)  # relative to full scale
 
 
 def frame_levels(frames: np.ndarray) -> np.ndarray:
     """RMS level of each int16 frame in dBFS (full-scale sine = -3 dB); silence is -100."""
-    power = np.square(frames, dtype=np.float64).sum(axis=1) / (frames.shape[1] * 32768.0**2)
-    return np.maximum(10 * np.log10(np.maximum(power, 1e-30)), SILENCE_DB)
+    return np.array(_levels(frames))
+
+
+def _levels(frames: np.ndarray) -> list[float]:
+    # The logarithm per frame in plain Python: most calls are for a single frame (live input,
+    # streams), where numpy's overhead per call outweighs the arithmetic.
+    full_scale = frames.shape[1] * 32768.0**2
+    powers = np.square(frames, dtype=np.float64).sum(axis=1).tolist()
+    return [10 * math.log10(power / full_scale) if power > _SILENT_POWER * full_scale else SILENCE_DB
+            for power in powers]
 
 
 class PauseDetector:
@@ -62,15 +73,15 @@ class PauseDetector:
 
     def mark(self, frames: np.ndarray) -> np.ndarray:
         """Return one bool per frame of the ``(count, samples)`` int16 array: is it an interrupt point?"""
-        marks = np.zeros(len(frames), dtype=bool)
-        for index, level in enumerate(frame_levels(frames).tolist()):
+        marks = []
+        for level in _levels(frames):
             self._speech = max(level, self._speech - self._release)
             self._floor = level if self._floor is None else min(level, self._floor + self._rise)
             quiet = (level < QUIET_DBFS or level < self._speech - BELOW_SPEECH_DB
                      or (level < self._floor + ABOVE_FLOOR_DB and level < self._speech - BELOW_SPEECH_NOISY_DB))
             self._run = self._run + 1 if quiet else 0
-            marks[index] = self._run >= self._min_run
-        return marks
+            marks.append(self._run >= self._min_run)
+        return np.array(marks, dtype=bool)
 
 
 def first_dip(frames: np.ndarray) -> int | None:

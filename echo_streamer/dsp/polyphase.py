@@ -178,9 +178,9 @@ class PolyphaseResampler:
     def _rows(self, buffer: np.ndarray, start: int) -> np.ndarray:
         """The current period's outputs from ``start`` on that ``buffer`` has the input for; the
         window beyond it counts as silence, which those outputs' taps never reach."""
-        end = int(np.searchsorted(self._needed, len(buffer), side="right"))
-        if end <= start:
+        if len(buffer) < self._needed[start]:
             return np.zeros(0)
+        end = int(np.searchsorted(self._needed, len(buffer), side="right"))
         window = buffer[: len(self._bank)]
         if len(window) < len(self._bank):
             window = np.concatenate((window, np.zeros(len(self._bank) - len(window))))
@@ -188,6 +188,6 @@ class PolyphaseResampler:
         return window @ self._bank[:, start:end]
 
     def _joined(self, parts: list[np.ndarray]) -> np.ndarray:
-        out = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
+        out = (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.float32)
         self._emitted += len(out)
         return out
