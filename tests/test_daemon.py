@@ -763,9 +763,14 @@ def test_an_upload_cut_off_plays_what_arrived_and_says_so(daemon: Daemon) -> Non
     assert "Traceback" not in stderr and "Error handling request" not in stderr, stderr
 
 
-def test_unknown_paths_and_methods_get_aiohttps_answers(daemon: Daemon) -> None:
-    assert daemon.request("GET", "/v1/nothing")[0] == 404
-    assert daemon.request("GET", "/v1/play")[0] == 405
+def test_unknown_paths_and_methods_are_answered_in_json(daemon: Daemon) -> None:
+    """aiohttp's own refusals come in the API's error shape, 405 with the methods allowed."""
+    assert daemon.request("GET", "/v1/nothing") == (404, {"error": "GET /v1/nothing: Not Found"})
+    assert daemon.request("GET", "/v1/play") == (405, {"error": "GET /v1/play: Method Not Allowed"})
+    request = urllib.request.Request(daemon.url + "/v1/play", method="DELETE")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 405 and refused.value.headers["Allow"] == "POST"
 
 
 def test_send_text_message_names_the_conversation_given_else_the_rooms() -> None:

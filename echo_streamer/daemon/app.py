@@ -83,8 +83,11 @@ def _guard(token: str | None, request_s: float) -> Any:
             return _error(error.status, error.message)
         except TimeoutError:
             return _error(503, f"the request took longer than {request_s:g} s")
-        except web.HTTPException:  # aiohttp's own answers: 404 for an unknown path, 405, 413
-            raise
+        except web.HTTPException as error:  # aiohttp's own answers (404 for an unknown path, 405), as JSON
+            if error.status < 400:
+                raise
+            allow = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+            return _error(error.status, f"{request.method} {request.path}: {error.reason}", allow)
         except Exception as error:  # a bug fails one request, in one line, and the daemon streams on
             message = f"{request.method} {request.path}: unexpected {type(error).__name__}: {error}"
             print(f"echo-streamer: {message}", file=sys.stderr)
