@@ -10,7 +10,8 @@ the aligned stream output against a one-shot python-soxr VHQ resample of the who
 frequency (``BAND``): where the two differ, the difference is in the top of the band, where
 the candidates' low-pass filters roll off earlier than VHQ's. Candidates: python-soxr
 ``ResampleStream`` at every quality, libsamplerate through the ``samplerate`` package at every
-converter that exists, and echo-streamer's own polyphase FIR (``dsp.polyphase``, quality ``fir``).
+converter that exists, and echo-streamer's own polyphase FIRs (``dsp.polyphase``: ``fir`` for
+streams, the shorter ``fir_live`` for live input).
 Verdict: among the candidates with SNR >= 50 dB (``--min-snr``), the one that holds back least
 must be the one echo-streamer uses for streams (``dsp.resample.STREAM_QUALITY``).
 
@@ -33,7 +34,7 @@ import soundfile
 import soxr
 from _common import out_path, print_table, verdict
 
-from echo_streamer.dsp.resample import STREAM_QUALITY, StreamResampler
+from echo_streamer.dsp.resample import FIR_SPECS, STREAM_QUALITY, StreamResampler
 
 TEXT = "Streaming speech arrives in small pieces, and every millisecond of delay is heard as lag."
 CHUNK_MS = 10
@@ -73,11 +74,12 @@ def candidates(in_rate: int, out_rate: int) -> dict[str, Callable[[], Process]]:
     """name -> factory of a fresh streaming ``process(chunk, last)``."""
     made: dict[str, Callable[[], Process]] = {}
 
-    def fir_stream() -> Process:
-        resampler = StreamResampler(in_rate, out_rate, STREAM_QUALITY)
-        return lambda chunk, last: np.concatenate((resampler.process(chunk), resampler.flush())) if last else \
-            resampler.process(chunk)
-    made[f"echo-streamer {STREAM_QUALITY}"] = fir_stream
+    for fir in FIR_SPECS:  # the streams' filter, and live input's shorter one
+        def fir_stream(fir: str = fir) -> Process:
+            resampler = StreamResampler(in_rate, out_rate, fir)
+            return lambda chunk, last: np.concatenate((resampler.process(chunk), resampler.flush())) if last else \
+                resampler.process(chunk)
+        made[f"echo-streamer {fir}"] = fir_stream
     for quality in ("QQ", "LQ", "MQ", "HQ", "VHQ"):
         def soxr_stream(quality: str = quality) -> Process:
             stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)

@@ -40,7 +40,7 @@ def test_help_has_examples(command: tuple[str, ...], cli: Cli) -> None:
     assert not command or command[0] in used, used
 
 
-HEAVY_MODULES = ("numpy", "soundfile", "soxr", "samplerate", "sounddevice", "daily", "aiohttp", "asyncio",
+HEAVY_MODULES = ("numpy", "soundfile", "soxr", "sounddevice", "daily", "aiohttp", "asyncio",
                  "urllib.request")
 
 

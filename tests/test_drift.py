@@ -22,7 +22,7 @@ import pytest
 
 from echo_streamer.dsp.drift import QuietGate, correct
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
-from echo_streamer.dsp.resample import live_quality
+from echo_streamer.dsp.resample import LIVE_QUALITY
 from echo_streamer.engine.deadline import Deadline
 from echo_streamer.engine.drift import FORCE_AFTER_S, RELEASE_S, WINDOW_S, DriftControl
 from echo_streamer.engine.playout import LATE_MS, Playout
@@ -99,7 +99,7 @@ class SimulatedLive:
         self.wanted = 0
         self.held_blocks = 0
         self.held_blocks_with_frames = 0
-        self.conditioner = Conditioner("card", IN_RATE, OUTPUT, quality=live_quality(IN_RATE, OUTPUT.rate))
+        self.conditioner = Conditioner("card", IN_RATE, OUTPUT, quality=LIVE_QUALITY)
         self.ready: deque[float] = deque()  # completion times of frames not yet taken
         self.handed = 0
         self.latencies_ms: list[float] = []  # frame complete -> handed

@@ -17,12 +17,10 @@ from echo_streamer.dsp.pauses import MIN_PAUSE_MS, PauseDetector, first_dip
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
 from echo_streamer.dsp.polyphase import LIVE_SPEC, STREAM_SPEC, FilterSpec, lowpass, ratio
 from echo_streamer.dsp.resample import (
-    LIVE_FALLBACK_QUALITY,
-    LIVE_FIR_QUALITY,
+    LIVE_QUALITY,
     QUALITY,
     STREAM_QUALITY,
     StreamResampler,
-    live_quality,
     resample,
 )
 from echo_streamer.errors import InputError
@@ -30,16 +28,8 @@ from echo_streamer.errors import InputError
 IN_RATES = (8000, 16000, 22050, 44100, 48000, 96000)
 OUT_RATES = (16000, 24000)
 RATE_PAIRS = [(i, o) for i in IN_RATES for o in OUT_RATES if i != o]
-# files: soxr HQ; streams: our polyphase FIR; live input: the short polyphase FIR at a whole
-# ratio, libsamplerate's sinc_medium at others
-QUALITIES = (QUALITY, STREAM_QUALITY, LIVE_FIR_QUALITY, LIVE_FALLBACK_QUALITY)
-# The short FIR is used at whole ratios: factors 2 (48 -> 24 kHz), 3 (48 -> 16), 4 (96 -> 24), 6 (96 -> 16).
-LIVE_FIR_PAIRS = [(i, o) for i, o in RATE_PAIRS if live_quality(i, o) == LIVE_FIR_QUALITY]
-
-
-def rate_pairs(quality: str) -> list[tuple[int, int]]:
-    """The (input, output) rates in Hz that ``quality`` is tested at."""
-    return LIVE_FIR_PAIRS if quality == LIVE_FIR_QUALITY else RATE_PAIRS
+# files: soxr HQ; streams: our polyphase FIR; live input: the short polyphase FIR
+QUALITIES = (QUALITY, STREAM_QUALITY, LIVE_QUALITY)
 
 block_sizes = st.lists(st.integers(min_value=1, max_value=6000), min_size=1, max_size=20)
 
@@ -86,7 +76,7 @@ def assert_within_one_lsb(got: np.ndarray, want: np.ndarray) -> None:
 @given(data=st.data(), sizes=block_sizes, seed=st.integers(0, 2**16))
 def test_stream_equals_one_shot(quality: str, data: st.DataObject, sizes: list[int], seed: int) -> None:
     """Resampling in arbitrary blocks gives the one-shot result within 1 LSB, sample for sample."""
-    in_rate, out_rate = data.draw(st.sampled_from(rate_pairs(quality)), label="rates")
+    in_rate, out_rate = data.draw(st.sampled_from(RATE_PAIRS), label="rates")
     samples = noise(sum(sizes), seed)
     streamed, _ = to_pcm16(stream_resample(samples, in_rate, out_rate, sizes, quality))
     reference, _ = to_pcm16(resample(samples, in_rate, out_rate, quality))
@@ -94,7 +84,7 @@ def test_stream_equals_one_shot(quality: str, data: st.DataObject, sizes: list[i
 
 
 @pytest.mark.parametrize(("quality", "in_rate", "out_rate"),
-                         [(quality, *rates) for quality in QUALITIES for rates in rate_pairs(quality)])
+                         [(quality, *rates) for quality in QUALITIES for rates in RATE_PAIRS])
 def test_one_sample_blocks(in_rate: int, out_rate: int, quality: str) -> None:
     """Even one input sample at a time, the stream equals the one-shot result."""
     samples = noise(3000, seed=in_rate)
@@ -108,13 +98,13 @@ def test_one_sample_blocks(in_rate: int, out_rate: int, quality: str) -> None:
 @given(data=st.data(), length=st.integers(1, 50_000), sizes=block_sizes)
 def test_tail_is_flushed(quality: str, data: st.DataObject, length: int, sizes: list[int]) -> None:
     """The flushed output is as long as the input lasts: in_len * out_rate / in_rate within 2 samples."""
-    in_rate, out_rate = data.draw(st.sampled_from(rate_pairs(quality)), label="rates")
+    in_rate, out_rate = data.draw(st.sampled_from(RATE_PAIRS), label="rates")
     out = stream_resample(noise(length), in_rate, out_rate, sizes, quality)
     assert abs(len(out) - length * out_rate / in_rate) <= 2
 
 
 @pytest.mark.parametrize(("quality", "in_rate"), [(QUALITY, 22050), (STREAM_QUALITY, 22050),
-                                                  (LIVE_FIR_QUALITY, 48000), (LIVE_FALLBACK_QUALITY, 44100)])
+                                                  (LIVE_QUALITY, 48000), (LIVE_QUALITY, 44100)])
 def test_clear_forgets_the_last_stream(quality: str, in_rate: int) -> None:
     """After clear() (mid-stream, as an interrupt does) a new signal comes out as from a fresh resampler."""
     resampler = StreamResampler(in_rate, 24000, quality)
@@ -135,7 +125,7 @@ def test_unknown_quality_is_refused() -> None:
 @given(data=st.data(), sizes=block_sizes)
 def test_no_click_at_block_boundaries(quality: str, data: st.DataObject, sizes: list[int]) -> None:
     """A 1 kHz sine resampled in blocks stays a clean sine: no jump beyond its slope, no sample lost or repeated."""
-    in_rate, out_rate = data.draw(st.sampled_from(rate_pairs(quality)), label="rates")
+    in_rate, out_rate = data.draw(st.sampled_from(RATE_PAIRS), label="rates")
     freq, level = 1000.0, 0.5
     samples = (level * np.sin(2 * np.pi * freq * np.arange(in_rate) / in_rate)).astype(np.float32)  # 1 s
     out = stream_resample(samples, in_rate, out_rate, sizes, quality).astype(np.float64)
@@ -145,7 +135,7 @@ def test_no_click_at_block_boundaries(quality: str, data: st.DataObject, sizes: 
     ideal = level * np.sin(2 * np.pi * freq * np.arange(len(out)) / out_rate)
     # A dropped/duplicated sample is off by ~0.2; the live FIR's passband ripple (+-0.007 dB)
     # alone is up to 4e-4 at this level.
-    tolerance = 1e-3 if quality == LIVE_FIR_QUALITY else 1e-4
+    tolerance = 1e-3 if quality == LIVE_QUALITY else 1e-4
     assert np.max(np.abs(out[inner] - ideal[inner])) < tolerance
 
 
@@ -158,16 +148,17 @@ def test_equal_rates_pass_through() -> None:
     assert np.array_equal(resample(samples, 24000, 24000), samples)
 
 
-# -- our polyphase FIRs (streams; live input at a whole ratio) -------------------------------------
+# -- our polyphase FIRs (streams; live input) -----------------------------------------------------
 
 # quality, input rate, output rate: every ratio shape (down, up, both; small and large factors)
-FIR_CASES = [(LIVE_FIR_QUALITY, 48000, 24000), (LIVE_FIR_QUALITY, 48000, 16000), (LIVE_FIR_QUALITY, 96000, 24000),
+FIR_CASES = [(LIVE_QUALITY, 48000, 24000), (LIVE_QUALITY, 48000, 16000), (LIVE_QUALITY, 96000, 24000),
+             (LIVE_QUALITY, 44100, 24000), (LIVE_QUALITY, 44100, 16000), (LIVE_QUALITY, 16000, 24000),
              (STREAM_QUALITY, 16000, 24000), (STREAM_QUALITY, 8000, 24000), (STREAM_QUALITY, 48000, 24000),
              (STREAM_QUALITY, 24000, 16000), (STREAM_QUALITY, 22050, 24000), (STREAM_QUALITY, 22050, 16000),
              (STREAM_QUALITY, 44100, 16000)]
 # Per quality: the largest passband error in dB, and the least stopband attenuation in dB.
-FIR_BOUNDS = {LIVE_FIR_QUALITY: (0.1, 60.0), STREAM_QUALITY: (0.001, 88.0)}
-FIR_SPEC_OF = {LIVE_FIR_QUALITY: LIVE_SPEC, STREAM_QUALITY: STREAM_SPEC}
+FIR_BOUNDS = {LIVE_QUALITY: (0.1, 60.0), STREAM_QUALITY: (0.001, 88.0)}
+FIR_SPEC_OF = {LIVE_QUALITY: LIVE_SPEC, STREAM_QUALITY: STREAM_SPEC}
 
 
 def tone(freq: float, rate: int, seconds: float = 0.5, level: float = 0.5) -> np.ndarray:
@@ -178,12 +169,6 @@ def tone(freq: float, rate: int, seconds: float = 0.5, level: float = 0.5) -> np
 def inner(samples: np.ndarray, rate: int) -> np.ndarray:
     """``samples`` without their first and last 20 ms (onset and abrupt end)."""
     return samples[rate // 50 : len(samples) - rate // 50]
-
-
-def test_live_input_takes_the_short_fir_at_whole_ratios_only() -> None:
-    assert {live_quality(48000, 24000), live_quality(48000, 16000), live_quality(96000, 24000)} == {LIVE_FIR_QUALITY}
-    assert {live_quality(44100, 24000), live_quality(22050, 24000), live_quality(8000, 16000),
-            live_quality(24000, 24000)} == {LIVE_FALLBACK_QUALITY}
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), [(0, 24000), (16000, -1)])
@@ -224,8 +209,10 @@ def test_fir_frequency_response(quality: str, in_rate: int, out_rate: int) -> No
 
 
 @pytest.mark.parametrize(("quality", "in_rate", "out_rate", "freq"),
-                         [(LIVE_FIR_QUALITY, 48000, 24000, 1000), (LIVE_FIR_QUALITY, 48000, 24000, 9900),
-                          (LIVE_FIR_QUALITY, 48000, 16000, 6600), (LIVE_FIR_QUALITY, 96000, 24000, 9900),
+                         [(LIVE_QUALITY, 48000, 24000, 1000), (LIVE_QUALITY, 48000, 24000, 9900),
+                          (LIVE_QUALITY, 48000, 16000, 6600), (LIVE_QUALITY, 96000, 24000, 9900),
+                          (LIVE_QUALITY, 44100, 24000, 9900), (LIVE_QUALITY, 44100, 16000, 6600),
+                          (LIVE_QUALITY, 16000, 24000, 6600),
                           (STREAM_QUALITY, 16000, 24000, 1000), (STREAM_QUALITY, 16000, 24000, 7000),
                           (STREAM_QUALITY, 8000, 24000, 3600), (STREAM_QUALITY, 48000, 24000, 11000),
                           (STREAM_QUALITY, 24000, 16000, 7000), (STREAM_QUALITY, 22050, 24000, 10000),
@@ -242,9 +229,11 @@ def test_fir_passes_a_tone_in_the_passband(quality: str, in_rate: int, out_rate:
 
 
 @pytest.mark.parametrize(("quality", "in_rate", "out_rate", "freq"),
-                         [(LIVE_FIR_QUALITY, 48000, 24000, 12100), (LIVE_FIR_QUALITY, 48000, 24000, 13000),
-                          (LIVE_FIR_QUALITY, 48000, 24000, 23000), (LIVE_FIR_QUALITY, 48000, 16000, 8100),
-                          (LIVE_FIR_QUALITY, 96000, 24000, 12100), (LIVE_FIR_QUALITY, 96000, 24000, 40000),
+                         [(LIVE_QUALITY, 48000, 24000, 12100), (LIVE_QUALITY, 48000, 24000, 13000),
+                          (LIVE_QUALITY, 48000, 24000, 23000), (LIVE_QUALITY, 48000, 16000, 8100),
+                          (LIVE_QUALITY, 96000, 24000, 12100), (LIVE_QUALITY, 96000, 24000, 40000),
+                          (LIVE_QUALITY, 44100, 24000, 12100), (LIVE_QUALITY, 44100, 24000, 20000),
+                          (LIVE_QUALITY, 44100, 16000, 8100),
                           (STREAM_QUALITY, 48000, 24000, 11900), (STREAM_QUALITY, 48000, 24000, 20000),
                           (STREAM_QUALITY, 16000, 24000, 7950), (STREAM_QUALITY, 24000, 16000, 9000),
                           (STREAM_QUALITY, 22050, 16000, 7950), (STREAM_QUALITY, 22050, 16000, 10000)])
@@ -259,8 +248,9 @@ def test_fir_removes_a_tone_in_the_stopband(quality: str, in_rate: int, out_rate
 
 
 @pytest.mark.parametrize(("quality", "in_rate", "out_rate", "block_ms", "bound_ms"),
-                         [(LIVE_FIR_QUALITY, 48000, 24000, 5, 1.5), (LIVE_FIR_QUALITY, 48000, 16000, 5, 1.5),
-                          (LIVE_FIR_QUALITY, 96000, 24000, 5, 1.5), (STREAM_QUALITY, 16000, 24000, 10, 6.0),
+                         [(LIVE_QUALITY, 48000, 24000, 5, 1.5), (LIVE_QUALITY, 48000, 16000, 5, 1.5),
+                          (LIVE_QUALITY, 96000, 24000, 5, 1.5), (LIVE_QUALITY, 44100, 24000, 5, 1.5),
+                          (LIVE_QUALITY, 44100, 16000, 5, 1.5), (STREAM_QUALITY, 16000, 24000, 10, 6.0),
                           (STREAM_QUALITY, 48000, 24000, 10, 4.0), (STREAM_QUALITY, 8000, 24000, 10, 12.0),
                           (STREAM_QUALITY, 22050, 24000, 10, 4.5), (STREAM_QUALITY, 22050, 16000, 10, 6.0)])
 def test_fir_holds_back_little(quality: str, in_rate: int, out_rate: int, block_ms: int, bound_ms: float) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..dsp.pipeline import Conditioner, OutputFormat, condition
-from ..dsp.resample import QUALITY, STREAM_QUALITY, live_quality
+from ..dsp.resample import LIVE_QUALITY, QUALITY, STREAM_QUALITY
 from ..errors import InputError, JoinError
 from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
@@ -463,10 +463,7 @@ class Streamer:
         try:
             source = segment.open_source()
             segment.duration = source.duration
-            if segment.drift is not None:  # live input
-                quality = live_quality(source.rate, self._format.rate)
-            else:
-                quality = STREAM_QUALITY if segment.low_latency else QUALITY
+            quality = LIVE_QUALITY if segment.drift is not None else STREAM_QUALITY if segment.low_latency else QUALITY
             conditioner = Conditioner(source.name, source.rate, self._format, quality=quality)
             # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
             blocks: Iterable[np.ndarray] = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
