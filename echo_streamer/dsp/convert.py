@@ -18,7 +18,10 @@ def downmix(block: np.ndarray, name: str) -> np.ndarray:
     mono = block[:, 0] if block.shape[1] == 1 else block @ _mean_weights(block.shape[1])
     # One reduction per block in the usual case: NaN or infinity anywhere makes the sum non-finite
     # (summed in float64, finite float32 samples never overflow it; the exact check settles the rest).
-    if not math.isfinite(float(mono.sum(dtype=np.float64))) and not np.isfinite(mono).all():
+    # The sum of +inf and -inf is NaN, which numpy would warn about on stderr.
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = float(mono.sum(dtype=np.float64))
+    if not math.isfinite(total) and not np.isfinite(mono).all():
         raise InputError(name, "contains NaN or infinite samples")
     return mono.astype(np.float32, copy=False)
 
