@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from echo_streamer.dsp.convert import downmix, to_pcm16
 from echo_streamer.dsp.framer import Framer
 from echo_streamer.dsp.pauses import MIN_PAUSE_MS, PauseDetector, first_dip
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
-from echo_streamer.dsp.polyphase import LIVE_SPEC, STREAM_SPEC, FilterSpec, lowpass, ratio
+from echo_streamer.dsp.polyphase import LIVE_SPEC, STREAM_SPEC, FilterSpec, lowpass, ratio, supported
 from echo_streamer.dsp.resample import (
     LIVE_QUALITY,
     QUALITY,
@@ -170,6 +171,25 @@ def tone(freq: float, rate: int, seconds: float = 0.5, level: float = 0.5) -> np
 def inner(samples: np.ndarray, rate: int) -> np.ndarray:
     """``samples`` without their first and last 20 ms (onset and abrupt end)."""
     return samples[rate // 50 : len(samples) - rate // 50]
+
+
+@pytest.mark.parametrize("in_rate", [8000, 11025, 12000, 16000, 22050, 24000, 32000, 37800, 44100, 48000, 64000,
+                                     88200, 96000, 176400, 192000])
+@pytest.mark.parametrize("out_rate", [16000, 24000])
+def test_every_common_rate_gets_a_polyphase_bank(in_rate: int, out_rate: int) -> None:
+    assert supported(in_rate, out_rate)
+
+
+@pytest.mark.parametrize("quality", [STREAM_QUALITY, LIVE_QUALITY])
+def test_an_odd_rate_falls_back_to_soxr_hq(quality: str) -> None:
+    """44101 Hz -> 24 kHz would need a polyphase bank of gigabytes: that stream (and the one-shot
+    call) is soxr HQ's instead, equal to its one-shot result."""
+    assert not supported(44101, 24000)
+    samples = noise(44101 // 2, seed=5)
+    streamed, _ = to_pcm16(stream_resample(samples, 44101, 24000, [220], quality))
+    reference, _ = to_pcm16(soxr.resample(samples, 44101, 24000, quality="HQ"))
+    assert_within_one_lsb(streamed, reference)
+    assert np.array_equal(resample(samples, 44101, 24000, quality), soxr.resample(samples, 44101, 24000, quality="HQ"))
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), [(0, 24000), (16000, -1)])

@@ -39,12 +39,23 @@ LIVE_SPEC = FilterSpec(passband=5 / 6, stopband=1.0, attenuation_db=63.0)
 STREAM_SPEC = FilterSpec(passband=0.925, stopband=0.985, attenuation_db=90.0)
 
 
+# The longest period (L or M) a polyphase bank is built for: every common rate to 16 or 24 kHz
+# needs 640 at most (11025 -> 16000 Hz: a 2.5 MB bank, designed in about 25 ms). An odd rate
+# such as 44101 Hz would need L = 24000, M = 44101: two million taps and a bank of gigabytes.
+MAX_PERIOD = 1000
+
+
 def ratio(in_rate: int, out_rate: int) -> tuple[int, int]:
     """``(L, M)``: ``out_rate / in_rate`` (both in Hz, positive) in lowest terms."""
     if in_rate <= 0 or out_rate <= 0:
         raise ValueError(f"rates must be positive, not {in_rate} -> {out_rate} Hz")
     common = math.gcd(in_rate, out_rate)
     return out_rate // common, in_rate // common
+
+
+def supported(in_rate: int, out_rate: int) -> bool:
+    """Whether this module resamples ``in_rate`` to ``out_rate`` Hz: a period of at most ``MAX_PERIOD``."""
+    return max(ratio(in_rate, out_rate)) <= MAX_PERIOD
 
 
 def lowpass(up: int, down: int, spec: FilterSpec) -> np.ndarray:

@@ -20,6 +20,10 @@ noise (``bench/stream_resampler.py``) it holds back 0.96 ms at 48 -> 24 kHz, 0.9
 which live input used before, at the same SNR against soxr VHQ and a third to a fifth of its
 CPU. No other library fits there: soxr's streams emit in bursts, holding back up to 20 ms (LQ)
 to 39 ms (MQ, HQ) of 5 ms blocks at 48 -> 24 kHz (QQ does not, but is a cubic interpolator).
+
+Both polyphase filters give way to soxr HQ at a rate whose ratio to the output's is too fine for
+a polyphase bank (``polyphase.MAX_PERIOD``: none of the common rates, but 44101 Hz, say): the
+output stays right, held back about 40 ms.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Protocol
 import numpy as np
 import soxr
 
-from .polyphase import LIVE_SPEC, STREAM_SPEC, FilterSpec, PolyphaseResampler, resample_poly
+from .polyphase import LIVE_SPEC, STREAM_SPEC, FilterSpec, PolyphaseResampler, resample_poly, supported
 
 QUALITY = "HQ"  # files
 STREAM_QUALITY = "fir"  # audio produced while it plays
@@ -48,7 +52,8 @@ def resample(samples: np.ndarray, in_rate: int, out_rate: int, quality: str = QU
     samples = np.asarray(samples, dtype=np.float32)
     if in_rate == out_rate:
         return samples
-    if _check_quality(quality) in FIR_SPECS:
+    quality = _effective_quality(quality, in_rate, out_rate)
+    if quality in FIR_SPECS:
         return resample_poly(samples, in_rate, out_rate, FIR_SPECS[quality])
     return soxr.resample(samples, in_rate, out_rate, quality=quality)
 
@@ -80,14 +85,17 @@ class StreamResampler:
             self._stream.clear()
 
 
-def _check_quality(quality: str) -> str:
+def _effective_quality(quality: str, in_rate: int, out_rate: int) -> str:
+    """``quality``, except that a polyphase filter gives way to soxr HQ at a ratio too fine for a
+    polyphase bank (an odd rate such as 44101 Hz): correct output, held back about 40 ms."""
     if quality not in QUALITIES:
         raise ValueError(f"unknown resampler quality {quality!r}: one of {QUALITIES}")
-    return quality
+    return quality if quality not in FIR_SPECS or supported(in_rate, out_rate) else "HQ"
 
 
 def _open_stream(in_rate: int, out_rate: int, quality: str) -> _Stream:
-    if _check_quality(quality) in FIR_SPECS:
+    quality = _effective_quality(quality, in_rate, out_rate)
+    if quality in FIR_SPECS:
         return PolyphaseResampler(in_rate, out_rate, FIR_SPECS[quality])
     return _SoxrStream(in_rate, out_rate, quality)
 
