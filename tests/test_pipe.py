@@ -133,6 +133,35 @@ def test_a_chunk_after_the_data_is_not_played(pad: int) -> None:
     np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), pcm16_tone(0.1, 440.0))
 
 
+@pytest.mark.parametrize("ending", [b"", b"\0", b"\0\0\0"], ids=["no-pad", "pad-byte", "debris"])
+def test_an_odd_sized_8_bit_wav_ends_with_its_data(ending: bytes) -> None:
+    """A u8 WAV with an odd sample count and its real size, ending in the pad byte the format asks
+    for (or a few stray bytes): those bytes are not played (0x00 in u8 is a full-scale click)."""
+    samples = np.full(1001, 0x90, np.uint8).tobytes()
+    stream = wav_header(rate=RATE, bits=8, data_bytes=len(samples)) + samples + ending
+    decoded, _rate, _channels = decode_all(pieces(stream, [7, 300]))
+    assert len(decoded) == 1001 and np.all(decoded == np.float32(0x10 / 128))
+
+
+def test_a_compressed_stream_that_fails_reports_its_own_error(make_wav: Callable[..., Path]) -> None:
+    """An MP3 whose stream fails halfway (a read error, an upload lost): the decoder ends with that
+    error, not with ffmpeg's view of a stream that just stopped, and no thread dies with a traceback."""
+    mp3 = run("ffmpeg", "-v", "error", "-i", make_wav(tone(44100, 2.0), 44100), "-f", "mp3", "-")
+    failed: list[BaseException] = []
+    hook, threading.excepthook = threading.excepthook, lambda args: failed.append(args.exc_value)
+
+    def chunks() -> Iterator[bytes]:
+        yield from pieces(mp3[:len(mp3) // 2], [500])
+        raise InputError("tts.mp3", "cannot read on: Input/output error")
+
+    try:
+        with pytest.raises(InputError, match="cannot read on: Input/output error"):
+            decode_all(chunks(), "tts.mp3")
+    finally:
+        threading.excepthook = hook
+    assert failed == []
+
+
 def test_real_espeak_stdout_is_read_whole() -> None:
     """espeak-ng --stdout: a streaming WAV at 22050 Hz, decoded to the same samples as the file it writes."""
     streamed = run("espeak-ng", "--stdout", "Testing the pipe.")

@@ -33,8 +33,13 @@ class ChunkReader:
 
     def peek(self, size: int) -> bytes:
         """Up to ``size`` bytes without consuming them (fewer only at the end of the stream)."""
-        while len(self._buffer) < size and (chunk := next(self._chunks, None)) is not None:
-            self._buffer += chunk
+        if len(self._buffer) < size:
+            # Joined once: a header chunk to skip (up to 1 MiB) may come a few bytes at a time.
+            parts, have = [self._buffer], len(self._buffer)
+            while have < size and (chunk := next(self._chunks, None)) is not None:
+                parts.append(chunk)
+                have += len(chunk)
+            self._buffer = b"".join(parts)
         return self._buffer[:size]
 
     def read(self, size: int) -> bytes:
@@ -70,8 +75,9 @@ class RawStreamSource:
 
     Never reads ahead: a block is yielded as soon as its bytes arrive, which is what keeps a pipe's
     latency low. A partial sample left at the end of the stream is dropped. ``data_bytes`` is a
-    WAV's data size where it is not a placeholder: when a RIFF chunk (LIST, id3, ...) follows that
-    many bytes, the samples end there; otherwise the size was stale and they run on.
+    WAV's data size where it is not a placeholder: when a RIFF chunk (LIST, id3, ...) or the end of
+    the stream follows that many bytes (and a pad byte), the samples end there; otherwise the size
+    was stale and they run on.
     """
 
     duration: float | None = None
@@ -110,8 +116,11 @@ class RawStreamSource:
             if len(block):
                 yield block
             # Only now look past the data (the look may wait for bytes): its audio is out already.
-            if at_data_end and _RIFF_CHUNK_ID.fullmatch(self._reader.peek(self._pad + 4)[self._pad:]):
-                return
+            # The end of the stream within a chunk id's reach is a pad byte or debris, not audio.
+            if at_data_end:
+                after = self._reader.peek(self._pad + 4)
+                if len(after) < self._pad + 4 or _RIFF_CHUNK_ID.fullmatch(after[self._pad:]):
+                    return
 
     def close(self) -> None:
         self._reader.close()
@@ -150,18 +159,61 @@ def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AU
 def _ffmpeg_stream(reader: ChunkReader, name: str) -> AudioSource:
     """Decode with ffmpeg, fed from ``reader`` by a thread through a pipe."""
     read_end, write_end = os.pipe()
-    feeder = threading.Thread(target=_pump, args=(reader, write_end), name="echo-streamer-ffmpeg-feed", daemon=True)
-    feeder.start()
+    pump = _Pump(reader, write_end)
     with os.fdopen(read_end, "rb", buffering=0) as stdin:
-        return checked(FfmpegSource("-", _FFMPEG_BLOCK_SECONDS, stdin, name=name, streaming=True))
+        try:
+            source = checked(FfmpegSource("-", _FFMPEG_BLOCK_SECONDS, stdin, name=name, streaming=True))
+        except InputError:
+            if pump.error is None:
+                raise
+            raise pump.error from None
+    return _PumpedSource(source, pump)
 
 
-def _pump(reader: ChunkReader, write_end: int) -> None:
-    try:
-        with os.fdopen(write_end, "wb", buffering=0) as pipe:
-            for chunk in reader:
-                pipe.write(chunk)
-    except BrokenPipeError:  # ffmpeg gave up on the stream; it reports why
-        pass
-    finally:
-        reader.close()
+class _Pump:
+    """Copies ``reader`` into a pipe (ffmpeg's stdin) on a thread of its own, and keeps what
+    stopped it early (the stream failed: a read error, an upload lost) for the decoder's reader."""
+
+    def __init__(self, reader: ChunkReader, write_end: int) -> None:
+        self.error: Exception | None = None
+        self._reader = reader
+        self._write_end = write_end
+        threading.Thread(target=self._run, name="echo-streamer-ffmpeg-feed", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            with os.fdopen(self._write_end, "wb", buffering=0) as pipe:
+                try:
+                    for chunk in self._reader:
+                        pipe.write(chunk)
+                except BrokenPipeError:  # ffmpeg gave up on the stream; it reports why
+                    pass
+                except Exception as error:  # noted before the pipe closes, so before ffmpeg's output ends
+                    self.error = error
+        finally:
+            self._reader.close()
+
+
+class _PumpedSource:
+    """An ffmpeg source fed by a :class:`_Pump`: a failure of the stream itself is raised at its
+    end, where ffmpeg only saw its input end (and may have called that damage)."""
+
+    def __init__(self, source: AudioSource, pump: _Pump) -> None:
+        self._source = source
+        self._pump = pump
+        self.name = source.name
+        self.rate = source.rate
+        self.channels = source.channels
+        self.duration = source.duration
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        try:
+            yield from self._source.blocks()
+        except InputError:
+            if self._pump.error is None:
+                raise
+        if self._pump.error is not None:
+            raise self._pump.error
+
+    def close(self) -> None:
+        self._source.close()
