@@ -409,6 +409,16 @@ def test_raw_upload_needs_rate_and_channels(daemon: Daemon) -> None:
     assert status == 200 and answer["state"] == "finished" and answer["position_ms"] == 500.0
 
 
+def test_an_upload_that_is_not_audio_fails_its_segment_by_id(daemon: Daemon) -> None:
+    """Text uploaded as audio: ffmpeg cannot decode it, and the error names the upload's segment."""
+    status, answer = daemon.request("POST", "/v1/stream?wait=1", data=b"not audio, just words from a broken TTS " * 40)
+    assert status == 200 and answer["state"] == "failed", answer
+    assert answer["error"].startswith(f"upload {answer['id']}: cannot decode"), answer
+    daemon.wait_for("error")
+    (error,) = [event for event in daemon.events() if event["event"] == "error"]
+    assert error["item"] == f"upload {answer['id']}" and error["message"] == answer["error"]
+
+
 def test_hard_interrupt_discards_the_rest_of_an_upload(daemon: Daemon) -> None:
     """The upload keeps coming after the cut: it is read and thrown away, and the next segment plays."""
     pcm = (tone(24_000, 4.0, 440) * 32767).astype("<i2").tobytes()

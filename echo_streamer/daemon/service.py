@@ -154,9 +154,10 @@ class Daemon:
                segment_id: str | None = None) -> Segment:
         """Queue a byte stream (see :meth:`Streamer.stream_bytes`)."""
         streamer = self._running()
+        segment_id = self._new_id(segment_id)
         try:
             segment = streamer.stream_bytes(chunks, sample_format=sample_format, rate=rate, channels=channels,
-                                            name="upload", segment_id=self._new_id(segment_id))
+                                            name=f"upload {segment_id}", segment_id=segment_id)
         except ValueError as error:
             raise ApiError(400, str(error)) from None
         return self._track(segment)
