@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import cli_command, frames_of, offline_env, read_events, read_pcm, run, tone, unused_port, wait_for_event
+from conftest import (cli_command, frames_of, offline_env, read_events, read_pcm, run, tone, unused_port,
+                      wait_for_event, wav_header)
 
 from echo_streamer import StreamerConfig
 from echo_streamer.daemon import service
@@ -407,6 +408,14 @@ def test_raw_upload_needs_rate_and_channels(daemon: Daemon) -> None:
     status, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=22050&channels=1&wait=1",
                                     data=(tone(22_050, 0.5) * 32767).astype("<i2").tobytes())
     assert status == 200 and answer["state"] == "finished" and answer["position_ms"] == 500.0
+
+
+def test_wavs_uploaded_back_to_back_play_as_one_segment(daemon: Daemon) -> None:
+    """One WAV per sentence, sent on as a TTS writes them (placeholder sizes): one segment, as long as all of them."""
+    sentence = wav_header(rate=24_000, data_bytes=0x7FFFF000) + (tone(24_000, 0.3) * 32767).astype("<i2").tobytes()
+    status, answer = daemon.request("POST", "/v1/stream?wait=1", data=sentence * 3)
+    assert status == 200 and answer["state"] == "finished", answer
+    assert answer["position_ms"] == 900.0
 
 
 def test_an_upload_that_is_not_audio_fails_its_segment_by_id(daemon: Daemon) -> None:

@@ -162,6 +162,40 @@ def test_a_compressed_stream_that_fails_reports_its_own_error(make_wav: Callable
     assert failed == []
 
 
+@pytest.mark.parametrize("data_size", [0x7FFFF000, None], ids=["placeholder-sizes", "real-sizes"])
+@pytest.mark.parametrize("sizes", [[1], [7, 300], [4096]], ids=["bytes", "odd-pieces", "whole"])
+def test_wavs_sent_back_to_back_play_as_one_stream(data_size: int | None, sizes: list[int]) -> None:
+    """Three WAVs in one stream (a TTS that writes one per sentence, its output sent on as it
+    comes): the later headers are read, not played as a click, and every sample of each plays."""
+    tones = [pcm16_tone(0.05, freq) for freq in (440.0, 660.0, 880.0)]
+    stream = b"".join(wav_header(rate=RATE, data_bytes=len(pcm.tobytes()) if data_size is None else data_size)
+                      + pcm.tobytes() for pcm in tones)
+    samples, _rate, _channels = decode_all(pieces(stream, sizes))
+    np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), np.concatenate(tones))
+
+
+def test_real_espeak_stdout_twice_is_one_stream() -> None:
+    first, second = run("espeak-ng", "--stdout", "One."), run("espeak-ng", "--stdout", "Two.")
+
+    def data(wav: bytes) -> np.ndarray:
+        start = wav.index(b"data") + 8
+        return np.frombuffer(wav[start:start + (len(wav) - start) // 2 * 2], "<i2")
+
+    samples, rate, _channels = decode_all(pieces(first + second, [4096]))
+    assert rate == 22050
+    np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16),
+                                  np.concatenate((data(first), data(second))))
+
+
+def test_a_further_wav_of_another_format_is_an_error() -> None:
+    stream = (wav_header(rate=RATE, data_bytes=0) + pcm16_tone(0.05, 440.0).tobytes()
+              + wav_header(rate=16000, data_bytes=0) + bytes(320))
+    with pytest.raises(InputError) as caught:
+        decode_all(pieces(stream, [500]), "tts")
+    assert str(caught.value) == ("tts: a further WAV in the stream is 16000 Hz, 1 channel(s), s16le, not 24000 Hz, "
+                                 "1 channel(s), s16le: one format per stream")
+
+
 def test_real_espeak_stdout_is_read_whole() -> None:
     """espeak-ng --stdout: a streaming WAV at 22050 Hz, decoded to the same samples as the file it writes."""
     streamed = run("espeak-ng", "--stdout", "Testing the pipe.")

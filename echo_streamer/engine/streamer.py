@@ -298,7 +298,8 @@ class Streamer:
 
         ``chunks`` yields ``bytes`` of any length as they arrive and is read in the decode worker
         (it may block). ``sample_format="auto"`` reads a WAV header if the stream starts with one
-        (size fields are not trusted) and otherwise decodes with ffmpeg (MP3, Ogg, ...); a raw
+        (size fields are not trusted; WAVs of the same format may follow, their headers skipped)
+        and otherwise decodes with ffmpeg (MP3, Ogg, ...); a raw
         format from ``RAW_FORMATS`` (``"s16le"``, ``"f32le"``, ``"mulaw"``, ...) needs ``rate``
         and ``channels`` (which "auto" refuses: the stream says them). A stream that stalls plays
         silence (an ``underrun``) until bytes come; its end ends the segment. Bad data fails the

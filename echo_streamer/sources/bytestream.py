@@ -14,7 +14,7 @@ from .base import AudioSource, check_format, checked
 from .ffmpeg import FfmpegSource
 from .formats import AUTO
 from .rawpcm import SampleDecoder
-from .wavheader import SIGNATURE_SIZE, read_wav_header, starts_with_wav_signature
+from .wavheader import SIGNATURE_SIZE, find_wav_signature, read_wav_header, starts_with_wav_signature
 
 # What a RIFF chunk's id looks like (LIST, id3 , bext, _PMX, ...): four letters, digits,
 # underscores or spaces, not all spaces.
@@ -77,16 +77,20 @@ class RawStreamSource:
     latency low. A partial sample left at the end of the stream is dropped. ``data_bytes`` is a
     WAV's data size where it is not a placeholder: when a RIFF chunk (LIST, id3, ...) or the end of
     the stream follows that many bytes (and a pad byte), the samples end there; otherwise the size
-    was stale and they run on.
+    was stale and they run on. With ``wav=True`` (the samples are a WAV's), another WAV may follow
+    (a TTS that writes one per sentence, sent back to back): its header is read, not played, and
+    its samples go on in the same stream if its format is the same, else :class:`InputError`.
     """
 
     duration: float | None = None
 
     def __init__(self, reader: ChunkReader, name: str, sample_format: str, rate: int, channels: int,
-                 data_bytes: int | None = None) -> None:
+                 data_bytes: int | None = None, *, wav: bool = False) -> None:
         check_format(name, rate, channels)
         self._data_left = data_bytes
         self._pad = (data_bytes or 0) & 1  # a chunk after odd-sized data starts a byte later
+        self._wav = wav
+        self._header_next = False
         self.name = name
         self.rate = rate
         self.channels = channels
@@ -105,6 +109,8 @@ class RawStreamSource:
 
     def _decoded(self) -> Iterator[np.ndarray]:
         while (chunk := self._reader.next_chunk()) is not None:
+            if self._wav and self._data_left is None:  # (with a real size, its end tells)
+                chunk = self._up_to_next_wav(chunk)
             at_data_end = self._data_left is not None and len(chunk) >= self._data_left
             if at_data_end:
                 assert self._data_left is not None
@@ -115,12 +121,45 @@ class RawStreamSource:
             block = self._decoder.push(chunk)
             if len(block):
                 yield block
+            if self._header_next:
+                self._read_next_header()
             # Only now look past the data (the look may wait for bytes): its audio is out already.
             # The end of the stream within a chunk id's reach is a pad byte or debris, not audio.
-            if at_data_end:
-                after = self._reader.peek(self._pad + 4)
-                if len(after) < self._pad + 4 or _RIFF_CHUNK_ID.fullmatch(after[self._pad:]):
+            elif at_data_end:
+                after = self._reader.peek(self._pad + SIGNATURE_SIZE)
+                if self._wav and starts_with_wav_signature(after[self._pad:]):
+                    self._reader.read(self._pad)
+                    self._read_next_header()
+                elif len(after) < self._pad + 4 or _RIFF_CHUNK_ID.fullmatch(after[self._pad:self._pad + 4]):
                     return
+
+    def _up_to_next_wav(self, chunk: bytes) -> bytes:
+        """``chunk`` up to the signature of a next WAV in it (the rest is put back, and its header
+        read next). Bytes at the end that may begin one are put back too, and only when nothing
+        else is left is the rest of them waited for (so no audio waits on them)."""
+        found = find_wav_signature(chunk)
+        if found is None:
+            return chunk
+        index, whole = found
+        self._reader.unread(chunk[index:])
+        if index == 0 and not whole:
+            if not starts_with_wav_signature(self._reader.peek(SIGNATURE_SIZE)):
+                return self._reader.read(len(chunk))  # audio after all
+            whole = True
+        self._header_next = whole
+        return chunk[:index]
+
+    def _read_next_header(self) -> None:
+        self._header_next = False
+        header = read_wav_header(self._reader, self.name)
+        given = (self.rate, self.channels, self._decoder.sample_format)
+        found = (header.rate, header.channels, header.sample_format)
+        if found != given:
+            raise InputError(self.name, "a further WAV in the stream is {} Hz, {} channel(s), {}, not {} Hz, {} "
+                                        "channel(s), {}: one format per stream".format(*found, *given))
+        self._decoder = SampleDecoder(self.name, header.sample_format, header.channels)
+        self._data_left = header.data_bytes
+        self._pad = (header.data_bytes or 0) & 1
 
     def close(self) -> None:
         self._reader.close()
@@ -149,7 +188,7 @@ def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AU
         if starts_with_wav_signature(head):  # other RIFF streams (AVI, WebP...) are ffmpeg's
             header = read_wav_header(reader, name)
             return RawStreamSource(reader, name, header.sample_format, header.rate, header.channels,
-                                   header.data_bytes)
+                                   header.data_bytes, wav=True)
     except BaseException:
         reader.close()
         raise
