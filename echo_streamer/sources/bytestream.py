@@ -109,7 +109,7 @@ class RawStreamSource:
 
     def _decoded(self) -> Iterator[np.ndarray]:
         while (chunk := self._reader.next_chunk()) is not None:
-            if self._wav and self._data_left is None:  # (with a real size, its end tells)
+            if self._wav and self._data_left is None:  # a real data size ends the samples itself, below
                 chunk = self._up_to_next_wav(chunk)
             at_data_end = self._data_left is not None and len(chunk) >= self._data_left
             if at_data_end:
