@@ -133,6 +133,25 @@ def test_a_chunk_after_the_data_is_not_played(pad: int) -> None:
     np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), pcm16_tone(0.1, 440.0))
 
 
+def test_a_stale_size_in_8_bit_audio_runs_on_past_letter_like_bytes() -> None:
+    """u8 samples that happen to read as letters right where a stale data size ends (0x61-0x7A are
+    ordinary samples there) are not taken for a chunk: its size field would be absurd."""
+    first = np.full(1000, 0x90, np.uint8).tobytes()
+    rest = b"abcd" + np.full(999, 0x80, np.uint8).tobytes()
+    stream = wav_header(rate=RATE, bits=8, data_bytes=len(first)) + first + rest
+    decoded, _rate, _channels = decode_all(pieces(stream, [7, 300]))
+    assert len(decoded) == len(first) + len(rest)
+
+
+@pytest.mark.parametrize("tag", [b"ID3\x03\x00\x00\x00\x00\x00\x0aTIT2", b"TAG" + b"\x00" * 125],
+                         ids=["id3v2", "id3v1"])
+def test_a_raw_id3_tag_after_the_data_is_not_played(tag: bytes) -> None:
+    pcm = pcm16_tone(0.1, 440.0)
+    stream = wav_header(rate=RATE, data_bytes=len(pcm.tobytes())) + pcm.tobytes() + tag
+    samples, _rate, _channels = decode_all(pieces(stream, [7, 300]))
+    np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), pcm)
+
+
 @pytest.mark.parametrize("ending", [b"", b"\0", b"\0\0\0"], ids=["no-pad", "pad-byte", "debris"])
 def test_an_odd_sized_8_bit_wav_ends_with_its_data(ending: bytes) -> None:
     """A u8 WAV with an odd sample count and its real size, ending in the pad byte the format asks

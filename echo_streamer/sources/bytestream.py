@@ -19,6 +19,11 @@ from .wavheader import SIGNATURE_SIZE, find_wav_signature, read_wav_header, star
 # What a RIFF chunk's id looks like (LIST, id3 , bext, _PMX, ...): four letters, digits,
 # underscores or spaces, not all spaces.
 _RIFF_CHUNK_ID = re.compile(rb"(?! {4})[A-Za-z0-9_ ]{4}")
+# ...and its size: tags, even with a cover picture, stay under this; four audio bytes read as a
+# size are almost always over it (8-bit audio's quiet bytes are 0x7F-0x80, or 0xFF in mu-law).
+_MAX_TAG_CHUNK = 16 << 20
+# ID3 tags that some tools append raw, not in a chunk.
+_RAW_TAGS = (b"ID3", b"TAG")
 # ffmpeg's output for a compressed stream: small blocks, so audio moves on as soon as it is decoded.
 _FFMPEG_BLOCK_SECONDS = 0.02
 
@@ -75,9 +80,9 @@ class RawStreamSource:
 
     Never reads ahead: a block is yielded as soon as its bytes arrive, which is what keeps a pipe's
     latency low. A partial sample left at the end of the stream is dropped. ``data_bytes`` is a
-    WAV's data size where it is not a placeholder: when a RIFF chunk (LIST, id3, ...) or the end of
-    the stream follows that many bytes (and a pad byte), the samples end there; otherwise the size
-    was stale and they run on. With ``wav=True`` (the samples are a WAV's), another WAV may follow
+    WAV's data size where it is not a placeholder: when a RIFF chunk (LIST, id3, ...), a raw ID3
+    tag or the end of the stream follows that many bytes (and a pad byte), the samples end there;
+    otherwise the size was stale and they run on. With ``wav=True`` (the samples are a WAV's), another WAV may follow
     (a TTS that writes one per sentence, sent back to back): its header is read, not played, and
     its samples go on in the same stream if its format is the same, else :class:`InputError`.
     """
@@ -124,13 +129,12 @@ class RawStreamSource:
             if self._header_next:
                 self._read_next_header()
             # Only now look past the data (the look may wait for bytes): its audio is out already.
-            # The end of the stream within a chunk id's reach is a pad byte or debris, not audio.
             elif at_data_end:
-                after = self._reader.peek(self._pad + SIGNATURE_SIZE)
-                if self._wav and starts_with_wav_signature(after[self._pad:]):
+                after = self._reader.peek(self._pad + SIGNATURE_SIZE)[self._pad:]
+                if self._wav and starts_with_wav_signature(after):
                     self._reader.read(self._pad)
                     self._read_next_header()
-                elif len(after) < self._pad + 4 or _RIFF_CHUNK_ID.fullmatch(after[self._pad:self._pad + 4]):
+                elif _ends_the_samples(after):
                     return
 
     def _up_to_next_wav(self, chunk: bytes) -> bytes:
@@ -163,6 +167,15 @@ class RawStreamSource:
 
     def close(self) -> None:
         self._reader.close()
+
+
+def _ends_the_samples(after: bytes) -> bool:
+    """Whether ``after``, the bytes that follow a WAV's data of a real size (its pad byte left out),
+    end its samples: a RIFF chunk (an id and a size that tags have), a raw ID3 tag, or the end of
+    the stream within a chunk header's reach (a pad byte, debris). Otherwise the size was stale."""
+    if len(after) < 8 or after.startswith(_RAW_TAGS):
+        return True
+    return bool(_RIFF_CHUNK_ID.fullmatch(after[:4])) and int.from_bytes(after[4:8], "little") <= _MAX_TAG_CHUNK
 
 
 def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AUTO, rate: int | None = None,
