@@ -216,9 +216,8 @@ def _ffmpeg_stream(reader: ChunkReader, name: str) -> AudioSource:
         try:
             source = checked(FfmpegSource("-", _FFMPEG_BLOCK_SECONDS, stdin, name=name, streaming=True))
         except InputError:
-            if pump.error is None:
-                raise
-            raise pump.error from None
+            pump.raise_failure()
+            raise
     return _PumpedSource(source, pump)
 
 
@@ -245,6 +244,12 @@ class _Pump:
         finally:
             self._reader.close()
 
+    def raise_failure(self) -> None:
+        """Raise what stopped the stream early, if anything did: it, not ffmpeg's view of an input
+        that just ended, is why the decoding stopped."""
+        if self.error is not None:
+            raise self.error from None
+
 
 class _PumpedSource:
     """An ffmpeg source fed by a :class:`_Pump`: a failure of the stream itself is raised at its
@@ -262,10 +267,9 @@ class _PumpedSource:
         try:
             yield from self._source.blocks()
         except InputError:
-            if self._pump.error is None:
-                raise
-        if self._pump.error is not None:
-            raise self._pump.error
+            self._pump.raise_failure()
+            raise
+        self._pump.raise_failure()
 
     def close(self) -> None:
         self._source.close()
