@@ -3,12 +3,13 @@
 ``jack_server()`` starts a JACK server with its dummy driver (no sound card needed; it keeps real
 time). Run as a script, this module is the card: a JACK client that plays into given input ports.
 
-Usage: python jack_card.py PORT[,PORT...] FREQ_HZ LEVEL SILENT_S
+Usage: python jack_card.py PORT[,PORT...] FREQ_HZ LEVEL SILENT_S [ON_S OFF_S]
        python jack_card.py PORT[,PORT...] impulses EVERY_N_PERIODS LEVEL
 
 The first plays SILENT_S seconds of silence, then a sine of FREQ_HZ at LEVEL (peak, full scale
 1.0), and prints "tone_at <time.monotonic()>" when the callback writes the tone's first sample:
-JACK hands a cycle's output to connected inputs in that same cycle. The second writes one sample
+JACK hands a cycle's output to connected inputs in that same cycle. With ON_S and OFF_S the sine
+comes in bursts of ON_S seconds with OFF_S of silence between them, pausing like speech. The second writes one sample
 at LEVEL, the last of every EVERY_N_PERIODS-th period, and silence otherwise. Both print
 "connected" once the ports are connected, then play until killed.
 """
@@ -61,8 +62,10 @@ def main() -> None:
     if impulses:
         every, level = int(sys.argv[3]), float(sys.argv[4])
         start = freq = 0.0
+        on, off = 1, 0
     else:
         freq, level, start = float(sys.argv[2]), float(sys.argv[3]), round(float(sys.argv[4]) * RATE)
+        on, off = (round(float(seconds) * RATE) for seconds in (sys.argv[5:7] or (1, 0)))
     jack = next(index for index, api in enumerate(sounddevice.query_hostapis()) if "JACK" in api["name"])
     written = [0, 0]  # samples, periods
 
@@ -73,7 +76,8 @@ def main() -> None:
                 data[-1, 0] = level
         else:
             index = np.arange(written[0], written[0] + frames)
-            data[:, 0] = np.where(index >= start, level * np.sin(2 * np.pi * freq * index / RATE), 0.0)
+            sounding = (index >= start) & ((index - start) % (on + off) < on)
+            data[:, 0] = np.where(sounding, level * np.sin(2 * np.pi * freq * index / RATE), 0.0)
             if written[0] < start <= written[0] + frames:
                 print(f"tone_at {time.monotonic()}", flush=True)
         written[0] += frames
