@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +21,9 @@ class EventFeed:
 
     def __init__(self, backlog: int = 1000) -> None:
         self._backlog = backlog
-        self._subscribers: set[asyncio.Queue[Event]] = set()
+        # Weak: a subscription made and dropped without being iterated leaves nothing behind.
+        self._subscribers: weakref.WeakSet[asyncio.Queue[Event]] = weakref.WeakSet()
+        self._closed = False
 
     @property
     def subscribers(self) -> int:
@@ -33,14 +36,22 @@ class EventFeed:
             subscriber.put_nowait(event)
 
     def close(self, t: float) -> None:
-        """End every subscription (an event named ``closed`` ends them)."""
+        """End every subscription (an event named ``closed`` ends them), and those made later at once."""
+        self._closed = True
         self.publish({"t": t, "event": CLOSED})
 
-    async def subscribe(self, keepalive_s: float | None = None) -> AsyncIterator[Event | None]:
-        """Yield events from now on until the feed is closed; with ``keepalive_s``, also None
-        whenever nothing has come for that long (so a caller can keep a connection alive)."""
+    def subscribe(self, keepalive_s: float | None = None) -> AsyncIterator[Event | None]:
+        """Events from this call on (not from the first iteration) until the feed is closed; with
+        ``keepalive_s``, also None whenever nothing has come for that long (so a caller can keep a
+        connection alive)."""
         subscriber: asyncio.Queue[Event] = asyncio.Queue(maxsize=self._backlog)
-        self._subscribers.add(subscriber)
+        if self._closed:
+            subscriber.put_nowait({"event": CLOSED})
+        else:
+            self._subscribers.add(subscriber)
+        return self._follow(subscriber, keepalive_s)
+
+    async def _follow(self, subscriber: asyncio.Queue[Event], keepalive_s: float | None) -> AsyncIterator[Event | None]:
         try:
             while True:
                 try:

@@ -211,9 +211,10 @@ class Playout:
         """Register an interrupt; return the interruption that carries it out.
 
         The cut happens in the next frame chosen (``"now"``) or at the next interrupt point
-        before ``request.deadline`` (``"next_pause"``). A request made while another is still in
-        progress (waiting for its cut, or cut and in its gap) joins it (:meth:`Interruption.absorb`)
-        and the earlier one is returned.
+        before ``request.deadline`` (``"next_pause"``); unless ``request.keep_queue``, the
+        segments queued behind the current one are dropped at once, and those queued later are
+        kept. A request made while another is still in progress (waiting for its cut, or cut and
+        in its gap) joins it (:meth:`Interruption.absorb`) and the earlier one is returned.
         """
         # A cut on its way is joined while its gap lasts, not once the next segment plays.
         joinable = self._cutting[-1] if self._cutting and self._current is None else None
@@ -228,7 +229,7 @@ class Playout:
             active.absorb(request)
             if tighter and active.mode == "next_pause" and current is not None:
                 self._plan_soft_cut(active, current, request.max_wait_ms)
-            if active is joinable and not active.keep_queue:
+            if not request.keep_queue:
                 active.dropped += self._drop_waiting(now)
             return active
         self.interrupts += 1
@@ -237,9 +238,11 @@ class Playout:
             self._current = None
             self._drop(current, now)
             request.dropped.append(current)
+        # What is queued now goes now, not at the cut: a reply queued right after the request
+        # (barge-in: interrupt, then speak) plays after it.
+        if not request.keep_queue:
+            request.dropped += self._drop_waiting(now)
         if self._current is None:
-            if not request.keep_queue:
-                request.dropped += self._drop_waiting(now)
             self._resolve(request, now)
             self._promote(now)
             self._report_idle(now)
@@ -382,8 +385,6 @@ class Playout:
         self._cutting.append(request)
         self._current = None
         self._starving = False
-        if not request.keep_queue:
-            request.dropped += self._drop_waiting(now)
         if isinstance(item, SegmentEnd):
             return self._end(segment)
         segment.discard()

@@ -41,7 +41,7 @@ class Segment(Waitable):
 
     def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource], rate: int,
                  buffer_frames: int, loop: asyncio.AbstractEventLoop, low_latency: bool = False,
-                 drift: DriftControl | None = None) -> None:
+                 drift: DriftControl | None = None, release: Callable[[], None] | None = None) -> None:
         self.id = segment_id
         self.name = name
         self.rate = rate
@@ -51,6 +51,8 @@ class Segment(Waitable):
         self.played_samples = 0
         self.error: str | None = None
         self.open_source = open_source
+        # Closes what the source would be made from (a caller's iterable), if it never is.
+        self.release = release
         # Audio produced as it plays (a pipe, a generator): resample with the low-latency filter.
         self.low_latency = low_latency
         # Live input on a clock of its own (a sound card): its backlog is held steady.

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import itertools
 import math
+import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -24,6 +27,7 @@ from ..output.daily import DEFAULT_BITRATE, DailyMicrophone, resolve_once
 from ..output.eventlog import EventLog
 from ..output.tavus import interrupt_message
 from ..sources.arrays import ArraySource
+from ..sources.awaited import AwaitedIterator
 from ..sources.base import AudioSource
 from ..sources.bytestream import open_byte_stream
 from ..sources.files import open_audio
@@ -39,6 +43,15 @@ Listener = Callable[[Event], None]
 
 # How far a live segment (a sound card) may run ahead of playout before its audio is dropped.
 LIVE_BUFFER_MS = 40
+# A decoder still on a segment this long after it was cut or dropped is blocked in its source (a
+# caller's generator, a writer that sends nothing): a new decoder takes over the queue.
+STUCK_AFTER_S = 0.2
+# How long close() waits for the decoder to notice the stop (within a block) before leaving it
+# behind, blocked in a read (a pipe whose writer stalls).
+FEEDER_JOIN_S = 0.25
+# While a streamer runs, a thread holding the GIL gives it up after at most this long (Python's
+# default is 5 ms), so that SDK completions find it quickly even while a decoder runs Python code.
+SWITCH_INTERVAL_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -123,7 +136,9 @@ class Streamer:
         self._output: DailyMicrophone | None = None
         self._capture: WavCapture | None = None
         self._feed_queue: queue.Queue[Segment | None] = queue.Queue()
-        self._feeder = threading.Thread(target=self._feed_all, name="echo-streamer-feeder", daemon=True)
+        self._feeder: threading.Thread | None = None
+        self._feeding: Segment | None = None  # the segment the decoder is on
+        self._closing: asyncio.Task[None] | None = None
         self._playout = Playout(self._format, self.config.gap_ms, self._emit_threadsafe, self.config.stream_start_ms)
         self._drained: asyncio.Event | None = None
         # A completion whose write waits for a live frame about to be complete (see _write_next).
@@ -138,7 +153,12 @@ class Streamer:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the microphone, join the room if one is configured, and start it (silent while idle)."""
+        """Create the microphone, join the room if one is configured, and start it (silent while idle).
+
+        A streamer starts once: after :meth:`close` (or a failed start), make a new one.
+        """
+        if self._loop is not None:
+            raise RuntimeError("this Streamer has been started before: make a new one")
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._drained = asyncio.Event()
@@ -147,8 +167,6 @@ class Streamer:
         config = self.config
         if config.room_url is None and config.transport == "virtual-mic":
             raise ValueError("the virtual-mic transport drops audio until a room is joined: give a room URL")
-        # Completions must find the GIL quickly even while a decoder runs Python code.
-        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         self._output = DailyMicrophone(self._format.rate, config.transport, config.bitrate, self._sdk_event)
         if config.room_url is not None:
             try:
@@ -167,7 +185,8 @@ class Streamer:
             self._echo = AppMessageEcho(self._send_soon, config.tavus_conversation_id, self._format.rate,
                                         self._format.frame_bytes)
         self._deadline = Deadline(self._write_late)
-        self._feeder.start()
+        self._start_feeder()
+        _FAST_SWITCHING.hold()
         self._started = True
         self._emit("stream_started", time.monotonic(), {
             "room": config.room_url, "offline": config.room_url is None, "transport": config.transport,
@@ -178,17 +197,36 @@ class Streamer:
 
     async def close(self) -> None:
         """Fade out what is playing, drop the queue, wait for the SDK to consume what it holds,
-        then leave and shut down. Safe to call more than once.
+        then leave and shut down.
+
+        Safe to call more than once and from several tasks: each waits for the one shutdown, which
+        runs to its end even when a caller is cancelled meanwhile (the caller's cancellation is
+        raised once it is done), so a second Ctrl-C does not leave the room half left.
         """
-        if self._closed or self._loop is None:
+        if self._loop is None:
             return
         self._closed = True
+        if self._closing is None:
+            self._closing = self._loop.create_task(self._shut_down())
+        cancelled = False
+        while not self._closing.done():
+            try:
+                await asyncio.shield(self._closing)
+            except asyncio.CancelledError:
+                if self._closing.done():  # the shutdown itself was cancelled: the loop is going away
+                    raise
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        self._closing.result()
+
+    async def _shut_down(self) -> None:
         if self._started:
             assert self._drained is not None
             with self._lock:
                 busy = self._playout.busy
             if busy:
-                await self.interrupt("now").wait()
+                await self._interrupt("now", False, DEFAULT_MAX_WAIT_MS).wait()
             with self._lock:
                 self._stopping = True
                 if self._playout.in_flight == 0:
@@ -198,7 +236,9 @@ class Streamer:
                 self._end_rest(time.monotonic())
             self._feed_queue.put(None)
             # The decoder notices the stop within one block; give up on one stuck in a read.
-            await asyncio.to_thread(self._feeder.join, 1.0)
+            assert self._feeder is not None
+            await asyncio.to_thread(self._feeder.join, FEEDER_JOIN_S)
+            _FAST_SWITCHING.release()
         if self._deadline is not None:
             await asyncio.to_thread(self._deadline.close)
         if self._output is not None:
@@ -221,22 +261,31 @@ class Streamer:
 
     # -- queueing audio --------------------------------------------------------------------
 
-    def play(self, path: str, *, segment_id: str | None = None) -> Segment:
+    def play(self, path: str | os.PathLike[str], *, segment_id: str | None = None) -> Segment:
         """Queue a file (any format libsndfile or ffmpeg decodes) and return its segment at once.
 
         A file that cannot be decoded fails its segment with an ``error`` event; the stream goes on.
         """
-        return self._enqueue(path, lambda: open_audio(path), segment_id)
+        self._require_running()
+        name = os.fspath(path)
+        return self._enqueue(name, lambda: open_audio(name), segment_id)
 
-    def stream(self, chunks: Iterable[np.ndarray], rate: int, *, channels: int = 1, name: str = "stream",
-               segment_id: str | None = None, buffer_ms: int | None = None, live: bool = False,
+    def stream(self, chunks: Iterable[np.ndarray] | AsyncIterable[np.ndarray] | np.ndarray, rate: int, *,
+               channels: int = 1, name: str = "stream", segment_id: str | None = None,
+               buffer_ms: int | None = None, live: bool = False,
                wake_after: Callable[[int], None] | None = None) -> Segment:
-        """Queue audio you produce: ``chunks`` yields int16 or float arrays at ``rate`` Hz.
+        """Queue audio you produce: ``chunks`` yields int16 or float arrays at ``rate`` Hz (1-D
+        for mono, else ``(frames, channels)``); a single array is one chunk.
 
         The iterable is consumed in the decode worker as the segment plays, so a generator that
-        synthesises speech can be passed directly; if it falls behind, the stream carries silence
-        and reports an ``underrun``. ``buffer_ms`` (default: the config's) bounds how far it may
-        run ahead of playout.
+        synthesises speech can be passed directly, and so can an async iterable (an async
+        generator), whose items are awaited on the event loop one at a time. If it falls behind,
+        the stream carries silence and reports an ``underrun``; an exception it raises fails the
+        segment (what came before plays out), unless the segment was cut or dropped by then. A
+        segment cut or dropped closes its iterable (``close()`` or ``aclose()``); one blocked
+        waiting for its next item is closed once the item comes, and the segments after it go on
+        meanwhile. ``buffer_ms`` (default: the config's) bounds how far it may run ahead of
+        playout. Raises :class:`ValueError` for a ``rate`` or ``channels`` the pipeline does not take.
 
         ``live=True`` is for audio that arrives in real time on a clock of its own (a sound card):
         its frames are handed to the SDK just in time (up to 5 ms after they were asked for), the
@@ -248,6 +297,13 @@ class Streamer:
         is told after each block how many more samples the next frame needs, and saves the worker
         the blocks that could not complete one.
         """
+        self._require_running()
+        if isinstance(chunks, np.ndarray):
+            chunks = [chunks]
+        try:
+            source = ArraySource(self._blocking(chunks), rate, channels, name)
+        except InputError as error:
+            raise ValueError(error.reason) from None
         drift = None
         if live:
             buffer_ms = buffer_ms or LIVE_BUFFER_MS
@@ -255,8 +311,8 @@ class Streamer:
                                  wake_after=wake_after, start_ms=self.config.stream_start_ms)
             # Room for a few frames over the limit, so the drift control drops audio before the queue fills.
             buffer_ms += 3 * self._format.frame_ms
-        return self._enqueue(name, lambda: ArraySource(chunks, rate, channels, name), segment_id, low_latency=True,
-                             buffer_ms=buffer_ms, drift=drift)
+        return self._enqueue(name, lambda: source, segment_id, low_latency=True, buffer_ms=buffer_ms, drift=drift,
+                             release=source.close)
 
     def interrupt(self, mode: str = "now", *, keep_queue: bool = False,
                   max_wait_ms: int = DEFAULT_MAX_WAIT_MS) -> Interruption:
@@ -269,10 +325,13 @@ class Streamer:
         at once, never blocks; ``await interruption.wait()`` for what was cut and where. A
         segment whose first frame has not gone out yet (its decoder, or its writer, has not
         delivered) is dropped rather than cut, ``keep_queue`` or not. With nothing playing and
-        nothing to drop it is a no-op, reported as such (``interruption.noop``).
+        nothing to drop it is a no-op, reported as such (``interruption.noop``). Segments queued
+        after the call are kept: interrupt, then queue the reply.
         """
-        if not self._started:
-            raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
+        self._require_running()
+        return self._interrupt(mode, keep_queue, max_wait_ms)
+
+    def _interrupt(self, mode: str, keep_queue: bool, max_wait_ms: int) -> Interruption:
         assert self._loop is not None
         now = time.monotonic()
         request = Interruption(f"int-{next(self._interrupt_ids)}", mode, keep_queue, max_wait_ms, now, self._loop)
@@ -292,14 +351,16 @@ class Streamer:
             await self.interrupt("now", keep_queue=True).wait()
         await segment.wait()
 
-    def stream_bytes(self, chunks: Iterable[bytes], *, sample_format: str = "auto", rate: int | None = None,
-                     channels: int | None = None, name: str = "stream", segment_id: str | None = None) -> Segment:
+    def stream_bytes(self, chunks: Iterable[bytes] | AsyncIterable[bytes] | bytes, *, sample_format: str = "auto",
+                     rate: int | None = None, channels: int | None = None, name: str = "stream",
+                     segment_id: str | None = None) -> Segment:
         """Queue audio that arrives as bytes (a pipe, a socket, an HTTP upload), decoded as it comes.
 
         ``chunks`` yields ``bytes`` of any length as they arrive and is read in the decode worker
-        (it may block). ``sample_format="auto"`` reads a WAV header if the stream starts with one
-        (size fields are not trusted; WAVs of the same format may follow, their headers skipped)
-        and otherwise decodes with ffmpeg (MP3, Ogg, ...); a raw
+        (it may block; an async iterable is awaited on the event loop, and a single ``bytes`` is
+        one chunk); it is closed as in :meth:`stream`. ``sample_format="auto"`` reads a WAV header
+        if the stream starts with one (size fields are not trusted; WAVs of the same format may
+        follow, their headers skipped) and otherwise decodes with ffmpeg (MP3, Ogg, ...); a raw
         format from ``RAW_FORMATS`` (``"s16le"``, ``"f32le"``, ``"mulaw"``, ...) needs ``rate``
         and ``channels`` (which "auto" refuses: the stream says them). A stream that stalls plays
         silence (an ``underrun``) until bytes come; its end ends the segment. Bad data fails the
@@ -313,11 +374,19 @@ class Streamer:
                 raise ValueError(f"raw {sample_format} needs rate and channels")
         elif rate is not None or channels is not None:
             raise ValueError("rate and channels describe raw samples: with 'auto' they come from the stream")
-        return self._enqueue(name, lambda: open_byte_stream(chunks, name, sample_format, rate, channels), segment_id,
-                             low_latency=True)
+        self._require_running()
+        pieces = self._blocking([bytes(chunks)] if isinstance(chunks, (bytes, bytearray, memoryview)) else chunks)
+        return self._enqueue(name, lambda: open_byte_stream(pieces, name, sample_format, rate, channels), segment_id,
+                             low_latency=True, release=getattr(pieces, "close", None))
+
+    def _blocking(self, items: Iterable[Any] | AsyncIterable[Any]) -> Iterable[Any]:
+        """``items`` as the decode worker reads it: an async iterable is awaited on the event loop."""
+        assert self._loop is not None
+        return AwaitedIterator(items, self._loop) if isinstance(items, AsyncIterable) else items
 
     async def drain(self) -> None:
         """Wait until every queued segment has played and the trailing gap has gone out."""
+        self._require_running()
         assert self._idle is not None
         for segment in list(self._segments):
             await segment.wait()
@@ -326,22 +395,32 @@ class Streamer:
     # -- observing -------------------------------------------------------------------------
 
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(event)`` on the event loop for every event; it must not block."""
+        """Call ``listener(event)`` on the event loop for every event; it must not block. An
+        exception it raises goes to the loop's exception handler (logged), not to the streamer.
+        For a coroutine, use :meth:`events`."""
+        if inspect.iscoroutinefunction(listener):
+            raise TypeError("a listener is called, not awaited: iterate streamer.events() in a task instead")
         self._listeners.append(listener)
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Yield events as they happen, until the streamer closes.
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def events(self) -> AsyncIterator[Event]:
+        """Events from the moment of this call (not of the first iteration), until the streamer
+        closes; after it has closed, none.
 
         A subscriber that falls more than 1000 events behind loses the oldest ones.
         """
-        async for event in self._event_feed.subscribe():
-            if event is not None:  # None is a keepalive, which is not asked for here
-                yield event
+        return cast(AsyncIterator[Event], self._event_feed.subscribe())  # no keepalive asked for: no None
 
     @property
     def running(self) -> bool:
         """Started and not closing: segments can be queued and interrupts requested."""
         return self._started and not self._closed
+
+    def _require_running(self) -> None:
+        if not self._started or self._closed:
+            raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
 
     @property
     def current(self) -> Segment | None:
@@ -435,14 +514,12 @@ class Streamer:
     # -- decode worker ---------------------------------------------------------------------
 
     def _enqueue(self, name: str, open_source: Callable[[], AudioSource], segment_id: str | None,
-                 low_latency: bool = False, buffer_ms: int | None = None,
-                 drift: DriftControl | None = None) -> Segment:
-        if not self._started or self._stopping:
-            raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
+                 low_latency: bool = False, buffer_ms: int | None = None, drift: DriftControl | None = None,
+                 release: Callable[[], None] | None = None) -> Segment:
         assert self._loop is not None and self._idle is not None
         buffer_frames = max(2, (buffer_ms or self.config.buffer_ms) // self._format.frame_ms)
         segment = Segment(segment_id or f"seg-{next(self._segment_ids)}", name, open_source, self._format.rate,
-                          buffer_frames, self._loop, low_latency, drift)
+                          buffer_frames, self._loop, low_latency, drift, release)
         self._segments.append(segment)
         self._idle.clear()
         with self._lock:
@@ -451,12 +528,33 @@ class Streamer:
         self._feed_queue.put(segment)
         return segment
 
+    def _start_feeder(self) -> None:
+        self._feeding = None
+        self._feeder = threading.Thread(target=self._feed_all, name="echo-streamer-feeder", daemon=True)
+        self._feeder.start()
+
     def _feed_all(self) -> None:
+        me = threading.current_thread()
         while (segment := self._feed_queue.get()) is not None:
+            self._feeding = segment
             self._feed(segment)
+            with self._lock:
+                if self._feeder is not me:
+                    return  # a new decoder took over while this one was blocked in the segment's source
+                self._feeding = None
+
+    def _unstick_feeder(self, segment: Segment) -> None:
+        """If the decoder is still on ``segment``, cut or dropped ``STUCK_AFTER_S`` ago, it is blocked
+        in the source: a new one takes over the queue, and this one ends (closing the source in its
+        own thread) once the source returns."""
+        with self._lock:
+            if self._feeding is segment and not self._stopping:
+                self._start_feeder()
 
     def _feed(self, segment: Segment) -> None:
-        if segment.discarded:
+        if segment.discarded:  # dropped before its turn to decode: close what it was made from
+            if segment.release is not None:
+                _close_quietly(segment.release)
             return
         end = SegmentEnd()
         source: AudioSource | None = None
@@ -480,16 +578,18 @@ class Streamer:
             if conditioner.clipped:
                 self._emit_threadsafe("clipped", time.monotonic(),
                                       {"id": segment.id, "item": segment.name, "samples": conditioner.clipped}, None)
-        except InputError as error:
+        except Exception as error:
             # A segment cut or dropped before its source failed (a pipe's writer that sent nothing
-            # once the cut had taken what it did send): nothing of it was to play any more.
+            # once the cut had taken what it did send, a generator cancelled with it): nothing of
+            # it was to play any more.
             if not segment.discarded:
-                end = self._fail(segment, str(error))
-        except Exception as error:  # a bug must fail one segment, not the stream
-            end = self._fail(segment, f"{segment.name}: unexpected {type(error).__name__}: {error}")
+                # A bug must fail one segment, not the stream.
+                reason = str(error) if isinstance(error, InputError) else (
+                    f"{segment.name}: unexpected {type(error).__name__}: {error}")
+                end = self._fail(segment, reason)
         finally:
             if source is not None:
-                source.close()
+                _close_quietly(source.close)
             if conditioner is not None:  # a damaged input's count too: it plays up to the damage
                 segment.total_samples = conditioner.samples
         segment.decoded = True
@@ -519,37 +619,44 @@ class Streamer:
 
     def _emit_threadsafe(self, name: str, t: float, fields: dict[str, Any],
                          resolves: Segment | Interruption | None) -> None:
-        """Emit from any thread: directly on the loop's own thread, else scheduled onto it."""
+        """Emit from any thread: directly on the loop's own thread, else scheduled onto it (unless
+        the loop has closed: a streamer never closed, or a decoder left behind at close)."""
         assert self._loop is not None
         if threading.get_ident() == self._loop_thread:
             self._emit(name, t, fields, resolves)
-        else:
+        elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._emit, name, t, fields, resolves)
 
     def _sdk_event(self, name: str, fields: dict[str, Any]) -> None:
-        if self._loop is not None and not self._loop.is_closed():
+        if self._loop is not None:
             self._emit_threadsafe(name, time.monotonic(), fields, None)
 
     def _emit(self, name: str, t: float, fields: dict[str, Any],
               resolves: Segment | Interruption | None = None) -> None:
         """Deliver an event; ``resolves`` is the segment or interruption whose wait() it completes."""
         event: Event = {"t": t, "event": name, **fields}
+        assert self._loop is not None
         if resolves is not None:
             resolves.mark_done()
             if isinstance(resolves, Segment):
                 self._segments.remove(resolves)
+                if resolves.discarded:
+                    self._loop.call_later(STUCK_AFTER_S, self._unstick_feeder, resolves)
         if name == "error":
             self.last_error = fields.get("message")
         elif name == "idle" and self._playout.idle:
             assert self._idle is not None
             self._idle.set()
-        for listener in self._listeners:
-            listener(event)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception as error:
+                self._loop.call_exception_handler({"message": f"echo-streamer: a listener failed on {name!r}",
+                                                   "exception": error})
         self._event_feed.publish(event)
         if (name == "interrupt_done" and self.config.tavus_conversation_id is not None
                 and self.config.transport != "app-message"):  # that transport sent it at the cut
             # Not inline: this may run under the playout lock, and the SDK call must not.
-            assert self._loop is not None
             self._loop.call_soon(self._send_tavus_interrupt, self.config.tavus_conversation_id)
 
     async def send_app_message(self, message: Any) -> None:
@@ -600,3 +707,36 @@ class Streamer:
 
         if self._output is not None:
             self._output.send_app_message(message, sent)
+
+
+def _close_quietly(close: Callable[[], None]) -> None:
+    """Close an input the stream is done with; what its close raises (a caller's generator's
+    ``finally``) is no longer the stream's concern, and must not end the decoder."""
+    with contextlib.suppress(Exception):
+        close()
+
+
+class _SwitchInterval:
+    """``sys.setswitchinterval`` at most ``SWITCH_INTERVAL_S`` while any streamer runs, and as it
+    was once the last one has closed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._before = 0.0
+
+    def hold(self) -> None:
+        with self._lock:
+            if not self._holders:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._before, SWITCH_INTERVAL_S))
+            self._holders += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if not self._holders:
+                sys.setswitchinterval(self._before)
+
+
+_FAST_SWITCHING = _SwitchInterval()

@@ -15,20 +15,31 @@ class ArraySource:
 
     Each item is a 1-D array (mono) or a ``(frames, channels)`` array, either int16 (PCM16) or
     float (full scale 1.0). Iteration may block (the caller's synthesis); it runs in the
-    streamer's decode worker, never on the real-time path.
+    streamer's decode worker, never on the real-time path. An exception the iterable raises
+    ends the source with an :class:`InputError` naming it, like damaged data in a file: what
+    came before it plays out.
     """
 
     duration: float | None = None
 
     def __init__(self, chunks: Iterable[np.ndarray], rate: int, channels: int = 1, name: str = "stream") -> None:
-        check_format(name, rate, channels)
+        if isinstance(rate, bool) or int(rate) != rate or isinstance(channels, bool) or int(channels) != channels:
+            raise InputError(name, f"rate and channels must be whole numbers, not {rate!r} and {channels!r}")
+        check_format(name, int(rate), int(channels))
         self.name = name
-        self.rate = rate
-        self.channels = channels
+        self.rate = int(rate)
+        self.channels = int(channels)
         self._chunks = chunks
 
     def blocks(self) -> Iterator[np.ndarray]:
-        for chunk in self._chunks:
+        chunks = iter(self._chunks)
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except Exception as error:
+                raise InputError(self.name, f"its chunks raised {type(error).__name__}: {error}") from error
             yield self._as_float_block(np.asarray(chunk))
 
     def close(self) -> None:

@@ -1,0 +1,344 @@
+"""The Python API under the ways a caller's own code misbehaves or races it, offline through the
+real Daily SDK: sources that block, raise or are async; barge-in (interrupt, then queue the
+reply); listeners that raise; close() cancelled; a streamer used before or after its life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import arun, read_pcm, tone
+from test_streamer import IN_RATE, chunked, nonzero_frames, reference
+
+from echo_streamer import Streamer, StreamerConfig
+from echo_streamer.dsp.pipeline import OutputFormat
+
+Event = dict[str, Any]
+OUTPUT = OutputFormat(24000, 10)
+
+
+def feeders() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "echo-streamer-feeder"]
+
+
+class BlockingChunks:
+    """A generator of two tone chunks that then blocks until ``release`` is set (a TTS whose
+    producer went away), then raises ``then_raise`` if given; notes whether it was closed."""
+
+    def __init__(self, then_raise: Exception | None = None) -> None:
+        self.release = threading.Event()
+        self.closed = threading.Event()
+        self.then_raise = then_raise
+        self.blocked = threading.Event()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            yield from chunked(tone(IN_RATE, 0.4)[:, 0], 4410)
+            self.blocked.set()
+            self.release.wait(20)
+            if self.then_raise is not None:
+                raise self.then_raise
+            yield tone(IN_RATE, 0.1)[:, 0]
+        finally:
+            self.closed.set()
+
+
+def test_a_source_blocked_when_cut_does_not_hold_up_what_follows(tmp_path: Path) -> None:
+    """A generator blocked for its next chunk is cut: the segments queued after the cut play at
+    once, and the generator is closed (in the decoder it blocked) once it returns."""
+    chunks = BlockingChunks()
+    wav = tmp_path / "after.wav"
+    soundfile.write(wav, tone(IN_RATE, 0.3), IN_RATE, subtype="PCM_16")
+    events: list[Event] = []
+
+    async def session() -> tuple[str, str, float, bool]:
+        async with Streamer(StreamerConfig(gap_ms=50)) as streamer:
+            streamer.add_listener(events.append)
+            blocked = streamer.stream(iter(chunks), IN_RATE, name="blocked")
+            while not chunks.blocked.is_set() or blocked.state != "playing":
+                await asyncio.sleep(0.01)
+            await streamer.interrupt("now").wait()
+            began = time.monotonic()
+            after = streamer.play(str(wav))
+            await asyncio.wait_for(after.wait(), 3)
+            took = time.monotonic() - began
+            closed_while_blocked = chunks.closed.is_set()
+            chunks.release.set()
+            await asyncio.to_thread(chunks.closed.wait, 2)
+            return blocked.state, after.state, took, closed_while_blocked
+
+    blocked_state, after_state, took, closed_while_blocked = arun(session())
+    assert (blocked_state, after_state) == ("interrupted", "finished")
+    assert took < 0.3 + 0.2 + 0.3 + 0.3, took  # its audio, the decoder's hand-over, the gap, slack
+    assert not closed_while_blocked and chunks.closed.is_set()
+    assert not [e for e in events if e["event"] == "error"]
+    deadline = time.monotonic() + 1
+    while feeders() and time.monotonic() < deadline:  # the one left behind ends once it has closed the source
+        time.sleep(0.01)
+    assert not feeders()
+
+
+def test_a_source_that_raises_after_its_cut_is_not_a_failure() -> None:
+    """The caller's generator, cancelled with the cut, raises (a closed TTS socket): the segment
+    stays interrupted, with no error event and no last_error."""
+    chunks = BlockingChunks(then_raise=ConnectionError("socket closed"))
+    events: list[Event] = []
+
+    async def session() -> tuple[str, Any]:
+        async with Streamer(StreamerConfig(gap_ms=50)) as streamer:
+            streamer.add_listener(events.append)
+            segment = streamer.stream(iter(chunks), IN_RATE)
+            while not chunks.blocked.is_set() or segment.state != "playing":
+                await asyncio.sleep(0.01)
+            await streamer.interrupt("now").wait()
+            chunks.release.set()
+            await asyncio.to_thread(chunks.closed.wait, 2)
+            await asyncio.sleep(0.1)
+            return segment.state, streamer.last_error
+
+    assert arun(session()) == ("interrupted", None)
+    assert not [e for e in events if e["event"] == "error"]
+
+
+def test_a_source_that_raises_fails_its_segment_after_playing_what_came_before(tmp_path: Path) -> None:
+    """An exception from the caller's generator ends the segment like damaged data: every sample
+    it yielded plays (the resampler's tail included), then the error names the stream."""
+    samples = tone(IN_RATE, 0.5)[:, 0]
+    expected, real = reference(samples, IN_RATE, OUTPUT)
+    capture = tmp_path / "capture.wav"
+
+    def failing() -> Iterator[np.ndarray]:
+        yield from chunked(samples, 441)
+        raise ConnectionError("tts went away")
+
+    async def session() -> tuple[str, str | None, float]:
+        async with Streamer(StreamerConfig(capture_path=str(capture))) as streamer:
+            segment = streamer.stream(failing(), IN_RATE, name="tts")
+            await segment.wait()
+            return segment.state, segment.error, segment.position_ms
+
+    state, error, position_ms = arun(session())
+    assert state == "failed" and error == "tts: its chunks raised ConnectionError: tts went away"
+    assert position_ms == pytest.approx(1000 * real / OUTPUT.rate)
+    np.testing.assert_array_equal(nonzero_frames(read_pcm(capture), OUTPUT.frame_samples),
+                                  nonzero_frames(expected, OUTPUT.frame_samples))
+
+
+@pytest.mark.parametrize("mode", ["now", "next_pause"])
+def test_a_reply_queued_right_after_an_interrupt_plays(mode: str) -> None:
+    """Barge-in: interrupt, then queue the reply at once. The segment playing is cut, the one
+    queued behind it before the request is dropped, the reply queued after it plays in full."""
+
+    async def session() -> tuple[str, str, str, list[str]]:
+        async with Streamer(StreamerConfig(gap_ms=50)) as streamer:
+            playing = streamer.stream(chunked(tone(IN_RATE, 2.0)[:, 0], 441), IN_RATE, name="answer")
+            queued = streamer.stream(chunked(tone(IN_RATE, 1.0)[:, 0], 441), IN_RATE, name="more")
+            while playing.state != "playing":
+                await asyncio.sleep(0.01)
+            interruption = streamer.interrupt(mode)
+            reply = streamer.stream(chunked(tone(IN_RATE, 0.3)[:, 0], 441), IN_RATE, name="reply")
+            await interruption.wait()
+            await reply.wait()
+            return playing.state, queued.state, reply.state, [segment.id for segment in interruption.dropped]
+
+    playing, queued, reply, dropped = arun(session())
+    assert (playing, queued, reply) == ("interrupted", "cancelled", "finished")
+    assert dropped == ["seg-2"]
+
+
+def test_async_iterables_whole_arrays_and_bytes_stream_bit_exact(tmp_path: Path) -> None:
+    """An async generator of chunks, a whole array and a whole bytes object each send exactly
+    what the same samples sent as a generator of chunks send."""
+    samples = tone(IN_RATE, 0.4)[:, 0]
+    expected, _real = reference(samples, IN_RATE, OUTPUT)
+    pcm16 = np.rint(samples * 32767).astype("<i2")
+    expected16, _ = reference(pcm16.astype(np.float32) / 32768, IN_RATE, OUTPUT)
+    capture = tmp_path / "capture.wav"
+
+    async def produced() -> AsyncIterator[np.ndarray]:
+        for chunk in chunked(samples, 300):
+            await asyncio.sleep(0)
+            yield chunk
+
+    async def session() -> list[str]:
+        async with Streamer(StreamerConfig(gap_ms=10, capture_path=str(capture))) as streamer:
+            segments = [streamer.stream(produced(), IN_RATE), streamer.stream(samples, IN_RATE),
+                        streamer.stream_bytes(pcm16.tobytes(), sample_format="s16le", rate=IN_RATE, channels=1)]
+            await streamer.drain()
+            return [segment.state for segment in segments]
+
+    assert arun(session()) == ["finished"] * 3
+    sent = nonzero_frames(read_pcm(capture), OUTPUT.frame_samples)
+    one, exact16 = nonzero_frames(expected, OUTPUT.frame_samples), nonzero_frames(expected16, OUTPUT.frame_samples)
+    np.testing.assert_array_equal(sent, np.concatenate((one, one, exact16)))
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(0, 1), (24000.5, 1), (24000, 0), (True, 1)])
+def test_a_format_the_pipeline_cannot_take_is_refused_at_the_call(rate: Any, channels: Any) -> None:
+    async def session() -> None:
+        async with Streamer() as streamer:
+            with pytest.raises(ValueError):
+                streamer.stream([np.zeros(100, np.float32)], rate, channels=channels)
+            assert streamer.queued() == [] and streamer.current is None
+
+    arun(session())
+
+
+class ClosableChunks:
+    """An iterable with a close() (an HTTP response, a socket reader): tone in 20 ms chunks."""
+
+    def __init__(self, name: str, closed: list[str], seconds: float) -> None:
+        self.name = name
+        self.closed = closed
+        self._chunks = chunked(tone(IN_RATE, seconds)[:, 0], 441)
+
+    def __iter__(self) -> ClosableChunks:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self.closed.append(self.name)
+
+
+def test_cut_and_dropped_segments_close_their_iterables() -> None:
+    """The one cut while playing, and the one dropped before its turn to decode (the decoder is
+    still on the first, which runs further ahead than the buffer)."""
+    closed: list[str] = []
+    sources = [ClosableChunks("playing", closed, 3.0), ClosableChunks("queued", closed, 1.0)]
+
+    async def session() -> None:
+        async with Streamer() as streamer:
+            playing, dropped = (streamer.stream(source, IN_RATE) for source in sources)
+            while playing.state != "playing":
+                await asyncio.sleep(0.01)
+            await streamer.interrupt("now").wait()
+            await dropped.wait()
+            for _ in range(100):
+                if len(closed) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert sorted(closed) == ["playing", "queued"]  # not only at close
+
+    arun(session())
+
+
+def test_a_listener_that_raises_does_not_break_the_streamer(caplog: pytest.LogCaptureFixture) -> None:
+    """It is reported through the loop's exception handler (logged); the interrupt it ran in still happens."""
+    seen: list[str] = []
+
+    def broken(event: Event) -> None:
+        raise ValueError(f"broken listener on {event['event']}")
+
+    async def session() -> tuple[bool, int]:
+        async with Streamer() as streamer:
+            streamer.add_listener(broken)
+            streamer.add_listener(lambda event: seen.append(event["event"]))
+            segment = streamer.stream(chunked(tone(IN_RATE, 1.0)[:, 0], 441), IN_RATE)
+            while segment.state != "playing":
+                await asyncio.sleep(0.01)
+            interruption = streamer.interrupt("now")
+            await interruption.wait()
+            return interruption.noop, streamer.stats()["interrupts"]
+
+    assert arun(session()) == (False, 1)
+    assert "interrupt_requested" in seen and "interrupt_done" in seen
+    failures = [str(record.exc_info[1]) for record in caplog.records if record.exc_info]
+    assert "broken listener on interrupt_requested" in failures
+
+
+def test_listeners_are_called_not_awaited() -> None:
+    async def coroutine_listener(event: Event) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="events"):
+        Streamer().add_listener(coroutine_listener)
+
+
+def test_events_subscribe_at_the_call_and_end_at_close() -> None:
+    """A consumer task created before an interrupt sees it though it has not run yet; after
+    close, a new subscription ends at once."""
+
+    async def session() -> tuple[list[str], list[Event]]:
+        async with Streamer() as streamer:
+            consumer = asyncio.create_task(collect(streamer.events()))
+            streamer.interrupt("now")
+            await asyncio.sleep(0.1)
+        late = await asyncio.wait_for(collect(streamer.events()), 1)
+        return [event["event"] for event in await consumer], late
+
+    async def collect(events: AsyncIterator[Event]) -> list[Event]:
+        return [event async for event in events]
+
+    names, late = arun(session())
+    assert names[:2] == ["interrupt_requested", "interrupt_done"] and names[-1] == "stream_finished"
+    assert late == []
+
+
+def test_close_cancelled_twice_still_shuts_down() -> None:
+    """A task in ``async with Streamer()`` is cancelled, and cancelled again while it closes
+    (two Ctrl-Cs): the shutdown still runs to its end, and the task ends cancelled."""
+
+    events: list[Event] = []
+
+    async def session() -> tuple[bool, bool]:
+        holder: list[Streamer] = []
+
+        async def speaking() -> None:
+            async with Streamer() as streamer:
+                holder.append(streamer)
+                streamer.add_listener(events.append)
+                streamer.stream(chunked(tone(IN_RATE, 5.0)[:, 0], 441), IN_RATE)
+                await asyncio.sleep(30)
+
+        task = asyncio.create_task(speaking())
+        while not holder or holder[0].current is None or holder[0].current.state != "playing":
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.005)  # into close(): the fade is under way
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        streamer = holder[0]
+        await asyncio.wait_for(streamer.close(), 2)  # joins the shutdown still under way
+        return streamer.running, bool(feeders())
+
+    assert arun(session()) == (False, False)
+    assert [e["event"] for e in events][-1] == "stream_finished" and "interrupt_done" in [e["event"] for e in events]
+
+
+def test_a_streamer_lives_once_and_restores_the_switch_interval(tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+
+    async def session() -> list[str]:
+        refused = []
+        streamer = Streamer()
+        with pytest.raises(RuntimeError):
+            await streamer.drain()
+        async with streamer:
+            assert sys.getswitchinterval() <= 0.001
+            with pytest.raises(RuntimeError, match="make a new one"):
+                await streamer.start()
+            streamer.play(tmp_path / "missing.wav")  # a path object is a path
+            await streamer.drain()
+        for call in (lambda: streamer.interrupt(), lambda: streamer.stream([np.zeros(10)], 16000)):
+            with pytest.raises(RuntimeError) as error:
+                call()
+            refused.append(str(error.value))
+        with pytest.raises(RuntimeError, match="make a new one"):
+            await streamer.start()
+        return refused
+
+    refused = arun(session())
+    assert all("not running" in message for message in refused)
+    assert sys.getswitchinterval() == before
