@@ -121,6 +121,15 @@ def test_declared_duration_is_close(kind: str, encoded: Callable[[str], Path]) -
     assert duration == pytest.approx(3.0, abs=0.05)  # the fixture is 3 s long
 
 
+def test_adts_aac_whose_length_ffmpeg_guesses_decodes_in_full(speech: Path, tmp_path: Path) -> None:
+    """A raw ADTS AAC stream declares no length: ffmpeg estimates one from the bitrate (for this
+    sentence at 24 kbit/s, 4.95 s of 4.23), which is no sign of a truncated file."""
+    path = tmp_path / "speech.aac"
+    run("ffmpeg", "-v", "error", "-i", speech, "-c:a", "aac", "-b:a", "24k", path)
+    blocks, rate, channels = decode_all(path)
+    assert_matches_ffmpeg(blocks, rate, channels, path)
+
+
 @pytest.mark.parametrize("via_stdin", [False, True], ids=["file", "stdin"])
 @pytest.mark.parametrize("channels", [1, 2, 6])
 @pytest.mark.parametrize("rate", [8000, 11025, 44100, 96000, 192000])

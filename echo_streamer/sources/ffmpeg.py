@@ -21,6 +21,8 @@ from .rawpcm import SampleDecoder
 from .wavheader import read_wav_header
 
 _DURATION = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+# A duration ffmpeg guessed from the bitrate (ADTS AAC, some MP3s) is no header's promise.
+_GUESSED_DURATION = b"Estimating duration from bitrate"
 _ERROR_LINE = re.compile(rb"^\[(?:error|fatal|panic)\] (.*)$", re.MULTILINE)
 
 
@@ -75,6 +77,8 @@ class FfmpegSource:
         self.rate = header.rate
         self.channels = header.channels
         self.duration = self._logged_duration()
+        # What a truncated file is measured against: not a duration ffmpeg only guessed.
+        self._declared_duration = None if _GUESSED_DURATION in self._log_text() else self.duration
         self._block_frames = max(1, round(block_seconds * self.rate))
 
     def blocks(self) -> Iterator[np.ndarray]:
@@ -90,7 +94,7 @@ class FfmpegSource:
         if self._process.returncode != 0 or self._logged_errors():
             default = f"ffmpeg exited with status {self._process.returncode}"
             raise self._failure(f"corrupt audio data ({self._ffmpeg_reason(default)})")
-        check_complete(self.name, decoded / self.rate, self.duration)
+        check_complete(self.name, decoded / self.rate, self._declared_duration)
 
     def close(self) -> None:
         self._stop()
