@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import wave
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -45,15 +46,19 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
 
     The output is a mono PCM16 WAV at ``output.rate``; its length is a whole number of frames
     (the last one padded with silence). The result lists the interrupt points the streamer
-    would find in it. Runs as fast as decoding allows. On
-    :class:`~echo_streamer.errors.InputError` no output file is left behind.
+    would find in it. Runs as fast as decoding allows. The WAV is written beside the output
+    path (through a symlink: beside its target) and renamed onto it once complete, so on any
+    failure, :class:`~echo_streamer.errors.InputError` or other, the output path is as it was.
     """
     source = open_audio(input_path, stdin=stdin, block_seconds=BLOCK_SECONDS)
     conditioner = Conditioner(source.name, source.rate, output)
     frames = 0
     pause_marks: list[np.ndarray] = []
+    final = os.path.realpath(output_path)
+    folder, name = os.path.split(final)
+    partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
     try:
-        with wave.open(output_path, "wb") as wav:
+        with open(partial, "xb") as file, wave.open(file, "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)
             wav.setframerate(output.rate)
@@ -61,9 +66,10 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
                 wav.writeframesraw(block.astype("<i2", copy=False).tobytes())
                 frames += len(block)
                 pause_marks.append(pauses)
+        os.replace(partial, final)
     except BaseException:
-        if os.path.exists(output_path):
-            os.remove(output_path)
+        if os.path.exists(partial):
+            os.remove(partial)
         raise
     finally:
         source.close()

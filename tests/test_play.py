@@ -371,10 +371,10 @@ def test_sigusr2_with_keep_queue_cuts_at_a_pause_and_plays_the_rest(speech: Path
     assert finished["seg-2"]["interrupted"] is False and finished["seg-2"]["position_ms"] == 500.0
 
 
-def test_interrupt_signals_during_the_join_are_ignored(short_wav: Path) -> None:
+def test_interrupt_signals_during_the_join_are_held(short_wav: Path) -> None:
     """SIGUSR1/SIGUSR2 before the stream runs (here: while an unreachable room is being joined)
-    neither kill play (their default action) nor crash it: each is reported as ignored, and the join
-    failure still decides the exit."""
+    neither kill play (their default action) nor crash it; they are held for the stream, which
+    never comes: the join failure decides the exit."""
     process = subprocess.Popen(cli_command("play", short_wav, "--room", UNREACHABLE_ROOM, "--join-timeout", "2"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
     time.sleep(0.8)
@@ -384,8 +384,31 @@ def test_interrupt_signals_during_the_join_are_ignored(short_wav: Path) -> None:
     text = stderr.decode(errors="replace")
     assert process.returncode == 2, (process.returncode, text)
     no_crash_text(text)
-    assert "interrupt (now) ignored: the stream is not running" in text, text
-    assert "interrupt (next_pause) ignored: the stream is not running" in text, text
+    assert "interrupt" not in text, text
+
+
+@pytest.mark.parametrize("delay_s", [0.1, 0.2, 0.35])
+def test_signals_while_play_starts_are_acted_on(delay_s: float, short_wav: Path, tmp_path: Path) -> None:
+    """A signal that comes while play is still starting (importing, starting the SDK: about the
+    first 0.2 s here) does not end it by its default action: SIGTERM stops it with status 0;
+    SIGUSR1 interrupts what it was told to play, held until the files are queued: neither plays
+    to its end (both dropped before a sample went out, or, sent just as the stream started, the
+    first cut and the second dropped)."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        events = tmp_path / f"{signum.name}-{delay_s}.jsonl"
+        process = subprocess.Popen(cli_command("play", short_wav, short_wav, "--events", events),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
+        time.sleep(delay_s)
+        process.send_signal(signum)
+        _stdout, stderr = process.communicate(timeout=30)
+        text = stderr.decode(errors="replace")
+        assert process.returncode == 0, (signum.name, process.returncode, text)
+        no_crash_text(text)
+        if signum == signal.SIGUSR1:
+            logged = read_events(events)
+            (done,) = [event for event in logged if event["event"] == "interrupt_done"]
+            assert done["dropped"] in (["seg-1", "seg-2"], ["seg-2"]), done
+            assert not [event for event in logged if event["event"] == "item_finished" and not event["interrupted"]]
 
 
 @pytest.mark.parametrize(("sdk_error", "reason"), [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -193,3 +194,40 @@ def test_points_of_a_tone_are_only_its_end(make_wav: Callable[..., Path], cli: C
                  "--frame-ms", "20", "--points", points_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(points_path.read_text(encoding="utf-8")) == [{"ms": 1240, "kind": "end", "until_ms": 1240}]
+
+
+# -- the output file -----------------------------------------------------------------------
+
+
+def test_a_failed_render_leaves_the_output_path_as_it_was(make_wav: Callable[..., Path], cli: Cli,
+                                                          tmp_path: Path) -> None:
+    """A render that fails (NaN samples) touches neither an existing output nor, through a
+    symlink, its target; one that succeeds writes through the symlink, as cp would."""
+    nan = make_wav(np.full((1000, 1), np.nan, np.float32), 16000, subtype="FLOAT", name="nan.wav")
+    target = tmp_path / "target.txt"
+    target.write_text("keep me")
+    link = tmp_path / "out.wav"
+    link.symlink_to(target)
+    result = cli("render", nan, "-o", link)
+    assert result.returncode == 1 and "NaN" in result.stderr, result.stderr
+    assert link.is_symlink() and target.read_text() == "keep me"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["nan.wav", "out.wav", "target.txt"]
+    result = cli("render", make_wav(tone(16000, 0.5), 16000, name="tone.wav"), "-o", link)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and len(read_output(target, 24000)) == 12000
+
+
+@pytest.mark.parametrize("output", ["-", "/dev/stdout", "/dev/null"])
+def test_a_wav_output_must_be_a_regular_file(output: str, make_wav: Callable[..., Path], cli: Cli) -> None:
+    """Not standard output, a device or a pipe: the WAV header is written last, in place."""
+    result = cli("render", make_wav(tone(16000, 0.1), 16000), "-o", output)
+    assert result.returncode == 2 and "not a regular file" in result.stderr, result.stderr
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_two_outputs_naming_one_file_is_a_usage_error(make_wav: Callable[..., Path], cli: Cli,
+                                                      tmp_path: Path) -> None:
+    same = tmp_path / "same.wav"
+    result = cli("render", make_wav(tone(16000, 0.1), 16000), "-o", same, "--points", same)
+    assert result.returncode == 2 and "--output and --points name the same file" in result.stderr, result.stderr
+    assert not same.exists()

@@ -15,11 +15,16 @@ from .live import devices, live
 from .pipe import pipe
 from .play import play
 from .render import render
+from .session import HELD_SIGNALS
+
+# Commands that stream: a signal that comes while they start is held for the stream to act on.
+STREAMING = ("play", "pipe", "live")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="echo-streamer")
-def main() -> None:
+@click.pass_context
+def main(context: click.Context) -> None:
     """Stream audio into a Daily room as a microphone, for Tavus microphone echo mode.
 
     The replica lip-syncs whatever arrives on our microphone track. Files are decoded,
@@ -36,6 +41,8 @@ def main() -> None:
       echo-streamer daemon &                                # the HTTP daemon, and a client:
       echo-streamer say --connect-timeout 10 hello.wav      # (waits for the daemon to listen)
     """
+    if context.invoked_subcommand in STREAMING:
+        HELD_SIGNALS.hold()
 
 
 main.add_command(play)

@@ -11,7 +11,8 @@ from .session import EXIT_BAD_INPUT, OutputPath, frame_option, rate_option, refu
 
 @click.command()
 @click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", "output_path", required=True, type=OutputPath(), help="Output WAV file.")
+@click.option("-o", "--output", "output_path", required=True, type=OutputPath(wav=True),
+              help="Output WAV file.")
 @rate_option
 @frame_option
 @click.option("--points", "points_path", type=OutputPath(), metavar="PATH",

@@ -7,6 +7,7 @@ Commands that stream (``play``, ``pipe``) share :func:`streaming_options` and ha
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -28,10 +29,13 @@ Work = Callable[["Streamer", "list[Segment]"], Awaitable[None]]
 
 class OutputPath(click.Path):
     """A file to write: refused as a usage error, before anything streams, when its directory is
-    missing or not writable or the path is a directory (rather than a traceback on opening it)."""
+    missing or not writable or the path is a directory (rather than a traceback on opening it).
+    A ``wav`` output is written in place, its header last, so it must be a regular file (or not
+    exist yet): not ``-``, a terminal, a pipe or ``/dev/stdout``."""
 
-    def __init__(self) -> None:
+    def __init__(self, wav: bool = False) -> None:
         super().__init__(dir_okay=False, writable=True)
+        self.wav = wav
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         path = os.fsdecode(super().convert(value, param, ctx))
@@ -40,19 +44,31 @@ class OutputPath(click.Path):
             self.fail(f"{path}: no such directory {folder}", param, ctx)
         if not os.access(folder, os.W_OK | os.X_OK):
             self.fail(f"{path}: cannot write in {folder}", param, ctx)
+        if self.wav and (path == "-" or (os.path.exists(path) and not os.path.isfile(path))):
+            self.fail(f"{path}: not a regular file (a WAV file is written in place, its header last)", param, ctx)
         return path
 
 
 def refuse_overwriting(inputs: tuple[str, ...], outputs: dict[str, str | None]) -> None:
     """A usage error when an output option (``{"--capture": path, ...}``) names one of the input
-    files: opening it for writing would destroy the input before it is read."""
-    for option, output in outputs.items():
-        if output is None or not os.path.exists(output):
+    files (opening it for writing would destroy the input before it is read), or the same file
+    as another output option (each would corrupt the other). Outputs that are not regular files
+    (``/dev/stdout``) may be shared."""
+    named = [(option, output) for option, output in outputs.items() if output is not None]
+    for option, output in named:
+        if not os.path.exists(output):
             continue
         for name in inputs:
             if name != "-" and os.path.exists(name) and os.path.samefile(name, output):
                 raise click.BadParameter(f"{output} is the input {name}: writing it would destroy it",
                                          param_hint=option)
+    for index, (option, output) in enumerate(named):
+        for other_option, other in named[:index]:
+            shared = (os.path.samefile(output, other) if os.path.exists(output) and os.path.exists(other)
+                      else os.path.realpath(output) == os.path.realpath(other))
+            if shared and (os.path.isfile(output) or not os.path.exists(output)):
+                raise click.UsageError(f"{other_option} and {option} name the same file {output}: "
+                                       "each would corrupt the other")
 
 
 # engine.interrupt.MAX_WAIT_LIMIT_MS (a test holds them equal): importing it would put asyncio
@@ -84,7 +100,7 @@ _STREAM_OPTIONS = [
                  help="Opus send bitrate in bit/s."),
     click.option("--join-timeout", type=click.FloatRange(0.1, 600), default=20.0, show_default=True,
                  help="Seconds to wait for the room join."),
-    click.option("--capture", type=OutputPath(), metavar="PATH",
+    click.option("--capture", type=OutputPath(wav=True), metavar="PATH",
                  help="Write exactly the PCM handed to the SDK to this WAV file."),
     click.option("--events", "events_path", type=OutputPath(), metavar="PATH",
                  help="Write events as JSON lines to this file."),
@@ -236,21 +252,61 @@ async def _session(config: StreamerConfig, events_path: str | None, show_progres
 async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts: _InterruptSignals,
                              work: Work) -> int:
     """Start, run ``work``, or stop early on SIGINT / SIGTERM (status 0 unless a segment failed)."""
+    import asyncio
+
     stop = _stop_on_signals()
     interrupts.install(streamer)
+    for signum in HELD_SIGNALS.take():
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            stop.set()
+        else:
+            interrupts.request(streamer, _INTERRUPT_MODES[signum])
     if not await _until_stopped(streamer.start(), stop):
         return 0
     segments: list[Segment] = []
+
+    async def working() -> None:
+        queueing = asyncio.ensure_future(work(streamer, segments))
+        await asyncio.sleep(0)  # it queues what it has before its first wait
+        interrupts.ready(streamer)
+        await queueing
+
     try:
-        await _until_stopped(work(streamer, segments), stop, _Progress(streamer) if show_progress else None)
+        await _until_stopped(working(), stop, _Progress(streamer) if show_progress else None)
     finally:
         await streamer.close()
     return EXIT_BAD_INPUT if any(segment.error for segment in segments) else 0
 
 
+class _HeldSignals:
+    """Signals that come while a streaming command starts up (imports, checks, the SDK's start),
+    before the event loop's handlers are in place: noted instead of ending the process (or, for
+    SIGINT, raising KeyboardInterrupt), and acted on once the handlers are (:meth:`take`)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+    def __init__(self) -> None:
+        self._received: list[int] = []
+
+    def hold(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._note)
+
+    def take(self) -> list[int]:
+        """The signals noted so far, in order (call once the loop's own handlers are installed)."""
+        received, self._received = self._received, []
+        return received
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self._received.append(signum)
+
+
+HELD_SIGNALS = _HeldSignals()
+_INTERRUPT_MODES: dict[int, str] = {signal.SIGUSR1: "now", signal.SIGUSR2: "next_pause"}
+
+
 def _stop_on_signals() -> asyncio.Event:
     import asyncio
-    import signal
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -260,26 +316,36 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 class _InterruptSignals:
-    """SIGUSR1: interrupt now; SIGUSR2: interrupt at the next pause. Ignored, with a line saying
-    so, while the stream is not running (still joining, or stopping)."""
+    """SIGUSR1: interrupt now; SIGUSR2: interrupt at the next pause. One that comes before the
+    work has queued its first items (while the command starts, or joins) is held until then, so
+    that what it would have cut is cut; one that comes while the stream stops is ignored, with a
+    line saying so."""
 
     def __init__(self, keep_queue: bool, max_wait_ms: int) -> None:
         self.keep_queue = keep_queue
         self.max_wait_ms = max_wait_ms
+        self._held: list[str] | None = []  # None once ready
 
     def install(self, streamer: Streamer) -> None:
         import asyncio
-        import signal
 
         loop = asyncio.get_running_loop()
-        for signum, mode in ((signal.SIGUSR1, "now"), (signal.SIGUSR2, "next_pause")):
-            loop.add_signal_handler(signum, self._interrupt, streamer, mode)
+        for signum, mode in _INTERRUPT_MODES.items():
+            loop.add_signal_handler(signum, self.request, streamer, mode)
 
-    def _interrupt(self, streamer: Streamer, mode: str) -> None:
-        if streamer.running:
+    def ready(self, streamer: Streamer) -> None:
+        """The work has queued what it had: carry out the requests held until now."""
+        held, self._held = self._held or [], None
+        for mode in held:
+            self.request(streamer, mode)
+
+    def request(self, streamer: Streamer, mode: str) -> None:
+        if self._held is not None:
+            self._held.append(mode)
+        elif streamer.running:
             streamer.interrupt(mode, keep_queue=self.keep_queue, max_wait_ms=self.max_wait_ms)
         else:
-            say(f"echo-streamer: interrupt ({mode}) ignored: the stream is not running (joining, or stopping)")
+            say(f"echo-streamer: interrupt ({mode}) ignored: the stream is stopping")
 
 
 async def _until_stopped(work: Any, stop: asyncio.Event, progress: _Progress | None = None) -> bool:
