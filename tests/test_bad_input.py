@@ -123,6 +123,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "wav-10-mhz": (lambda d: write(d / "10mhz.wav", wav_header(rate=10_000_000) + bytes(3200)), r"sample rate"),
     "wav-0-channels": (lambda d: write(d / "0ch.wav", wav_header(channels=0) + bytes(3200)), r"0 channels"),
     "wav-full-of-nan": (lambda d: nan_wav(d / "nan.wav"), r"NaN"),
+    "wav-header-alone": (lambda d: write(d / "header.wav", wav_header(data_bytes=0)), r"^no audio in it"),
 }
 
 
@@ -252,3 +253,15 @@ def test_truncated_file_plays_to_its_last_sample_then_fails(cli: Cli, tmp_path: 
     at = sent.tobytes().find(reference.tobytes())
     assert at >= 0 and at % 2 == 0, "the capture does not hold the intact part's frames"
     assert not sent[at // 2 + len(reference):].any(), "something after the intact part's last frame"
+
+
+def test_a_wav_whose_data_size_was_never_filled_in_plays_what_follows(cli: Cli, tmp_path: Path) -> None:
+    """A data size of 0 (a writer that never came back to it) with samples after the header: the
+    samples play, as ffmpeg reads them, rather than nothing with status 0."""
+    samples = (tone(16000, 0.5)[:, 0] * 32767).astype("<i2")
+    path = write(tmp_path / "unfinished.wav", wav_header(data_bytes=0, riff_bytes=0) + samples.tobytes())
+    out = tmp_path / "out.wav"
+    result = cli("render", path, "-o", out, "--rate", "16000")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    rendered, _rate = soundfile.read(out, dtype="int16")
+    np.testing.assert_array_equal(rendered, samples)

@@ -95,6 +95,8 @@ class FfmpegSource:
             default = f"ffmpeg exited with status {self._process.returncode}"
             raise self._failure(f"corrupt audio data ({self._ffmpeg_reason(default)})")
         check_complete(self.name, decoded / self.rate, self._declared_duration)
+        if not decoded:
+            raise self._failure("no audio in it: not one sample")
 
     def close(self) -> None:
         self._stop()

@@ -30,6 +30,11 @@ class SoundFileSource:
             self._file = soundfile.SoundFile(path)
         except soundfile.LibsndfileError as error:
             raise NotForLibsndfile(str(error)) from error
+        if self._file.frames == 0:
+            # A WAV whose data size is 0 (a writer that never came back to fill it in) may still
+            # hold samples after its header: ffmpeg reads those, and says so when there are none.
+            self._file.close()
+            raise NotForLibsndfile("no frames declared")
         self.name = path
         self.rate = self._file.samplerate
         self.channels = self._file.channels
