@@ -129,6 +129,12 @@ def test_play_queues_in_order_and_plays_in_real_time(daemon: Daemon) -> None:
     assert audible_frames(daemon.capture) == 160
 
 
+def test_automatic_ids_skip_those_clients_chose(daemon: Daemon) -> None:
+    ids = [daemon.request("POST", "/v1/play", body)[1]["id"] for body in (
+        {"path": "one.wav", "id": "seg-2"}, {"path": "short.wav"}, {"path": "short.wav"})]
+    assert ids == ["seg-2", "seg-1", "seg-3"]
+
+
 def test_status_reports_call_queue_and_counters(daemon: Daemon) -> None:
     status = daemon.request("GET", "/v1/status")[1]
     assert status["call"] == {"state": "offline", "room": None, "offline": True, "join_attempts": 1, "error": None,
@@ -261,9 +267,11 @@ def test_play_refuses_bad_requests_with_a_message(daemon: Daemon, body: bytes, s
 
 
 @pytest.mark.parametrize("body", [{"device": True}, {"device": 1.5}, {"device": ["system"]},
-                                  {"device": "system", "channels": True}])
+                                  {"device": "system", "channels": True}, {"channels": 0},
+                                  {"input_rate": 0}, {"input_rate": 400_000}])
 def test_live_start_refuses_a_device_or_field_of_the_wrong_type(daemon: Daemon, body: dict[str, object]) -> None:
-    """JSON true is not device index 1 (bool is an int in Python), nor a channel count."""
+    """JSON true is not device index 1 (bool is an int in Python), nor a channel count; 0 is not
+    "the device's default"."""
     status, answer = daemon.request("POST", "/v1/live/start", body)
     assert status == 400 and "must be" in answer["error"], answer
 
@@ -403,6 +411,8 @@ def test_raw_upload_needs_rate_and_channels(daemon: Daemon) -> None:
     assert status == 400 and "format must be" in answer["error"]
     status, answer = daemon.request("POST", "/v1/stream?rate=22050", data=b"\0" * 100)
     assert status == 400 and "with 'auto' they come from the stream" in answer["error"]
+    status, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=%C2%B2&channels=1", data=b"\0" * 100)
+    assert (status, answer["error"]) == (400, "rate must be a whole number from 8000 to 192000, not '\xb2'"), answer
     status, answer = daemon.request("POST", "/v1/stream?wait=maybe", data=b"\0" * 100)
     assert (status, answer["error"]) == (400, "wait must be true or false, not 'maybe'")
     status, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=22050&channels=1&wait=1",
@@ -458,9 +468,14 @@ def test_a_stalled_upload_fails_its_segment(tmp_path: Path) -> None:
             yield b"\0" * 4800
 
         status, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=24000&channels=1", data=stalls())
-        assert status == 408 and "no bytes for 0.5 s" in answer["error"]
+        assert status == 408 and answer["error"] == "upload seg-1: no bytes for 0.5 s", answer
         daemon.wait_for("item_finished")
-        assert any(event["event"] == "error" and "no bytes" in event["message"] for event in daemon.events())
+        (finished,) = [event for event in daemon.events() if event["event"] == "item_finished"]
+        assert finished["error"] == answer["error"] and finished["interrupted"] is False, finished
+        errors = [event["message"] for event in daemon.events() if event["event"] == "error"]
+        assert errors == [answer["error"]], "one error event, from the segment itself"
+        counters = daemon.request("GET", "/v1/status")[1]["counters"]
+        assert (counters["segments_failed"], counters["interrupts"]) == (1, 0), counters
         assert daemon.request("POST", "/v1/stream?wait=1&format=s16le&rate=24000&channels=1",
                               data=b"\1\0" * 2400)[1]["state"] == "finished", "the daemon streams on"
     finally:
@@ -486,11 +501,68 @@ def test_a_token_is_required_on_every_request(tmp_path: Path) -> None:
         daemon.stop()
 
 
-def test_listening_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
+@pytest.mark.parametrize("token", [None, " \t"], ids=["none", "blank"])
+def test_listening_beyond_loopback_needs_a_token(token: str | None, tmp_path: Path) -> None:
+    env = offline_env() | ({} if token is None else {"ECHO_STREAMER_TOKEN": token})
     result = subprocess.run(cli_command("daemon", "--listen", "0.0.0.0:0"), capture_output=True, text=True,
-                            env=offline_env(), timeout=30)
+                            env=env, timeout=30)
     assert result.returncode == 2
     assert "not loopback" in result.stderr and "token" in result.stderr
+
+
+@pytest.mark.parametrize(("headers", "says"), [
+    ({"Origin": "http://evil.example"}, "web page of http://evil.example"),
+    ({"Origin": "null"}, "web page of null"),
+    ({"Host": "rebind.evil.example:8765"}, "Host rebind.evil.example:8765 is not this machine's"),
+], ids=["cross-site", "opaque-origin", "dns-rebinding"])
+def test_without_a_token_requests_from_web_pages_are_refused(daemon: Daemon, headers: dict[str, str],
+                                                             says: str) -> None:
+    """A page in a local browser could otherwise make the replica speak (a form post needs no
+    preflight) or, through DNS rebinding, read the status and events."""
+    for method, path, body in (("POST", "/v1/play", b'{"path": "short.wav"}'), ("GET", "/v1/status", None)):
+        status, answer = daemon.request(method, path, data=body, headers={"Content-Type": "text/plain", **headers})
+        assert status == 403 and says in answer["error"], answer
+    status = daemon.request("GET", "/v1/status")[1]
+    assert status["current"] is None and status["queue"] == []
+    local = {"Origin": daemon.url, "Host": daemon.url.removeprefix("http://")}
+    assert daemon.request("GET", "/v1/status", headers=local)[0] == 200
+    assert daemon.request("GET", "/v1/status", headers={"Host": "localhost"})[0] == 200
+
+
+def test_malformed_http_is_one_line_on_stderr(daemon: Daemon) -> None:
+    """aiohttp answers 400 before any handler runs (or any token check); its log of each is one
+    line, not a traceback a peer could fill the journal with."""
+    import socket
+
+    host, port = daemon.url.removeprefix("http://").split(":")
+    for raw in (b"POST /v1/play HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
+                b"POST /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+        with socket.create_connection((host, int(port)), timeout=5) as connection:
+            connection.sendall(raw)
+            assert connection.recv(100).startswith(b"HTTP/1.0 400 Bad Request")
+    code, _took, stderr = daemon.stop()
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert [line for line in stderr.splitlines() if "Error handling request" in line] == [
+        "echo-streamer: Error handling request from 127.0.0.1: Invalid character in Content-Length",
+        "echo-streamer: Error handling request from 127.0.0.1: Invalid character in chunk size"], stderr
+
+
+def test_a_path_swapped_for_a_symlink_after_it_was_queued_is_not_followed(daemon: Daemon, audio_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    """Checked when it is accepted and again just before it is opened: a directory on its way
+    replaced meanwhile by a symlink leading outside the allowed directories fails the segment."""
+    (audio_dir / "sub").mkdir()
+    (audio_dir / "sub" / "x.wav").write_bytes((audio_dir / "short.wav").read_bytes())
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "x.wav").write_bytes((audio_dir / "one.wav").read_bytes())
+    daemon.request("POST", "/v1/play", {"path": "one.wav"})
+    status, answer = daemon.request("POST", "/v1/play", {"path": "sub/x.wav", "id": "swapped"})
+    assert status == 202, answer
+    (audio_dir / "sub").rename(audio_dir / "sub.old")
+    (audio_dir / "sub").symlink_to(tmp_path / "outside")
+    daemon.wait_for("item_finished", 2)
+    (finished,) = [e for e in daemon.events() if e["event"] == "item_finished" and e["id"] == "swapped"]
+    assert finished["samples"] == 0 and "changed since it was queued" in finished["error"], finished
 
 
 def test_a_busy_port_is_one_line_and_status_2(daemon: Daemon) -> None:

@@ -56,7 +56,7 @@ def bearer_token(token_file: str | None) -> str | None:
     """The daemon's token: the contents of ``token_file`` (``--token-file``), else
     ``$ECHO_STREAMER_TOKEN``, else None. An empty file is a usage error."""
     if token_file is None:
-        return os.environ.get("ECHO_STREAMER_TOKEN") or None
+        return os.environ.get("ECHO_STREAMER_TOKEN", "").strip() or None
     with open(token_file, encoding="utf-8") as file:
         token = file.read().strip()
     if not token:

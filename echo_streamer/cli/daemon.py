@@ -54,7 +54,8 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
     import asyncio
 
     from ..daemon.app import ApiLimits
-    from ..daemon.server import ListenError, is_loopback, parse_listen, serve
+    from ..daemon.app import is_loopback
+    from ..daemon.server import ListenError, parse_listen, serve
     from ..daemon.service import Daemon, DaemonConfig
 
     try:

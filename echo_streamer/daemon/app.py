@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MAX_WAIT_LIMIT_MS, MODES
 from ..engine.segment import Segment
@@ -65,6 +67,29 @@ def create_app(daemon: Daemon, token: str | None = None, limits: ApiLimits | Non
     return app
 
 
+def is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _from_elsewhere(request: web.Request) -> str | None:
+    """Why a request to a daemon without a token did not come from this machine's own clients,
+    or None. Such a daemon listens on loopback only, but a web page in a local browser can still
+    send it requests (cross-site: its ``Origin`` names the page's site) or, through DNS
+    rebinding, read its answers (its ``Host`` is the page's name, resolved to 127.0.0.1)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and not is_loopback(URL(origin).host if origin != "null" else None):
+        return f"a request from the web page of {origin} is refused: without a token only local clients are answered"
+    if not is_loopback(request.url.host):
+        return f"Host {request.host} is not this machine's loopback address: without a token only local clients " \
+               "are answered"
+    return None
+
+
 def _guard(token: str | None, request_s: float) -> Any:
     expected = None if token is None else token.encode()
 
@@ -75,6 +100,8 @@ def _guard(token: str | None, request_s: float) -> Any:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
                 return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        elif (refusal := _from_elsewhere(request)) is not None:
+            return _error(403, refusal)
         try:
             if request.path in _OPEN_ENDED:
                 return await handler(request)
@@ -154,11 +181,8 @@ class _Api:
             pumping = upload.pump(request.content.iter_any(), segment, self.limits.upload_bytes,
                                   self.limits.upload_idle_s)
             pumped = await unless(self.daemon.stopping, pumping)
-        except UploadError as error:
-            message = f"upload {segment.id}: {error}"
-            self.daemon.report_error(segment, message)
-            await self.daemon.cancel(segment)
-            raise ApiError(error.status, message) from None
+        except UploadError as error:  # the segment fails with it (an error event): what arrived plays
+            raise ApiError(error.status, f"upload {segment.id}: {error}") from None
         except UploadLost as error:  # no one is left to answer; the event tells
             self.daemon.report_error(segment, f"upload {segment.id}: {error}; what arrived plays")
             raise ApiError(400, str(error)) from None
@@ -204,8 +228,8 @@ class _Api:
         device = body.get("device")
         if device is not None and (not isinstance(device, str | int) or isinstance(device, bool)):
             raise ApiError(400, "device must be a name, an index or null")
-        session = await self.daemon.live_start(device, _field(body, "input_rate", int, required=False),
-                                               _field(body, "channels", int, required=False))
+        session = await self.daemon.live_start(device, _ranged(body, "input_rate", 8_000, 192_000),
+                                               _ranged(body, "channels", 1, 64))
         return web.json_response({"device": session.live_input.name, "state": session.state})
 
     async def live_stop(self, _request: web.Request) -> web.Response:
@@ -265,6 +289,14 @@ def _field(body: dict[str, Any], name: str, kind: type, required: bool = True) -
     return value
 
 
+def _ranged(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    """An optional whole-number field from ``low`` to ``high``."""
+    value = _field(body, name, int, required=False)
+    if value is not None and not low <= value <= high:
+        raise ApiError(400, f"{name!r} must be from {low} to {high}, not {value}")
+    return value  # type: ignore[no-any-return]
+
+
 def _bool_param(query: Any, name: str) -> bool:
     text = query.get(name, "false").lower()
     if text not in _YES + _NO:
@@ -285,6 +317,6 @@ def _int_param(query: Any, name: str, low: int, high: int) -> int | None:
     text = query.get(name)
     if text is None:
         return None
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ApiError(400, f"{name} must be a whole number from {low} to {high}, not {text!r}")
     return int(text)

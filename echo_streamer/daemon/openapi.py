@@ -17,7 +17,8 @@ _INTERRUPTION = {"interrupt": _STRING, "mode": {"enum": list(MODES)},
                  "cut": {"enum": ["now", "pause", "dip", "no_pause", "deadline", "underrun", "end", None]},
                  "noop": _BOOL, "id": _NULLABLE_STRING, "item": _NULLABLE_STRING, "position_ms": _NULLABLE_NUMBER,
                  "dropped": {"type": "array", "items": _STRING}, "latency_ms": _NULLABLE_NUMBER}
-_STATUS = {"call": {"type": "object"}, "participants": {"type": "array"}, "current": {"type": ["object", "null"]},
+_STATUS = {"call": {"type": "object", "properties": {"participants": {"type": "array"}}},
+           "current": {"type": ["object", "null"]},
            "queue": {"type": "array"}, "live": {"type": ["object", "null"]}, "counters": {"type": "object"},
            "uptime_s": _NUMBER}
 _DRIFT = {"ppm": _NUMBER, "samples_dropped": _NUMBER, "samples_inserted": _NUMBER, "placement_samples": _NUMBER,

@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import InputError
+
 
 class PathRefused(Exception):
     """The path is outside every allowed root (or no root is allowed)."""
@@ -54,3 +56,15 @@ class AllowedPaths:
         if not os.access(real, os.R_OK):
             raise PathRefused(f"{path} is not readable")
         return real
+
+    @staticmethod
+    def check_unchanged(real: Path) -> None:
+        """Raise :class:`InputError` if ``real`` (from :meth:`resolve`) no longer resolves to itself:
+        a directory on its way was swapped for a symlink since, which could lead outside the
+        roots. Called just before the file is opened; what is left is the moment between."""
+        try:
+            now = real.resolve()
+        except (OSError, RuntimeError) as error:
+            raise InputError(str(real), f"cannot be resolved any more: {error}") from None
+        if now != real:
+            raise InputError(str(real), f"changed since it was queued: it leads to {now} now")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 from aiohttp import web
@@ -29,15 +30,6 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def serve(daemon: Daemon, host: str, port: int, token: str | None, limits: ApiLimits,
                 on_listening: Callable[[str], None], events_path: str | None = None) -> None:
     """Serve the API on ``host:port`` and stream until SIGINT / SIGTERM.
@@ -49,6 +41,7 @@ async def serve(daemon: Daemon, host: str, port: int, token: str | None, limits:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, daemon.stop)
+    _one_line_protocol_errors()
     runner = web.AppRunner(create_app(daemon, token, limits), shutdown_timeout=SHUTDOWN_S, access_log=None)
     await runner.setup()
     log_task = None if events_path is None else asyncio.ensure_future(_log_events(daemon, events_path))
@@ -65,6 +58,23 @@ async def serve(daemon: Daemon, host: str, port: int, token: str | None, limits:
         await runner.cleanup()
         if log_task is not None:
             await log_task
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        error = record.exc_info[1] if record.exc_info else None
+        reason = str(getattr(error, "message", error) or "").strip().splitlines()
+        return f"echo-streamer: {record.getMessage()}" + (f": {reason[0].rstrip(':')}" if reason else "")
+
+
+def _one_line_protocol_errors() -> None:
+    """aiohttp logs every malformed request (a bad Content-Length, a bad chunk size) with a
+    traceback, before any handler or token check runs: one line each instead."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    logger = logging.getLogger("aiohttp.server")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
 
 
 async def _log_events(daemon: Daemon, path: str) -> None:

@@ -148,7 +148,8 @@ class Daemon:
         except FileNotFoundError as error:
             raise ApiError(404, str(error)) from None
         streamer = self._running()
-        return self._track(streamer.play(str(real), segment_id=self._new_id(segment_id)))
+        return self._track(streamer.play(str(real), segment_id=self._new_id(segment_id),
+                                         check=lambda: self.paths.check_unchanged(real)))
 
     def stream(self, chunks: Any, sample_format: str, rate: int | None, channels: int | None,
                segment_id: str | None = None) -> Segment:
@@ -169,10 +170,6 @@ class Daemon:
             return streamer.interrupt(mode, keep_queue=not clear_queue, max_wait_ms=max_wait_ms)
         except ValueError as error:
             raise ApiError(400, str(error)) from None
-
-    async def cancel(self, segment: Segment) -> None:
-        if self.streamer is not None:
-            await self.streamer.cancel(segment)
 
     async def live_start(self, device: int | str | None, rate: int | None, channels: int | None) -> LiveSession:
         """Start streaming a sound card, or unmute the one already open after an interrupt."""
@@ -270,8 +267,10 @@ class Daemon:
         return self.streamer
 
     def _new_id(self, requested: str | None) -> str:
-        if requested is None:
-            return f"seg-{next(self._segment_ids)}"
+        if requested is None:  # skipping the ids clients chose themselves
+            while (automatic := f"seg-{next(self._segment_ids)}") in self._active_ids:
+                pass
+            return automatic
         if not requested or len(requested) > 128:
             raise ApiError(400, "id must be 1 to 128 characters")
         if requested in self._active_ids:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterable, Iterator
 
 from ..engine.segment import Segment
+from ..errors import InputError
 
 
 class UploadError(Exception):
@@ -26,26 +27,31 @@ class Upload:
     At most ``max_chunks`` chunks wait in between, so a client uploading faster than real time is
     held back by TCP flow control rather than buffered here. Once the segment is done (cut,
     dropped, failed) the worker is released at once and the rest of the body is read and thrown
-    away, so the client is not left hanging.
+    away, so the client is not left hanging. An upload that breaks a limit fails its segment:
+    what the worker has read plays, then :meth:`chunks` raises.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_chunks: int = 64) -> None:
         self._loop = loop
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=max_chunks)
+        self._queue: asyncio.Queue[bytes | InputError | None] = asyncio.Queue(maxsize=max_chunks)
         self._ended = False
         self.received = 0
 
     def chunks(self) -> Iterator[bytes]:
-        """The body's chunks as they come; blocks the calling (worker) thread while none is waiting."""
+        """The body's chunks as they come; blocks the calling (worker) thread while none is waiting.
+        Raises :class:`InputError` naming the segment when the upload broke a limit."""
         while (chunk := asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop).result()) is not None:
+            if isinstance(chunk, InputError):
+                raise chunk
             yield chunk
 
     async def pump(self, body: AsyncIterable[bytes], segment: Segment, max_bytes: int, idle_s: float) -> None:
         """Read ``body`` to its end, passing it on while the segment lasts.
 
         Raises :class:`UploadError` (413) past ``max_bytes`` and (408) when nothing arrives for
-        ``idle_s`` seconds, throwing away what the worker has not read; and :class:`UploadLost`
-        when the connection is lost, after the worker's stream has ended with what arrived.
+        ``idle_s`` seconds, throwing away what the worker has not read and failing the segment
+        with the same reason; and :class:`UploadLost` when the connection is lost, after the
+        worker's stream has ended with what arrived.
         """
         watcher = asyncio.ensure_future(segment.wait())
         watcher.add_done_callback(lambda _: self._abort())
@@ -61,10 +67,10 @@ class Upload:
                     lost = True
                     break
                 except TimeoutError:
-                    raise UploadError(408, f"no bytes for {idle_s:g} s") from None
+                    raise self._fail(segment, UploadError(408, f"no bytes for {idle_s:g} s")) from None
                 self.received += len(chunk)
                 if self.received > max_bytes:
-                    raise UploadError(413, f"the body is larger than {max_bytes} bytes")
+                    raise self._fail(segment, UploadError(413, f"the body is larger than {max_bytes} bytes"))
                 if not self._ended:
                     await self._queue.put(chunk)
             if not self._ended:
@@ -78,11 +84,16 @@ class Upload:
         if lost:
             raise UploadLost(f"the connection was lost after {self.received} bytes")
 
-    def _abort(self) -> None:
-        """End the worker's stream now, throwing away what it has not read."""
+    def _fail(self, segment: Segment, error: UploadError) -> UploadError:
+        """End the worker's stream now with ``error`` (unless it has ended), throwing away what it has not read."""
+        self._abort(InputError(segment.name, str(error)))
+        return error
+
+    def _abort(self, error: InputError | None = None) -> None:
+        """End the worker's stream now (with ``error``, raised there), throwing away what it has not read."""
         if self._ended:
             return
         self._ended = True
         while not self._queue.empty():
             self._queue.get_nowait()
-        self._queue.put_nowait(None)
+        self._queue.put_nowait(error)

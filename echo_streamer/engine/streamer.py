@@ -261,14 +261,23 @@ class Streamer:
 
     # -- queueing audio --------------------------------------------------------------------
 
-    def play(self, path: str | os.PathLike[str], *, segment_id: str | None = None) -> Segment:
+    def play(self, path: str | os.PathLike[str], *, segment_id: str | None = None,
+             check: Callable[[], None] | None = None) -> Segment:
         """Queue a file (any format libsndfile or ffmpeg decodes) and return its segment at once.
 
-        A file that cannot be decoded fails its segment with an ``error`` event; the stream goes on.
+        A file that cannot be decoded fails its segment with an ``error`` event; the stream goes
+        on. ``check``, when given, is called in the decode worker just before the file is opened
+        (which may be long after this call); an :class:`InputError` it raises fails the segment.
         """
         self._require_running()
         name = os.fspath(path)
-        return self._enqueue(name, lambda: open_audio(name), segment_id)
+
+        def open_checked() -> AudioSource:
+            if check is not None:
+                check()
+            return open_audio(name)
+
+        return self._enqueue(name, open_checked, segment_id)
 
     def stream(self, chunks: Iterable[np.ndarray] | AsyncIterable[np.ndarray] | np.ndarray, rate: int, *,
                channels: int = 1, name: str = "stream", segment_id: str | None = None,
