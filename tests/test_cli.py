@@ -143,3 +143,15 @@ def test_output_paths_that_cannot_work_are_usage_errors(where: str, cli: Cli, tm
     assert complaint in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert source.read_bytes() == SAMPLES[0].read_bytes()
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_constants_the_cli_repeats_to_start_fast_equal_the_engine_s() -> None:
+    """The CLI keeps a few of the engine's constants as literals (importing them would put
+    asyncio and numpy into every --help): they must not drift apart."""
+    from echo_streamer.cli.client import CLOSED_EVENT
+    from echo_streamer.cli.session import MAX_WAIT_RANGE
+    from echo_streamer.engine.events import CLOSED
+    from echo_streamer.engine.interrupt import MAX_WAIT_LIMIT_MS
+
+    assert (MAX_WAIT_RANGE.min, MAX_WAIT_RANGE.max) == (0, MAX_WAIT_LIMIT_MS)
+    assert CLOSED_EVENT == CLOSED

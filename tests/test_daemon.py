@@ -529,6 +529,27 @@ def test_without_a_token_requests_from_web_pages_are_refused(daemon: Daemon, hea
     assert daemon.request("GET", "/v1/status", headers={"Host": "localhost"})[0] == 200
 
 
+def test_the_events_client_tells_a_stopped_daemon_from_a_dead_one(tmp_path: Path) -> None:
+    """The event stream's last event says the daemon stopped: the client exits 0; a stream that
+    just ends (the daemon killed) is one line and status 2."""
+    for ending in ("stopped", "killed"):
+        (tmp_path / ending).mkdir()
+        daemon = Daemon(tmp_path / ending)
+        watcher = subprocess.Popen(cli_command("events", "--daemon", daemon.url), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=offline_env())
+        time.sleep(1.0)
+        if ending == "stopped":
+            daemon.stop()
+        else:
+            daemon.process.kill()
+            daemon.process.wait()
+        _stdout, stderr = watcher.communicate(timeout=10)
+        if ending == "stopped":
+            assert watcher.returncode == 0 and stderr == "", stderr
+        else:
+            assert watcher.returncode == 2 and "ended without the daemon saying it stopped" in stderr, stderr
+
+
 def test_malformed_http_is_one_line_on_stderr(daemon: Daemon) -> None:
     """aiohttp answers 400 before any handler runs (or any token check); its log of each is one
     line, not a traceback a peer could fill the journal with."""
@@ -614,7 +635,7 @@ def test_sigterm_with_a_stalled_upload_answers_it_and_exits_at_once(daemon: Daem
     host, port = daemon.url[len("http://"):].split(":")
     chunk = b"\1\0" * 16_000
     with socket.create_connection((host, int(port))) as connection:
-        connection.sendall(b"POST /v1/stream?format=s16le&rate=24000&channels=1 HTTP/1.1\r\nHost: x\r\n"
+        connection.sendall(b"POST /v1/stream?format=s16le&rate=24000&channels=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                            b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(chunk), chunk))
         daemon.wait_for("item_started")
         code, took, stderr = daemon.stop()
@@ -839,7 +860,7 @@ def test_an_upload_cut_off_plays_what_arrived_and_says_so(daemon: Daemon) -> Non
     host, port = daemon.url[len("http://"):].split(":")
     chunk = (tone(24_000, 0.1) * 32767).astype("<i2").tobytes()
     with socket.create_connection((host, int(port))) as connection:
-        connection.sendall(b"POST /v1/stream?format=s16le&rate=24000&channels=1 HTTP/1.1\r\nHost: x\r\n"
+        connection.sendall(b"POST /v1/stream?format=s16le&rate=24000&channels=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                            b"Transfer-Encoding: chunked\r\n\r\n")
         for _ in range(5):
             connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))

@@ -22,6 +22,9 @@ from .session import MAX_WAIT_RANGE, say
 
 EXIT_REFUSED = 1
 EXIT_NO_DAEMON = 2
+# The daemon's last server-sent event as it stops (engine.events.CLOSED; a test holds them equal:
+# importing it would put asyncio into every --help).
+CLOSED_EVENT = "closed"
 _UPLOAD_CHUNK = 8192
 
 # How long a request may take to be answered (None: a wait for a segment to play).
@@ -216,8 +219,12 @@ def events(count: int | None, daemon: _Daemon) -> None:
     """
     seen = 0
     for line in daemon.lines("/v1/events"):
+        if line == f"event: {CLOSED_EVENT}":
+            return  # the daemon stopped
         if line.startswith("data: "):
             click.echo(line[len("data: "):])
             seen += 1
             if count is not None and seen >= count:
                 return
+    say(f"echo-streamer: the events from {daemon.url} ended without the daemon saying it stopped (did it die?)")
+    sys.exit(EXIT_NO_DAEMON)

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from ..engine.events import CLOSED
 from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MAX_WAIT_LIMIT_MS, MODES
 from ..engine.segment import Segment
 from ..engine.waiting import unless
@@ -82,12 +84,20 @@ def _from_elsewhere(request: web.Request) -> str | None:
     send it requests (cross-site: its ``Origin`` names the page's site) or, through DNS
     rebinding, read its answers (its ``Host`` is the page's name, resolved to 127.0.0.1)."""
     origin = request.headers.get("Origin")
-    if origin is not None and not is_loopback(URL(origin).host if origin != "null" else None):
+    if origin is not None and not is_loopback(_host_of(origin)):
         return f"a request from the web page of {origin} is refused: without a token only local clients are answered"
-    if not is_loopback(request.url.host):
-        return f"Host {request.host} is not this machine's loopback address: without a token only local clients " \
-               "are answered"
+    host = request.headers.get("Host")  # an HTTP/1.0 client may send none (a browser always does)
+    if host is not None and not is_loopback(_host_of(f"http://{host}")):
+        return f"Host {host} is not this machine's loopback address: without a token only local clients are answered"
     return None
+
+
+def _host_of(url: str) -> str | None:
+    """The host part of ``url``; None for none (an opaque origin, "null") or a malformed one."""
+    try:
+        return URL(url).host
+    except ValueError:
+        return None
 
 
 def _guard(token: str | None, request_s: float) -> Any:
@@ -123,6 +133,10 @@ def _guard(token: str | None, request_s: float) -> Any:
     return guard
 
 
+def _server_sent(event: dict[str, Any]) -> bytes:
+    return f"event: {event['event']}\ndata: {json.dumps(event, default=str)}\n\n".encode()
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
@@ -149,8 +163,10 @@ class _Api:
                 if event is None:
                     await response.write(b": keepalive\n\n")
                 else:
-                    data = json.dumps(event, default=str)
-                    await response.write(f"event: {event['event']}\ndata: {data}\n\n".encode())
+                    await response.write(_server_sent(event))
+            # The daemon is stopping: said in so many words, since a connection that merely ends
+            # could also be a daemon that died.
+            await response.write(_server_sent({"t": time.monotonic(), "event": CLOSED}))
         except ConnectionResetError:
             pass  # the client went away
         return response
