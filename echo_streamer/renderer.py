@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -17,6 +21,7 @@ from .sources.prefetch import prefetched
 # Bigger blocks than playback uses: render has no start-up latency to protect, and libsndfile
 # decodes FLAC about 15% faster in 2 s reads than in 0.5 s ones (bench/RESULTS.md).
 BLOCK_SECONDS = 2.0
+COPY_BUFFER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -46,19 +51,20 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
 
     The output is a mono PCM16 WAV at ``output.rate``; its length is a whole number of frames
     (the last one padded with silence). The result lists the interrupt points the streamer
-    would find in it. Runs as fast as decoding allows. The WAV is written beside the output
-    path (through a symlink: beside its target) and renamed onto it once complete, so on any
-    failure, :class:`~echo_streamer.errors.InputError` or other, the output path is as it was.
+    would find in it. Runs as fast as decoding allows. ``output_path`` (through a symlink: its
+    target) must be a regular file or not exist (:class:`ValueError` otherwise). The WAV is
+    written to a temporary file, and only once complete becomes the output (:func:`_replacing`),
+    so on any failure, :class:`~echo_streamer.errors.InputError` or other, the output is as it was.
     """
+    final = os.path.realpath(output_path)
+    if os.path.exists(final) and not os.path.isfile(final):
+        raise ValueError(f"{output_path}: not a regular file (a WAV file is written in place, its header last)")
     source = open_audio(input_path, stdin=stdin, block_seconds=BLOCK_SECONDS)
     conditioner = Conditioner(source.name, source.rate, output)
     frames = 0
     pause_marks: list[np.ndarray] = []
-    final = os.path.realpath(output_path)
-    folder, name = os.path.split(final)
-    partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
     try:
-        with open(partial, "xb") as file, wave.open(file, "wb") as wav:
+        with _replacing(final) as file, wave.open(file, "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)
             wav.setframerate(output.rate)
@@ -66,17 +72,38 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
                 wav.writeframesraw(block.astype("<i2", copy=False).tobytes())
                 frames += len(block)
                 pause_marks.append(pauses)
-        os.replace(partial, final)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
     finally:
         source.close()
     points = pause_points(np.concatenate(pause_marks) if pause_marks else np.zeros(0, dtype=bool), output.frame_ms)
     end_ms = frames * output.frame_ms
     points.append(InterruptPoint(end_ms, "end", end_ms))
     return RenderResult(frames=frames, samples=conditioner.samples, clipped=conditioner.clipped, points=points)
+
+
+@contextmanager
+def _replacing(final: str) -> Iterator[BinaryIO]:
+    """A temporary file that becomes ``final`` when the block ends without an exception, and is
+    removed otherwise. A new ``final`` is the temporary file renamed (written beside it, so the
+    rename is atomic); an existing one gets its contents replaced in place, so that its mode, its
+    owner and its other hard links stay as they were."""
+    if os.path.exists(final):
+        with tempfile.TemporaryFile() as file:  # anonymous: nothing to remove however it ends
+            yield file
+            file.seek(0)
+            with open(final, "r+b") as target:
+                shutil.copyfileobj(file, target, COPY_BUFFER)
+                target.truncate()
+        return
+    folder, name = os.path.split(final)
+    partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
+    try:
+        with open(partial, "xb") as file:
+            yield file
+        os.replace(partial, final)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
 
 
 def pause_points(marks: np.ndarray, frame_ms: int) -> list[InterruptPoint]:

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -717,6 +718,29 @@ def test_client_errors_are_one_line(daemon: Daemon, audio_dir: Path) -> None:
                           timeout=30)
     assert gone.returncode == 2 and len(gone.stderr.splitlines()) == 1
     assert gone.stderr.startswith("echo-streamer: no daemon at http://127.0.0.1:9")
+
+
+def test_say_sees_the_daemon_give_up_on_a_stalled_pipe_at_once(tmp_path: Path, audio_dir: Path) -> None:
+    """A TTS pipe into ``say -`` goes quiet past --upload-idle-s: the daemon answers 408, and say
+    reports it (status 1) at once, not when the pipe next delivers (nor as "no daemon")."""
+    daemon = Daemon(tmp_path, "--upload-idle-s", "0.5")
+    try:
+        wav = (audio_dir / "one.wav").read_bytes()
+        writer = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdout.buffer.write(sys.stdin.buffer"
+                                   ".read(20000)); sys.stdout.flush(); time.sleep(8)"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert writer.stdin is not None
+        writer.stdin.write(wav[:20000])
+        writer.stdin.close()
+        began = time.monotonic()
+        said = subprocess.run(cli_command("say", "--daemon", daemon.url, "-"), stdin=writer.stdout,
+                              capture_output=True, text=True, timeout=30)
+        took = time.monotonic() - began
+        writer.kill()
+        assert said.returncode == 1 and took < 4, (said, took)
+        assert said.stderr.strip() == "echo-streamer: POST /v1/stream: upload seg-1: no bytes for 0.5 s (HTTP 408)"
+    finally:
+        assert daemon.stop()[0] == 0
 
 
 def test_a_client_waits_for_a_daemon_still_starting(tmp_path: Path, audio_dir: Path) -> None:

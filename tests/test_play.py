@@ -7,6 +7,7 @@ SDK was given, the events file, the offline / failed-join messages and clean sto
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -385,6 +386,26 @@ def test_interrupt_signals_during_the_join_are_held(short_wav: Path) -> None:
     assert process.returncode == 2, (process.returncode, text)
     no_crash_text(text)
     assert "interrupt" not in text, text
+
+
+def test_a_second_stop_signal_ends_a_start_that_is_stuck(short_wav: Path, tmp_path: Path) -> None:
+    """The first SIGTERM while play starts is held for the stream; a start stuck on something
+    (here: opening an --events FIFO no one reads) is ended by the second, by its default action."""
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(cli_command("play", short_wav, "--events", fifo), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=offline_env())
+    try:
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert process.poll() is None, "the first is held"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(5) == -signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 @pytest.mark.parametrize("delay_s", [0.1, 0.2, 0.35])

@@ -217,6 +217,27 @@ def test_a_failed_render_leaves_the_output_path_as_it_was(make_wav: Callable[...
     assert link.is_symlink() and len(read_output(target, 24000)) == 12000
 
 
+def test_an_existing_output_keeps_its_mode_and_links(make_wav: Callable[..., Path], tmp_path: Path) -> None:
+    """Its contents are replaced in place, not the file: a private file stays private, and a
+    hard link to it sees the new WAV."""
+    out, other_name = tmp_path / "out.wav", tmp_path / "same-file.wav"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    os.link(out, other_name)
+    render(str(make_wav(tone(16000, 0.5), 16000)), str(out))
+    assert (out.stat().st_mode & 0o777, out.stat().st_nlink) == (0o600, 2)
+    assert len(read_output(other_name, 24000)) == 12000
+
+
+def test_the_render_function_refuses_an_output_that_is_not_a_regular_file(make_wav: Callable[..., Path],
+                                                                         tmp_path: Path) -> None:
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        render(str(make_wav(tone(16000, 0.1), 16000)), str(fifo))
+    assert fifo.is_fifo()
+
+
 @pytest.mark.parametrize("output", ["-", "/dev/stdout", "/dev/null"])
 def test_a_wav_output_must_be_a_regular_file(output: str, make_wav: Callable[..., Path], cli: Cli) -> None:
     """Not standard output, a device or a pipe: the WAV header is written last, in place."""

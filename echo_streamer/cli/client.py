@@ -1,8 +1,8 @@
 """Client commands for a running daemon: ``say``, ``interrupt``, ``status``, ``events``.
 
 Plain standard-library HTTP, so they start fast and need nothing but a daemon to talk to;
-``urllib.request`` (which loads ``http.client``, ``email`` and ``ssl``) only when a request is
-made, so that every other command starts without it.
+``http.client`` (which loads ``email`` and ``ssl``) only when a request is made, so that every
+other command starts without it.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import click
 
 from .session import MAX_WAIT_RANGE, say
+
+if TYPE_CHECKING:
+    import http.client
 
 EXIT_REFUSED = 1
 EXIT_NO_DAEMON = 2
@@ -80,46 +83,97 @@ class _Daemon:
         token = bearer_token(token_file)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    def call(self, method: str, path: str, body: Any = None, *, data: Any = None,
+    def call(self, method: str, path: str, body: Any = None, *, upload: BinaryIO | None = None,
              timeout: float | None = CALL_S) -> Any:
-        """The JSON answer; exits with a message on an HTTP error or when the daemon is unreachable."""
+        """The JSON answer to a request with JSON ``body``, or with ``upload`` as its (chunked)
+        body; exits with a message on an HTTP error or when the daemon is unreachable."""
         headers = dict(self._headers)
+        data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        with self._open(method, path, data, headers, timeout) as response:
+        response = self._open(method, path, headers, timeout, data if upload is None else upload)
+        with response:
             return json.load(response)
 
     def lines(self, path: str) -> Iterator[str]:
-        with self._open("GET", path, None, self._headers, None) as response:
-            for line in response:
-                yield line.decode().rstrip("\r\n")
+        """The answer's lines as they come, until the daemon ends it (or the connection breaks)."""
+        import http.client
 
-    def _open(self, method: str, path: str, data: Any, headers: dict[str, str], timeout: float | None) -> Any:
-        import urllib.error
-        import urllib.request
+        with self._open("GET", path, self._headers, None) as response:
+            try:
+                for line in response:
+                    yield line.decode().rstrip("\r\n")
+            except (http.client.HTTPException, OSError):
+                return
 
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+    def _open(self, method: str, path: str, headers: dict[str, str], timeout: float | None,
+              body: bytes | BinaryIO | None = None) -> http.client.HTTPResponse:
+        import http.client
+
+        url = urllib.parse.urlsplit(self.url + path)
+        kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         # A refused connection sent nothing (an upload's body is read only once connected), so
         # trying again is safe.
         gives_up = time.monotonic() + self.connect_timeout
         while True:
+            connection = kind(url.hostname or "", url.port, timeout=timeout)
             try:
-                return urllib.request.urlopen(request, timeout=timeout)
-            except urllib.error.HTTPError as error:
-                try:
-                    message = json.load(error).get("error", error.reason)
-                except ValueError:
-                    message = error.reason
-                say(f"echo-streamer: {method} {request.selector}: {message} (HTTP {error.code})")
-                sys.exit(EXIT_REFUSED)
-            except (urllib.error.URLError, OSError) as error:
-                reason = getattr(error, "reason", error)
-                if isinstance(reason, ConnectionRefusedError) and time.monotonic() < gives_up:
-                    time.sleep(_CONNECT_RETRY_S)
-                    continue
-                say(f"echo-streamer: no daemon at {self.url} ({reason})")
-                sys.exit(EXIT_NO_DAEMON)
+                connection.connect()
+                break
+            except ConnectionRefusedError as error:
+                if time.monotonic() >= gives_up:
+                    self._unreachable(error)
+                time.sleep(_CONNECT_RETRY_S)
+            except OSError as error:
+                self._unreachable(error)
+        target = url.path + (f"?{url.query}" if url.query else "")
+        try:
+            if body is None or isinstance(body, bytes):
+                connection.request(method, target, body=body, headers=headers)
+            else:
+                connection.putrequest(method, target)
+                for name, value in {**headers, "Transfer-Encoding": "chunked"}.items():
+                    connection.putheader(name, value)
+                connection.endheaders()
+                _send_chunked(connection, body)
+            response = connection.getresponse()
+        except (http.client.HTTPException, OSError) as error:
+            self._unreachable(error)
+        if response.status >= 400:
+            try:
+                message = json.load(response).get("error", response.reason)
+            except ValueError:
+                message = response.reason
+            say(f"echo-streamer: {method} {target}: {message} (HTTP {response.status})")
+            sys.exit(EXIT_REFUSED)
+        return response
+
+    def _unreachable(self, error: Exception) -> NoReturn:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        say(f"echo-streamer: no daemon at {self.url} ({reason})")
+        sys.exit(EXIT_NO_DAEMON)
+
+
+def _send_chunked(connection: http.client.HTTPConnection, stream: BinaryIO) -> None:
+    """Send what ``stream`` holds as a chunked body, each chunk as soon as it can be read. An
+    answer the daemon gives before the body ends (408 for an upload that stalled, 413) ends the
+    sending at once, rather than when the stream next delivers (a TTS pipe may be quiet for long)."""
+    import select
+
+    assert connection.sock is not None
+    source, answer = stream.fileno(), connection.sock
+    try:
+        while True:
+            readable, _, _ = select.select([source, answer], [], [])
+            if answer in readable:
+                return
+            chunk = os.read(source, _UPLOAD_CHUNK)
+            connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if not chunk:  # that was the last, empty, chunk
+                return
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the daemon stopped reading: its answer says why
 
 
 @click.command("say")
@@ -155,18 +209,11 @@ def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, da
             say(f"echo-streamer: {file}: {error.strerror}")
             sys.exit(EXIT_REFUSED)
         with stream:
-            answer = daemon.call("POST", "/v1/stream" + (f"?{query}" if query else ""), data=_chunks(stream),
-                                 timeout=None)
+            answer = daemon.call("POST", "/v1/stream" + (f"?{query}" if query else ""), upload=stream, timeout=None)
     click.echo(answer["id"])
     if answer.get("error"):
         say(f"echo-streamer: {answer['error']}")
         sys.exit(EXIT_REFUSED)
-
-
-def _chunks(stream: Any) -> Iterator[bytes]:
-    """What the file or pipe holds, each chunk as soon as it is there (a TTS pipe is not read to its end first)."""
-    while chunk := stream.read1(_UPLOAD_CHUNK):
-        yield chunk
 
 
 @click.command()

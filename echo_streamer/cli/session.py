@@ -281,7 +281,9 @@ async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts
 class _HeldSignals:
     """Signals that come while a streaming command starts up (imports, checks, the SDK's start),
     before the event loop's handlers are in place: noted instead of ending the process (or, for
-    SIGINT, raising KeyboardInterrupt), and acted on once the handlers are (:meth:`take`)."""
+    SIGINT, raising KeyboardInterrupt), and acted on once the handlers are (:meth:`take`). A
+    second SIGINT or SIGTERM meanwhile ends the process by the signal's default action: a start
+    stuck on something (an output FIFO no one reads, a sound card that hangs) can be stopped."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -298,6 +300,10 @@ class _HeldSignals:
         return received
 
     def _note(self, signum: int, _frame: object) -> None:
+        stops = (signal.SIGINT, signal.SIGTERM)
+        if signum in stops and any(earlier in stops for earlier in self._received):
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
         self._received.append(signum)
 
 

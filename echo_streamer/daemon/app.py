@@ -105,14 +105,14 @@ def _guard(token: str | None, request_s: float) -> Any:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected is not None:
-            # The scheme's name is case-insensitive (RFC 9110); the token is compared in constant time.
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-                return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
-        elif (refusal := _from_elsewhere(request)) is not None:
-            return _error(403, refusal)
         try:
+            if expected is not None:
+                # The scheme's name is case-insensitive (RFC 9110); the token is compared in constant time.
+                scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+                if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+                    return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+            elif (refusal := _from_elsewhere(request)) is not None:
+                return _error(403, refusal)
             if request.path in _OPEN_ENDED:
                 return await handler(request)
             return await asyncio.wait_for(handler(request), request_s)

@@ -200,8 +200,10 @@ class Streamer:
         then leave and shut down.
 
         Safe to call more than once and from several tasks: each waits for the one shutdown, which
-        runs to its end even when a caller is cancelled meanwhile (the caller's cancellation is
-        raised once it is done), so a second Ctrl-C does not leave the room half left.
+        runs to its end even when a caller task is cancelled meanwhile (the caller's cancellation
+        is raised once it is done). Under ``asyncio.run``, a KeyboardInterrupt (a second Ctrl-C
+        without a signal handler of your own) cancels every task, the shutdown's too: install
+        handlers for SIGINT/SIGTERM that call ``close()``, as the CLI does.
         """
         if self._loop is None:
             return
@@ -221,36 +223,39 @@ class Streamer:
         self._closing.result()
 
     async def _shut_down(self) -> None:
-        if self._started:
-            assert self._drained is not None
-            with self._lock:
-                busy = self._playout.busy
-            if busy:
-                await self._interrupt("now", False, DEFAULT_MAX_WAIT_MS).wait()
-            with self._lock:
-                self._stopping = True
-                if self._playout.in_flight == 0:
-                    self._drained.set()
-            await self._drained.wait()
-            with self._lock:
-                self._end_rest(time.monotonic())
-            self._feed_queue.put(None)
-            # The decoder notices the stop within one block; give up on one stuck in a read.
-            assert self._feeder is not None
-            await asyncio.to_thread(self._feeder.join, FEEDER_JOIN_S)
-            _FAST_SWITCHING.release()
-        if self._deadline is not None:
-            await asyncio.to_thread(self._deadline.close)
-        if self._output is not None:
-            await self._output.close()
-            self._output = None
-        if self._capture is not None:
-            self._capture.close()
-        if self._message_log is not None:
-            self._message_log.close()
-        if self._started:
-            self._emit("stream_finished", time.monotonic(), self.stats())
-        self._event_feed.close(time.monotonic())
+        try:
+            if self._started:
+                assert self._drained is not None
+                with self._lock:
+                    busy = self._playout.busy
+                if busy:
+                    await self._interrupt("now", False, DEFAULT_MAX_WAIT_MS).wait()
+                with self._lock:
+                    self._stopping = True
+                    if self._playout.in_flight == 0:
+                        self._drained.set()
+                await self._drained.wait()
+                with self._lock:
+                    self._end_rest(time.monotonic())
+                self._feed_queue.put(None)
+                # The decoder notices the stop within one block; give up on one stuck in a read.
+                assert self._feeder is not None
+                await asyncio.to_thread(self._feeder.join, FEEDER_JOIN_S)
+            if self._deadline is not None:
+                await asyncio.to_thread(self._deadline.close)
+            if self._output is not None:
+                await self._output.close()
+                self._output = None
+            if self._capture is not None:
+                self._capture.close()
+            if self._message_log is not None:
+                self._message_log.close()
+            if self._started:
+                self._emit("stream_finished", time.monotonic(), self.stats())
+            self._event_feed.close(time.monotonic())
+        finally:
+            if self._started:
+                _FAST_SWITCHING.release()
 
     async def __aenter__(self) -> Streamer:
         await self.start()
@@ -557,7 +562,9 @@ class Streamer:
         in the source: a new one takes over the queue, and this one ends (closing the source in its
         own thread) once the source returns."""
         with self._lock:
-            if self._feeding is segment and not self._stopping:
+            # Not for live input: it never blocks past LiveInput.SILENT_DEVICE_S, and a second
+            # reader of the same card would take blocks meant for the segment after the cut.
+            if self._feeding is segment and segment.drift is None and not self._stopping:
                 self._start_feeder()
 
     def _feed(self, segment: Segment) -> None:
