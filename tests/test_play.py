@@ -409,15 +409,17 @@ def test_a_second_stop_signal_ends_a_start_that_is_stuck(short_wav: Path, tmp_pa
 
 
 @pytest.mark.parametrize("delay_s", [0.1, 0.2, 0.35])
-def test_signals_while_play_starts_are_acted_on(delay_s: float, short_wav: Path, tmp_path: Path) -> None:
+def test_signals_while_play_starts_are_acted_on(delay_s: float, make_wav: Callable[..., Path],
+                                                tmp_path: Path) -> None:
     """A signal that comes while play is still starting (importing, starting the SDK: about the
     first 0.2 s here) does not end it by its default action: SIGTERM stops it with status 0;
     SIGUSR1 interrupts what it was told to play, held until the files are queued: neither plays
     to its end (both dropped before a sample went out, or, sent just as the stream started, the
     first cut and the second dropped)."""
+    long_wav = make_wav(tone(22050, 1.0), 22050, name="long.wav")  # still playing at the latest signal
     for signum in (signal.SIGTERM, signal.SIGUSR1):
         events = tmp_path / f"{signum.name}-{delay_s}.jsonl"
-        process = subprocess.Popen(cli_command("play", short_wav, short_wav, "--events", events),
+        process = subprocess.Popen(cli_command("play", long_wav, long_wav, "--events", events),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
         time.sleep(delay_s)
         process.send_signal(signum)

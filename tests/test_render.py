@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -138,6 +139,50 @@ def test_a_named_pipe_is_read_as_stdin_is(stereo_music: Path, cli: Cli, tmp_path
     writer.join(10)
     render_cli(cli, stereo_music, from_file)
     assert np.array_equal(read_output(from_fifo, 24000), read_output(from_file, 24000))
+
+
+def test_wavs_back_to_back_on_stdin_render_as_one_stream(cli: Cli, tmp_path: Path) -> None:
+    """Two espeak-ng WAVs written one after the other (a TTS run per sentence) render as their
+    samples joined, as ``pipe`` plays them: the second header is not heard as a click; a WAV of
+    another format after the first is one line and status 1, not silently dropped."""
+    one, two = (run("espeak-ng", "--stdout", text) for text in ("One.", "Two."))
+    joined = tmp_path / "joined.wav"
+    samples = [soundfile.read(io.BytesIO(data), dtype="int16")[0] for data in (one, two)]
+    soundfile.write(joined, np.concatenate(samples), 22050, subtype="PCM_16")
+    from_stdin, from_file = tmp_path / "stdin.wav", tmp_path / "file.wav"
+    render_cli(cli, "-", from_stdin, stdin=one + two)
+    render_cli(cli, joined, from_file)
+    assert np.array_equal(read_output(from_stdin, 24000), read_output(from_file, 24000))
+    other = io.BytesIO()
+    soundfile.write(other, np.zeros(4800, np.int16), 48000, format="WAV", subtype="PCM_16")
+    result = cli("render", "-", "-o", tmp_path / "mixed.wav", stdin=one + other.getvalue())
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "one format per stream" in result.stderr
+
+
+@pytest.mark.parametrize("via", ["render -", "pipe"])
+def test_a_wav_of_coded_samples_on_a_stream_goes_to_ffmpeg(via: str, cli: Cli, tmp_path: Path) -> None:
+    """IMA ADPCM (or GSM) in a WAV is no PCM to decode ourselves: on a stream ffmpeg decodes it
+    (the reference: ffmpeg's decode of it, rendered; libsndfile, which decodes the file, rounds
+    ADPCM differently)."""
+    source = tmp_path / "tone.wav"
+    soundfile.write(source, tone(16000, 1.0), 16000, subtype="PCM_16")
+    adpcm, decoded = tmp_path / "adpcm.wav", tmp_path / "decoded.wav"
+    run("ffmpeg", "-v", "error", "-i", source, "-c:a", "adpcm_ima_wav", adpcm)
+    run("ffmpeg", "-v", "error", "-i", adpcm, "-c:a", "pcm_s16le", decoded)
+    from_file, streamed = tmp_path / "file.wav", tmp_path / "streamed.wav"
+    render_cli(cli, decoded, from_file)
+    if via == "render -":
+        render_cli(cli, "-", streamed, stdin=adpcm.read_bytes())
+    else:
+        result = cli("pipe", "--capture", streamed, "--gap-ms", "10", stdin=adpcm.read_bytes(), timeout=30)
+        assert result.returncode == 0, result.stderr
+    want, got = read_output(from_file, 24000), read_output(streamed, 24000)
+    if via == "render -":
+        assert len(got) == len(want) and np.max(np.abs(got.astype(np.int32) - want)) <= 1
+    else:  # streams have their own low-latency resampler: the same signal, not the same LSBs
+        audible = got[np.flatnonzero(got)[0]:][:len(want) - 480].astype(np.float64)
+        error = audible - want[:len(audible)]
+        assert len(audible) == len(want) - 480 and 10 * np.log10(np.sum(audible ** 2) / np.sum(error ** 2)) > 40
 
 
 def test_render_function(speech: Path, tmp_path: Path) -> None:

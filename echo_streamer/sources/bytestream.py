@@ -12,9 +12,10 @@ import numpy as np
 from ..errors import InputError
 from .base import AudioSource, check_format, checked
 from .ffmpeg import FfmpegSource
-from .formats import AUTO
+from .formats import AUTO, RAW_FORMATS
 from .rawpcm import SampleDecoder
-from .wavheader import SIGNATURE_SIZE, find_wav_signature, read_wav_header, starts_with_wav_signature
+from .wavheader import (SIGNATURE_SIZE, UnsupportedWavFormat, find_wav_signature, read_wav_header,
+                        starts_with_wav_signature)
 
 # What a RIFF chunk's id looks like (LIST, id3 , bext, _PMX, ...): four letters, digits,
 # underscores or spaces, not all spaces.
@@ -85,13 +86,17 @@ class RawStreamSource:
     otherwise the size was stale and they run on. With ``wav=True`` (the samples are a WAV's), another WAV may follow
     (a TTS that writes one per sentence, sent back to back): its header is read, not played, and
     its samples go on in the same stream if its format is the same, else :class:`InputError`.
+    With ``block_seconds``, for a stream read as fast as it can be, blocks are that long instead
+    (the last, and one before a further WAV's header, shorter).
     """
 
     duration: float | None = None
 
     def __init__(self, reader: ChunkReader, name: str, sample_format: str, rate: int, channels: int,
-                 data_bytes: int | None = None, *, wav: bool = False) -> None:
+                 data_bytes: int | None = None, *, wav: bool = False, block_seconds: float | None = None) -> None:
         check_format(name, rate, channels)
+        self._block_bytes = None if block_seconds is None else (
+            max(1, round(block_seconds * rate)) * RAW_FORMATS[sample_format] * channels)
         self._data_left = data_bytes
         self._pad = (data_bytes or 0) & 1  # a chunk after odd-sized data starts a byte later
         self._wav = wav
@@ -113,7 +118,7 @@ class RawStreamSource:
             raise InputError(self.name, "empty stream: not one whole sample in it")
 
     def _decoded(self) -> Iterator[np.ndarray]:
-        while (chunk := self._reader.next_chunk()) is not None:
+        while (chunk := self._next_chunk()) is not None:
             if self._wav and self._data_left is None:  # a real data size ends the samples itself, below
                 chunk = self._up_to_next_wav(chunk)
             at_data_end = self._data_left is not None and len(chunk) >= self._data_left
@@ -136,6 +141,11 @@ class RawStreamSource:
                     self._read_next_header()
                 elif _ends_the_samples(after):
                     return
+
+    def _next_chunk(self) -> bytes | None:
+        if self._block_bytes is None:
+            return self._reader.next_chunk()
+        return self._reader.read(self._block_bytes) or None
 
     def _up_to_next_wav(self, chunk: bytes) -> bytes:
         """``chunk`` up to the signature of a next WAV in it (the rest is put back, and its header
@@ -179,13 +189,16 @@ def _ends_the_samples(after: bytes) -> bool:
 
 
 def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AUTO, rate: int | None = None,
-                     channels: int | None = None) -> AudioSource:
+                     channels: int | None = None, *, streaming: bool = True,
+                     block_seconds: float = _FFMPEG_BLOCK_SECONDS) -> AudioSource:
     """Open a byte stream for decoding as it arrives; blocks until its first bytes (or header) are in.
 
     ``sample_format="auto"`` reads a WAV header if there is one (its size fields are not trusted:
     streamed WAVs write placeholders there; :class:`RawStreamSource` has the one exception) and
-    hands anything else to a streaming ffmpeg decoder (MP3, Ogg, ...). A raw format (one of
-    ``formats.RAW_FORMATS``) needs ``rate`` and ``channels``.
+    hands anything else to ffmpeg (MP3, Ogg, ..., and WAVs of coded samples: ADPCM, GSM). A raw
+    format (one of ``formats.RAW_FORMATS``) needs ``rate`` and ``channels``. ffmpeg decodes as
+    bytes arrive (``streaming``, in blocks of whatever is decoded) or, for a stream read as fast
+    as it can be (standard input to ``render``), with its usual probing, in ``block_seconds``.
     Raises :class:`InputError` naming the stream for an empty stream, a bad header or a format
     ffmpeg cannot decode.
     """
@@ -199,22 +212,43 @@ def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AU
         if not head:
             raise InputError(name, "empty stream")
         if starts_with_wav_signature(head):  # other RIFF streams (AVI, WebP...) are ffmpeg's
-            header = read_wav_header(reader, name)
+            lookahead = _Lookahead(reader)
+            try:
+                header = read_wav_header(lookahead, name)
+            except UnsupportedWavFormat as unsupported:  # the header is still unread: ffmpeg reads it
+                try:
+                    return _ffmpeg_stream(reader, name, streaming, block_seconds)
+                except InputError:  # ffmpeg's reason for a codec it lacks is vaguer
+                    raise unsupported from None
+            reader.read(lookahead.read_so_far)
             return RawStreamSource(reader, name, header.sample_format, header.rate, header.channels,
-                                   header.data_bytes, wav=True)
+                                   header.data_bytes, wav=True, block_seconds=None if streaming else block_seconds)
     except BaseException:
         reader.close()
         raise
-    return _ffmpeg_stream(reader, name)
+    return _ffmpeg_stream(reader, name, streaming, block_seconds)
 
 
-def _ffmpeg_stream(reader: ChunkReader, name: str) -> AudioSource:
+class _Lookahead:
+    """Reads a :class:`ChunkReader` ahead without consuming it (blocking, as its reads do)."""
+
+    def __init__(self, reader: ChunkReader) -> None:
+        self._reader = reader
+        self.read_so_far = 0
+
+    def read(self, size: int, /) -> bytes:
+        data = self._reader.peek(self.read_so_far + size)[self.read_so_far:]
+        self.read_so_far += len(data)
+        return data
+
+
+def _ffmpeg_stream(reader: ChunkReader, name: str, streaming: bool, block_seconds: float) -> AudioSource:
     """Decode with ffmpeg, fed from ``reader`` by a thread through a pipe."""
     read_end, write_end = os.pipe()
     pump = _Pump(reader, write_end)
     with os.fdopen(read_end, "rb", buffering=0) as stdin:
         try:
-            source = checked(FfmpegSource("-", _FFMPEG_BLOCK_SECONDS, stdin, name=name, streaming=True))
+            source = checked(FfmpegSource("-", block_seconds, stdin, name=name, streaming=streaming))
         except InputError:
             pump.raise_failure()
             raise

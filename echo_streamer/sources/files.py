@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import array
-import fcntl
 import os
-import select
 import stat
 import sys
-import termios
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..errors import InputError
 from .base import AudioSource, check_format, checked
+from .bytestream import open_byte_stream
 from .ffmpeg import FfmpegSource
 from .libsndfile import NotForLibsndfile, SoundFileSource
 from .wavheader import read_wav_header, starts_with_wav_signature
 
 BLOCK_SECONDS = 0.5
+# Standard input and FIFOs are read in reads of at most this many bytes.
+STREAM_CHUNK = 1 << 16
 
 
 def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float = BLOCK_SECONDS) -> AudioSource:
@@ -33,15 +33,14 @@ def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float
 
 def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> AudioSource:
     if path == "-":
-        return _stream_decoder(stdin or sys.stdin.buffer, path, block_seconds)
+        return _stream_decoder(stdin or sys.stdin.buffer, path, block_seconds, close=False)
     head = _check_file(path)
     if head is None:  # a FIFO, /dev/stdin, a <(process substitution): read once, as it comes, like stdin
         try:
             stream = open(path, "rb")
         except OSError as error:  # a socket, a FIFO not readable to us
             raise InputError(path, error.strerror or str(error)) from None
-        with stream:  # ffmpeg reads its own copy of the descriptor
-            return _stream_decoder(stream, path, block_seconds)
+        return _stream_decoder(stream, path, block_seconds, close=True)
     if _prefers_ffmpeg(path, head):
         return FfmpegSource(path, block_seconds)
     try:
@@ -55,35 +54,21 @@ def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> Au
         raise fault or error from None
 
 
-def _stream_decoder(stream: BinaryIO, name: str, block_seconds: float) -> FfmpegSource:
-    """ffmpeg decoding ``stream`` (standard input, a FIFO), which must not be empty: ffmpeg's
-    reason for an empty one is the one it gives for garbage."""
-    if _at_end(stream):
-        raise InputError(name, "empty stream")
-    return FfmpegSource("-", block_seconds, stream, name=name)
+def _stream_decoder(stream: BinaryIO, name: str, block_seconds: float, *, close: bool) -> AudioSource:
+    """Standard input or a FIFO, read once as it comes (and closed at its end if ``close``), as
+    ``pipe`` reads it: a WAV by us (WAVs of one format sent back to back too, their headers not
+    played), anything else by ffmpeg fed through a pipe."""
+    return open_byte_stream(_chunks(stream, close), name, streaming=False, block_seconds=block_seconds)
 
 
-def _at_end(stream: BinaryIO) -> bool:
-    """Whether ``stream`` ends before its first byte, found without reading from it. Blocks until
-    a pipe has its first byte or its end. A regular file is at its end at its size, /dev/null
-    always; any other device (a terminal, a sound card) never counts as empty."""
+def _chunks(stream: BinaryIO, close: bool) -> Iterator[bytes]:
+    read = getattr(stream, "read1", stream.read)
     try:
-        descriptor = stream.fileno()
-    except (OSError, ValueError):  # not a file (an in-memory stream)
-        return False
-    status = os.fstat(descriptor)
-    if stat.S_ISREG(status.st_mode):
-        return os.lseek(descriptor, 0, os.SEEK_CUR) >= status.st_size
-    if stat.S_ISCHR(status.st_mode):
-        return os.path.samestat(status, os.stat(os.devnull))
-    if not stat.S_ISFIFO(status.st_mode):
-        return False
-    poller = select.poll()
-    poller.register(descriptor, select.POLLIN)
-    poller.poll()  # the first byte, or every writer gone
-    waiting = array.array("i", [0])
-    fcntl.ioctl(descriptor, termios.FIONREAD, waiting)
-    return waiting[0] == 0
+        while chunk := read(STREAM_CHUNK):
+            yield chunk
+    finally:
+        if close:
+            stream.close()
 
 
 def _wav_header_fault(path: str) -> InputError | None:

@@ -29,6 +29,10 @@ class Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
+class UnsupportedWavFormat(InputError):
+    """A WAV whose samples are coded (ADPCM, GSM, ...) rather than PCM, float or G.711."""
+
+
 @dataclass(frozen=True)
 class WavHeader:
     rate: int
@@ -79,7 +83,7 @@ def _parse_fmt(fmt: bytes, name: str) -> WavHeader:
         tag = struct.unpack("<H", fmt[24:26])[0]
     sample_format = _SAMPLE_FORMATS.get((tag, bits))
     if sample_format is None:
-        raise InputError(name, f"unsupported WAV sample format (tag {tag:#x}, {bits} bits)")
+        raise UnsupportedWavFormat(name, f"unsupported WAV sample format (tag {tag:#x}, {bits} bits)")
     return WavHeader(rate=rate, channels=channels, sample_format=sample_format)
 
 
