@@ -628,6 +628,17 @@ def test_sigterm_while_playing_uploading_and_watched_exits_0_within_3_s(daemon: 
     assert events[-1]["state"] == "stopped"
 
 
+@pytest.mark.parametrize("delay_s", [0.15, 0.4])
+def test_sigterm_while_the_daemon_starts_exits_0(delay_s: float) -> None:
+    """Held until its handlers are in place (not fatal by default action), then acted on."""
+    process = subprocess.Popen(cli_command("daemon", "--listen", "127.0.0.1:0"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=offline_env())
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGTERM)
+    _stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0 and "Traceback" not in stderr, (process.returncode, stderr)
+
+
 def test_sigterm_with_a_stalled_upload_answers_it_and_exits_at_once(daemon: Daemon) -> None:
     """An uploader that sent a little and went quiet gets a 503 saying the daemon is stopping,
     and does not hold up the exit (it used to wait out the server's shutdown timeout)."""

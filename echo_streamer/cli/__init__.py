@@ -18,7 +18,7 @@ from .render import render
 from .session import HELD_SIGNALS
 
 # Commands that stream: a signal that comes while they start is held for the stream to act on.
-STREAMING = ("play", "pipe", "live")
+STREAMING = ("play", "pipe", "live", "daemon")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

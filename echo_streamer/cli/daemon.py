@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
 import click
 
 from .client import bearer_token
-from .session import divert_native_stderr, exit_with, say, stream_options, streamer_config
+from .session import HELD_SIGNALS, divert_native_stderr, exit_with, say, stream_options, streamer_config
 
 EXIT_CANNOT_LISTEN = 2
 
@@ -53,8 +54,7 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
     """
     import asyncio
 
-    from ..daemon.app import ApiLimits
-    from ..daemon.app import is_loopback
+    from ..daemon.app import ApiLimits, is_loopback
     from ..daemon.server import ListenError, parse_listen, serve
     from ..daemon.service import Daemon, DaemonConfig
 
@@ -71,12 +71,17 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
     limits = ApiLimits(request_s=request_timeout, upload_bytes=max_upload_mb << 20, upload_idle_s=upload_idle_s)
     divert_native_stderr(options["sdk_log"])
 
-    def listening(url: str) -> None:
-        where = "offline: no room URL" if config.streamer.room_url is None else config.streamer.room_url
-        say(f"echo-streamer: daemon listening on {url} ({where})")
-
     async def main() -> Daemon:
         daemon = Daemon(config)
+
+        def listening(url: str) -> None:
+            where = "offline: no room URL" if config.streamer.room_url is None else config.streamer.room_url
+            say(f"echo-streamer: daemon listening on {url} ({where})")
+            # Its own handlers are in place now: a SIGINT or SIGTERM held while it started stops it
+            # (interrupt signals mean nothing to the daemon: they are dropped, not fatal).
+            if {signal.SIGINT, signal.SIGTERM} & set(HELD_SIGNALS.take()):
+                daemon.stop()
+
         await serve(daemon, host, port, token, limits, listening, options["events_path"])
         return daemon
 
