@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
 import click
 
 from .client import bearer_token
-from .session import HELD_SIGNALS, divert_native_stderr, exit_with, say, stream_options, streamer_config
+from .session import (HELD_SIGNALS, STOP_SIGNALS, divert_native_stderr, exit_with, say, stream_options,
+                      streamer_config)
 
 EXIT_CANNOT_LISTEN = 2
 
@@ -79,7 +79,7 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
             say(f"echo-streamer: daemon listening on {url} ({where})")
             # Its own handlers are in place now: a SIGINT or SIGTERM held while it started stops it
             # (interrupt signals mean nothing to the daemon: they are dropped, not fatal).
-            if {signal.SIGINT, signal.SIGTERM} & set(HELD_SIGNALS.take()):
+            if set(STOP_SIGNALS) & set(HELD_SIGNALS.take()):
                 daemon.stop()
 
         await serve(daemon, host, port, token, limits, listening, options["events_path"])

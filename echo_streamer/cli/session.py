@@ -257,7 +257,7 @@ async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts
     stop = _stop_on_signals()
     interrupts.install(streamer)
     for signum in HELD_SIGNALS.take():
-        if signum in (signal.SIGINT, signal.SIGTERM):
+        if signum in STOP_SIGNALS:
             stop.set()
         else:
             interrupts.request(streamer, _INTERRUPT_MODES[signum])
@@ -278,6 +278,11 @@ async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts
     return EXIT_BAD_INPUT if any(segment.error for segment in segments) else 0
 
 
+# Signals that stop a streaming command, and those that interrupt its stream (and how).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_INTERRUPT_MODES: dict[int, str] = {signal.SIGUSR1: "now", signal.SIGUSR2: "next_pause"}
+
+
 class _HeldSignals:
     """Signals that come while a streaming command starts up (imports, checks, the SDK's start),
     before the event loop's handlers are in place: noted instead of ending the process (or, for
@@ -285,7 +290,7 @@ class _HeldSignals:
     second SIGINT or SIGTERM meanwhile ends the process by the signal's default action: a start
     stuck on something (an output FIFO no one reads, a sound card that hangs) can be stopped."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+    SIGNALS = (*STOP_SIGNALS, *_INTERRUPT_MODES)
 
     def __init__(self) -> None:
         self._received: list[int] = []
@@ -300,15 +305,13 @@ class _HeldSignals:
         return received
 
     def _note(self, signum: int, _frame: object) -> None:
-        stops = (signal.SIGINT, signal.SIGTERM)
-        if signum in stops and any(earlier in stops for earlier in self._received):
+        if signum in STOP_SIGNALS and any(earlier in STOP_SIGNALS for earlier in self._received):
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
         self._received.append(signum)
 
 
 HELD_SIGNALS = _HeldSignals()
-_INTERRUPT_MODES: dict[int, str] = {signal.SIGUSR1: "now", signal.SIGUSR2: "next_pause"}
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -316,7 +319,7 @@ def _stop_on_signals() -> asyncio.Event:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     return stop
 
