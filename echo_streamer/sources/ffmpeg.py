@@ -76,9 +76,10 @@ class FfmpegSource:
             raise self._failure("ffmpeg did not deliver float32 PCM")
         self.rate = header.rate
         self.channels = header.channels
-        self.duration = self._logged_duration()
+        log = self._log_text()
+        self.duration = _logged_duration(log)
         # What a truncated file is measured against: not a duration ffmpeg only guessed.
-        self._declared_duration = None if _GUESSED_DURATION in self._log_text() else self.duration
+        self._declared_duration = None if _GUESSED_DURATION in log else self.duration
         self._block_frames = max(1, round(block_seconds * self.rate))
 
     def blocks(self) -> Iterator[np.ndarray]:
@@ -128,10 +129,11 @@ class FfmpegSource:
     def _logged_errors(self) -> list[str]:
         return [m.decode(errors="replace").strip() for m in _ERROR_LINE.findall(self._log_text())]
 
-    def _logged_duration(self) -> float | None:
-        match = _DURATION.search(self._log_text())
-        if match is None:
-            return None
-        hours, minutes, seconds = match.groups()
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+def _logged_duration(log: bytes) -> float | None:
+    match = _DURATION.search(log)
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
