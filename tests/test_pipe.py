@@ -567,6 +567,46 @@ def test_follow_refuses_an_anonymous_pipe(cli: Cli) -> None:
     assert result.returncode == 2 and "not an anonymous pipe" in result.stderr, result.stderr
 
 
+def test_opening_what_is_no_fifo_any_more_is_one_clear_error(tmp_path: Path) -> None:
+    """--follow reopens its FIFO for each writer: one removed, or replaced by a regular file (which
+    would be replayed for ever), between two writers is an error naming it."""
+    path = tmp_path / "say"
+    with pytest.raises(InputError, match=f"^{path}: cannot open it: No such file or directory$"):
+        PipeReader.open(str(path), fifo=True)
+    path.write_bytes(b"\0" * 100)
+    with pytest.raises(InputError, match=f"^{path}: is no longer a named FIFO$"):
+        PipeReader.open(str(path), fifo=True)
+    reader = PipeReader.open(str(path))  # without --follow a regular file is read once
+    try:
+        assert b"".join(reader.utterance()) == b"\0" * 100
+    finally:
+        reader.close()
+
+
+def test_closed_standard_input_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(["bash", "-c", 'exec "$@" <&-', "-", *map(str, cli_command("pipe"))],
+                            capture_output=True, text=True, env=offline_env(), timeout=60)
+    lines = [line for line in result.stderr.splitlines() if "offline" not in line]
+    assert result.returncode == 1 and lines == ["echo-streamer: -: standard input is closed"], result.stderr
+
+
+def test_a_non_blocking_standard_input_is_read_as_it_comes(tmp_path: Path) -> None:
+    """A writer that set O_NONBLOCK on the pipe it hands over (the flag is shared): the first
+    empty read is no end of the stream."""
+    events = tmp_path / "events.jsonl"
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    process = subprocess.Popen(cli_command("pipe", "--format", "s16le", "--input-rate", RATE, "--events", events),
+                               stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
+    os.close(read_end)
+    with os.fdopen(write_end, "wb") as writer:
+        time.sleep(0.5)
+        writer.write(pcm16_tone(0.2, 440.0).tobytes())
+    _stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert [e["samples"] for e in read_events(events) if e["event"] == "item_finished"] == [4800]
+
+
 def test_raw_22050_s16le_pipe_as_in_the_readme(tmp_path: Path) -> None:
     """The README's raw example: espeak-ng's speech converted by sox to headerless 22050 Hz s16le
     (the shape piper --output-raw writes) and piped in: exit 0, one segment of the right length."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..sources.formats import AUTO, STREAM_FORMATS
-from .session import run_streaming, streaming_options
+from .session import EXIT_BAD_INPUT, run_streaming, say, streaming_options
 
 if TYPE_CHECKING:
     import asyncio
@@ -67,14 +67,18 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
         _check_input(input_path, follow)
     elif follow:
         raise click.UsageError("--follow needs --input PATH (a named FIFO to reopen)")
+    elif sys.stdin is None:  # closed as we started: descriptor 0 may be another file's by now
+        say("echo-streamer: -: standard input is closed")
+        sys.exit(EXIT_BAD_INPUT)
 
     async def pipe_segments(streamer: Streamer, segments: list[Segment]) -> None:
         split_wav = sample_format == AUTO
-        reader = await _opened(input_path, split_wav)
+        reader = await _opened(input_path, split_wav, follow)
         while True:
             segment = streamer.stream_bytes(reader.utterance(), sample_format=sample_format, rate=input_rate,
                                             channels=channels, name=reader.name)
-            segments.append(segment)
+            # Only the failed ones matter for the exit status: a long --follow keeps no more.
+            segments[:] = [kept for kept in segments if kept.error or not kept.done()] + [segment]
             await _utterance_over(reader, segment)
             if reader.next_utterance():
                 continue
@@ -83,7 +87,7 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
                 break
             # Open the next reader before closing this one: while no reader is open the FIFO
             # drops what a writer already put in it.
-            next_reader = await _opened(input_path, split_wav)
+            next_reader = await _opened(input_path, split_wav, follow)
             reader.close()
             reader = next_reader
         await streamer.drain()
@@ -108,12 +112,12 @@ def _check_input(path: str, follow: bool) -> None:
                                  param_hint="--input")
 
 
-async def _opened(path: str | None, split_wav: bool) -> PipeReader:
+async def _opened(path: str | None, split_wav: bool, follow: bool) -> PipeReader:
     from ..sources.pipe import PipeReader
 
     if path is None:
-        return PipeReader(os.dup(sys.stdin.fileno()), "-", split_wav)
-    return await _in_thread(PipeReader.open, path, split_wav)
+        return PipeReader.stdin(split_wav)
+    return await _in_thread(lambda: PipeReader.open(path, split_wav, fifo=follow))
 
 
 async def _utterance_over(reader: PipeReader, segment: Segment) -> None:

@@ -251,8 +251,11 @@ async def _session(config: StreamerConfig, events_path: str | None, show_progres
 
 async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts: _InterruptSignals,
                              work: Work) -> int:
-    """Start, run ``work``, or stop early on SIGINT / SIGTERM (status 0 unless a segment failed)."""
+    """Start, run ``work``, or stop early on SIGINT / SIGTERM (status 0 unless a segment, or the
+    input itself, failed: an :class:`InputError` from ``work``)."""
     import asyncio
+
+    from ..errors import InputError
 
     stop = _stop_on_signals()
     interrupts.install(streamer)
@@ -273,6 +276,9 @@ async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts
 
     try:
         await _until_stopped(working(), stop, _Progress(streamer) if show_progress else None)
+    except InputError as error:  # the input itself failed (a FIFO gone), not one segment of it
+        say(f"echo-streamer: {error}")
+        return EXIT_BAD_INPUT
     finally:
         await streamer.close()
     return EXIT_BAD_INPUT if any(segment.error for segment in segments) else 0

@@ -52,13 +52,31 @@ class PipeReader:
         threading.Thread(target=self._fill, name=f"echo-streamer-read {name}", daemon=True).start()
 
     @classmethod
-    def open(cls, path: str, split_wav: bool = False) -> PipeReader:
+    def open(cls, path: str, split_wav: bool = False, *, fifo: bool = False) -> PipeReader:
         """Open ``path`` for reading; for a named FIFO this blocks until a writer opens it, or
         until bytes are waiting in it (a writer that came, wrote and went while no reader was
-        opening it: a plain blocking open would wait for the writer after it)."""
-        if not stat.S_ISFIFO(os.stat(path).st_mode):
+        opening it: a plain blocking open would wait for the writer after it). ``fifo``: it must
+        be a named FIFO (one reopened for each writer). Raises :class:`InputError` when it
+        cannot be opened (gone, not readable, not a FIFO).
+        """
+        try:
+            if stat.S_ISFIFO(os.stat(path).st_mode):
+                return cls(_fifo_with_a_writer(path), path, split_wav)
+            if fifo:
+                raise InputError(path, "is no longer a named FIFO")
             return cls(os.open(path, os.O_RDONLY), path, split_wav)
-        return cls(_fifo_with_a_writer(path), path, split_wav)
+        except OSError as error:
+            raise InputError(path, f"cannot open it: {error.strerror or error}") from None
+
+    @classmethod
+    def stdin(cls, split_wav: bool = False) -> PipeReader:
+        """Read standard input (a descriptor of its own, blocking whatever the writer set)."""
+        try:
+            fd = os.dup(0)
+        except OSError as error:
+            raise InputError("-", f"cannot read it: {error.strerror}") from None
+        os.set_blocking(fd, True)  # an inherited O_NONBLOCK would read as the writer closing
+        return cls(fd, "-", split_wav)
 
     def utterance(self) -> Iterator[bytes]:
         """The current utterance's bytes, as they arrive, until its end; raises
