@@ -203,6 +203,7 @@ def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AU
     ffmpeg cannot decode.
     """
     reader = ChunkReader(chunks)
+    unsupported: UnsupportedWavFormat | None = None
     try:
         if sample_format != AUTO:
             if rate is None or channels is None:
@@ -215,18 +216,21 @@ def open_byte_stream(chunks: Iterable[bytes], name: str, sample_format: str = AU
             lookahead = _Lookahead(reader)
             try:
                 header = read_wav_header(lookahead, name)
-            except UnsupportedWavFormat as unsupported:  # the header is still unread: ffmpeg reads it
-                try:
-                    return _ffmpeg_stream(reader, name, streaming, block_seconds)
-                except InputError:  # ffmpeg's reason for a codec it lacks is vaguer
-                    raise unsupported from None
-            reader.read(lookahead.read_so_far)
-            return RawStreamSource(reader, name, header.sample_format, header.rate, header.channels,
-                                   header.data_bytes, wav=True, block_seconds=None if streaming else block_seconds)
+            except UnsupportedWavFormat as error:  # the header is still unread: ffmpeg reads it
+                unsupported = error
+            else:
+                reader.read(lookahead.read_so_far)
+                return RawStreamSource(reader, name, header.sample_format, header.rate, header.channels,
+                                       header.data_bytes, wav=True, block_seconds=None if streaming else block_seconds)
     except BaseException:
         reader.close()
         raise
-    return _ffmpeg_stream(reader, name, streaming, block_seconds)
+    try:  # from here on ffmpeg's feeding thread owns the reader (and closes it)
+        return _ffmpeg_stream(reader, name, streaming, block_seconds)
+    except InputError:
+        if unsupported is None:
+            raise
+        raise unsupported from None  # ffmpeg's reason for a codec it lacks is vaguer
 
 
 class _Lookahead:
