@@ -233,6 +233,31 @@ def test_cut_and_dropped_segments_close_their_iterables() -> None:
     arun(session())
 
 
+def test_close_with_the_decoder_stuck_still_closes_the_queued_iterables() -> None:
+    """The decoder is blocked in a source that never returns while the streamer closes: close()
+    gives up on it, and the segments it never reached still have their iterables closed."""
+    chunks = BlockingChunks()
+    closed: list[str] = []
+
+    async def session() -> float:
+        async with Streamer() as streamer:
+            blocked = streamer.stream(iter(chunks), IN_RATE, name="blocked")
+            streamer.stream(ClosableChunks("queued", closed, 1.0), IN_RATE)
+            while not chunks.blocked.is_set() or blocked.state != "playing":
+                await asyncio.sleep(0.01)
+            began = time.monotonic()
+        return time.monotonic() - began
+
+    try:
+        took = arun(session())
+        assert closed == ["queued"]
+        assert took < 1.0, took
+        assert not chunks.closed.is_set()  # still blocked: its own decoder closes it if it returns
+    finally:
+        chunks.release.set()
+    assert chunks.closed.wait(2)
+
+
 def test_a_listener_that_raises_does_not_break_the_streamer(caplog: pytest.LogCaptureFixture) -> None:
     """It is reported through the loop's exception handler (logged); the interrupt it ran in still happens."""
     seen: list[str] = []

@@ -241,6 +241,8 @@ class Streamer:
                 # The decoder notices the stop within one block; give up on one stuck in a read.
                 assert self._feeder is not None
                 await asyncio.to_thread(self._feeder.join, FEEDER_JOIN_S)
+                if self._feeder.is_alive():
+                    self._release_unfed()
             if self._deadline is not None:
                 await asyncio.to_thread(self._deadline.close)
             if self._output is not None:
@@ -566,6 +568,18 @@ class Streamer:
             # reader of the same card would take blocks meant for the segment after the cut.
             if self._feeding is segment and segment.drift is None and not self._stopping:
                 self._start_feeder()
+
+    def _release_unfed(self) -> None:
+        """Close what the segments the stuck decoder never reached were made from; it finds the stop
+        alone in the queue if its source ever returns."""
+        while True:
+            try:
+                segment = self._feed_queue.get_nowait()
+            except queue.Empty:
+                break
+            if segment is not None and segment.release is not None:
+                _close_quietly(segment.release)
+        self._feed_queue.put(None)
 
     def _feed(self, segment: Segment) -> None:
         if segment.discarded:  # dropped before its turn to decode: close what it was made from
