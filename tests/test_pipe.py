@@ -249,6 +249,22 @@ def test_bad_streams_give_one_clear_error(stream: bytes, reason: str) -> None:
     assert "\n" not in str(caught.value)
 
 
+def test_an_unknown_wav_coding_is_reported_while_its_writer_still_writes() -> None:
+    """ffmpeg gives up on the header while the writer is still busy (its feeding thread waits in the
+    stream for more, the first 32 KiB in the pipe): the reason is still the unsupported format."""
+    more = threading.Event()
+
+    def writer() -> Iterator[bytes]:
+        yield wav_header(rate=RATE, data_bytes=0, tag=0x1234) + bytes(32768)
+        more.wait(10)
+
+    try:
+        with pytest.raises(InputError, match=r"^tts-out: unsupported WAV sample format \(tag 0x1234"):
+            decode_all(writer(), "tts-out", streaming=True)
+    finally:
+        more.set()
+
+
 def test_stream_bytes_checks_its_arguments() -> None:
     async def session() -> None:
         async with Streamer(StreamerConfig()) as streamer:
