@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 
 from echo_streamer.dsp.drift import QuietGate, correct
+from echo_streamer.dsp.fade import FADE_MS
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
 from echo_streamer.dsp.resample import LIVE_QUALITY
 from echo_streamer.engine.deadline import Deadline
 from echo_streamer.engine.drift import FORCE_AFTER_S, RELEASE_S, WINDOW_S, DriftControl
+from echo_streamer.engine.interrupt import Interruption
 from echo_streamer.engine.playout import LATE_MS, Playout
 from echo_streamer.engine.segment import Frame, Segment
 
@@ -425,6 +427,49 @@ def test_playout_leaves_a_late_live_frame_to_be_handed_when_it_comes() -> None:
         assert segment.drift is not None and segment.drift._least_ahead == pytest.approx(-3.0)  # noqa: SLF001
         assert playout.next_frame(1.025, due=1.020) == bytes(OUTPUT.frame_bytes)  # the deadline: silence
         assert playout.underruns == 1 and segment.drift.underruns == 1 and "underrun" in events
+    finally:
+        loop.close()
+
+
+def interrupted_while_a_live_frame_is_on_its_way(loop: asyncio.AbstractEventLoop,
+                                                 mode: str) -> tuple[Playout, Segment, Interruption, bytes]:
+    """A live segment has played a frame; an interrupt comes; at the next completion its next
+    frame is not complete yet (``next_frame`` has been asked once more, at 1.010)."""
+    playout = Playout(OUTPUT, 300, lambda *_: None)
+    segment = live_segment(loop)
+    playout.enqueue(segment, 1.0)
+    pcm = np.full(OUTPUT.frame_samples, 10_000, np.int16).tobytes()
+    segment.frames.put(Frame(pcm, False, 1.000))
+    assert playout.next_frame(1.004) == pcm
+    request = playout.interrupt(Interruption("int-1", mode, False, 400, 1.005, loop), 1.005)
+    assert segment.interrupt_requested
+    assert playout.next_frame(1.010) is None  # the cut waits for the frame, as the frame itself would
+    return playout, segment, request, pcm
+
+
+def test_a_hard_interrupt_of_live_input_fades_the_frame_on_its_way() -> None:
+    """Not silence at once, which would end the audio on a step."""
+    loop = asyncio.new_event_loop()
+    try:
+        playout, segment, request, pcm = interrupted_while_a_live_frame_is_on_its_way(loop, "now")
+        segment.frames.put(Frame(pcm, False, 1.012))
+        faded = np.frombuffer(playout.next_frame(1.012, due=1.010) or b"", np.int16)
+        fade = OUTPUT.rate * FADE_MS // 1000
+        assert request.cut == "now" and request.segment is segment
+        assert 0 < faded[0] <= 10_000 and np.all(np.diff(faded[:fade].astype(int)) <= 0) and not faded[fade:].any()
+    finally:
+        loop.close()
+
+
+def test_a_soft_interrupt_of_live_input_does_not_take_a_frame_on_its_way_for_a_pause() -> None:
+    """A frame not complete at its completion is no interrupt point: the audio goes on to a real one."""
+    loop = asyncio.new_event_loop()
+    try:
+        playout, segment, request, pcm = interrupted_while_a_live_frame_is_on_its_way(loop, "next_pause")
+        segment.frames.put(Frame(pcm, False, 1.012))
+        assert playout.next_frame(1.012, due=1.010) == pcm and request.cut is None
+        segment.frames.put(Frame(pcm, True, 1.020))
+        assert playout.next_frame(1.021) != pcm and request.cut == "pause"
     finally:
         loop.close()
 

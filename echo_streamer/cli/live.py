@@ -65,7 +65,10 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
             await session.run(duration)
         finally:
             segments.extend(session.segments)
-            live_input.close()
+            # Stopped by a signal: fade the segment out while the card still delivers its audio.
+            if session.segments and not session.segments[-1].done():
+                await streamer.cancel(session.segments[-1])
+            await asyncio.to_thread(live_input.close)
             _report_drift(live_input.name, session.drift_report())
 
     run_streaming(options, live_segments, hard_exit=lambda: live_input.lost)
@@ -90,17 +93,19 @@ def devices() -> None:
     Examples:
       echo-streamer devices
     """
-    import sounddevice
-
+    from ..errors import InputError
     from ..sources.live import input_devices
 
-    found = input_devices()
+    try:
+        found = input_devices()
+    except InputError as error:
+        say(f"echo-streamer: {error}")
+        sys.exit(EXIT_BAD_INPUT)
     if not found:
         say("echo-streamer: no input devices: PortAudio found no sound card, and no sound server (PulseAudio, "
             "JACK) to capture from")
         sys.exit(EXIT_BAD_INPUT)
-    default = sounddevice.default.device[0]
     for device in found:
-        mark = "*" if device.index == default else " "
+        mark = "*" if device.is_default else " "
         click.echo(f"{mark}{device.index:3d}  {device.name}  ({device.host_api}, {device.default_rate:g} Hz, "
                    f"{device.channels} in)")

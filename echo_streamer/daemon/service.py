@@ -178,9 +178,8 @@ class Daemon:
         async with self._live_starting:
             streamer = self._running()
             if self.live is not None:
-                if self.live.state != "muted":
+                if not self.live.resume():
                     raise ApiError(409, f"{self.live.live_input.name} is already streaming")
-                self.live.resume()
                 return self.live
             try:
                 live_input = await asyncio.to_thread(LiveInput, device, rate, channels)
@@ -203,6 +202,8 @@ class Daemon:
     async def _run_live(self, session: LiveSession) -> None:
         try:
             await session.run()
+        except InputError as error:  # the card went away while muted (a segment's failure has its own event)
+            self._emit("error", {"id": None, "item": session.live_input.name, "message": str(error)})
         finally:
             await asyncio.to_thread(session.live_input.close)
             self.device_lost = self.device_lost or session.live_input.lost

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
-from ..sources.live import LiveInput
+from ..errors import InputError
+from ..sources.live import SILENT_DEVICE_S, LiveInput
 from .drift import drift_ppm
 from .segment import Segment
 from .streamer import Streamer
@@ -19,8 +21,11 @@ class LiveSession:
     An interrupt cuts the live segment (a fade, then the gap) and mutes the input: nothing is
     streamed until :meth:`resume`, or until ``mute_ms`` has passed when it is given; then a new
     segment starts. ``state`` is ``"streaming"``, ``"muted"`` or ``"ended"``; ``error`` says why
-    the device failed. The caller owns ``live_input`` and closes it. ``new_id``, when given, names
-    each segment (the daemon's numbering, shared with its files and uploads); else the streamer does.
+    the device failed: while streaming, the segment fails with it (an ``error`` event); while
+    muted (nothing reads the card, yet it is watched), :meth:`run` raises it as an
+    :class:`~echo_streamer.errors.InputError`. The caller owns ``live_input`` and closes it.
+    ``new_id``, when given, names each segment (the daemon's numbering, shared with its files and
+    uploads); else the streamer does.
     """
 
     def __init__(self, streamer: Streamer, live_input: LiveInput, mute_ms: int | None = None,
@@ -35,11 +40,16 @@ class LiveSession:
         self._unmute = asyncio.Event()
         self._stop = asyncio.Event()
 
-    def resume(self) -> None:
-        """Unmute after an interrupt (no effect while streaming); ``state`` is ``"streaming"`` from here on."""
-        if self.state == "muted":
-            self.state = "streaming"
-            self._unmute.set()
+    def resume(self) -> bool:
+        """Unmute after an interrupt, also one still fading out; False (no effect) while streaming
+        with no interrupt asked for, or once ended. ``state`` is ``"streaming"`` from here on."""
+        segment = self.segments[-1] if self.segments else None
+        cutting = self.state == "streaming" and segment is not None and segment.interrupt_requested
+        if self.state != "muted" and not cutting:
+            return False
+        self.state = "streaming"
+        self._unmute.set()
+        return True
 
     def stop(self) -> None:
         """End the session; a segment still streaming fades out first."""
@@ -51,6 +61,7 @@ class LiveSession:
         try:
             while not self._stop.is_set():
                 self.state = "streaming"
+                self._unmute.clear()
                 segment = self.streamer.stream(self.live_input.blocks(), self.live_input.rate,
                                                channels=self.live_input.channels, name=self.live_input.name,
                                                live=True, wake_after=self.live_input.wake_after,
@@ -62,14 +73,34 @@ class LiveSession:
                 if segment.error:
                     self.error = segment.error
                     return
+                if self._unmute.is_set():  # resumed while its cut was still fading out
+                    continue
                 self.state = "muted"
-                self._unmute.clear()
                 mute_ends = None if self.mute_ms is None else loop.time() + self.mute_ms / 1000
-                await unless(self._stop, self._unmute.wait(), _left(loop, _earliest(ends, mute_ends)))
+                await unless(self._stop, self._muted(), _left(loop, _earliest(ends, mute_ends)))
                 if ends is not None and loop.time() >= ends:
                     return
         finally:
             self.state = "ended"
+
+    async def _muted(self) -> None:
+        """Wait for :meth:`resume`, watching the card meanwhile, which nothing reads: one that
+        stops delivering for ``SILENT_DEVICE_S`` (a stall of the whole process not counted) sets
+        ``error`` and raises it as an :class:`InputError`."""
+        loop = asyncio.get_running_loop()
+        seen = self.live_input.callbacks
+        while not self._unmute.is_set():
+            began = loop.time()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._unmute.wait(), SILENT_DEVICE_S)
+                return
+            if self.live_input.callbacks == seen and loop.time() - began < 2 * SILENT_DEVICE_S:
+                self.live_input.lost = True
+                gone = InputError(self.live_input.name, f"no audio for {SILENT_DEVICE_S:g} s while muted: the "
+                                                        "device stopped or went away")
+                self.error = str(gone)
+                raise gone
+            seen = self.live_input.callbacks
 
     def drift_report(self) -> dict[str, float]:
         """How the card's clock compared with playout, over every segment, and what it cost."""

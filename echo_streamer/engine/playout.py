@@ -220,6 +220,8 @@ class Playout:
         joinable = self._cutting[-1] if self._cutting and self._current is None else None
         active = self._pending or joinable or request
         current = self._current
+        if current is not None:
+            current.interrupt_requested = True
         self._emit("interrupt_requested", now, {
             "interrupt": active.id, "mode": request.mode, "keep_queue": request.keep_queue,
             "max_wait_ms": request.max_wait_ms, "id": current.id if current else None,
@@ -331,11 +333,11 @@ class Playout:
             item: Frame | SegmentEnd | None = None if self._held_back(segment) else segment.frames.get_nowait()
         except queue.Empty:
             item = None
+        if item is None and may_wait and segment.drift is not None and segment.handed_frames:
+            return None  # a live frame on its way: a cut waits for it too, so that it can fade it
         if self._pending is not None and (cut := self._cut_reason(self._pending, item, now, segment.handed_frames)):
             return self._cut(segment, item, cut, now)
         if item is None:
-            if may_wait and segment.drift is not None and segment.handed_frames:
-                return None
             return _STARVED, segment, self._starved(segment, now)
         self._starving = False
         if isinstance(item, SegmentEnd):

@@ -64,6 +64,7 @@ class Segment(Waitable):
         self.first_handed_at: float | None = None
         self.turn_at: float | None = None
         self.cancelled = False
+        self.interrupt_requested = False  # an interrupt is on its way to cut (or drop) it
         self.interrupted = False
         self.discarded = False
         self.decoded = False  # the decoder has produced its last frame

@@ -38,6 +38,8 @@ class ArraySource:
                 chunk = next(chunks)
             except StopIteration:
                 return
+            except InputError:  # already says which input and why (a sound card that went away)
+                raise
             except Exception as error:
                 raise InputError(self.name, f"its chunks raised {type(error).__name__}: {error}") from error
             yield self._as_float_block(np.asarray(chunk))

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -39,16 +40,30 @@ class InputDevice:
     host_api: str
     default_rate: float
     channels: int
+    is_default: bool
 
 
 def input_devices() -> list[InputDevice]:
-    """Every device PortAudio can capture from."""
-    import sounddevice
+    """Every device PortAudio can capture from; raises :class:`InputError` when PortAudio cannot
+    be loaded or asked."""
+    sounddevice = _sounddevice()
+    try:
+        apis = sounddevice.query_hostapis()
+        default = sounddevice.default.device[0]
+        return [InputDevice(device["index"], device["name"], apis[device["hostapi"]]["name"],
+                            device["default_samplerate"], device["max_input_channels"], device["index"] == default)
+                for device in sounddevice.query_devices() if device["max_input_channels"] > 0]
+    except sounddevice.PortAudioError as error:
+        raise InputError("PortAudio", _reason(error)) from None
 
-    apis = sounddevice.query_hostapis()
-    return [InputDevice(device["index"], device["name"], apis[device["hostapi"]]["name"],
-                        device["default_samplerate"], device["max_input_channels"])
-            for device in sounddevice.query_devices() if device["max_input_channels"] > 0]
+
+def _sounddevice() -> ModuleType:
+    """python-sounddevice, loaded on first use (it loads the PortAudio library)."""
+    try:
+        import sounddevice
+    except OSError as error:  # no libportaudio on the machine
+        raise InputError("live input", f"{error} (on Debian/Ubuntu: apt-get install libportaudio2)") from None
+    return sounddevice
 
 
 class LiveInput:
@@ -72,8 +87,7 @@ class LiveInput:
 
     def __init__(self, device: int | str | None = None, rate: int | None = None, channels: int | None = None,
                  max_buffer_ms: int = 200) -> None:
-        import sounddevice
-
+        sounddevice = _sounddevice()
         self.name = f"live input {device!r}" if device is not None else "live input (default)"
         self.overflows = 0
         self.device_overflows = 0
@@ -86,6 +100,7 @@ class LiveInput:
         self._restart = False
         # The device went away: PortAudio may hang or abort when it is shut down at exit.
         self.lost = False
+        self.callbacks = 0  # PortAudio's calls so far: whether the device still delivers, read or not
         try:
             if isinstance(device, int) and not 0 <= device < len(sounddevice.query_devices()):
                 raise ValueError(f"no device with index {device} (`echo-streamer devices` lists the inputs)")
@@ -106,7 +121,11 @@ class LiveInput:
             with portaudio_checks_hidden():
                 self._stream = sounddevice.RawInputStream(device=device, samplerate=self.rate, channels=self.channels,
                                                        dtype="float32", blocksize=block, callback=self._captured)
-                self._stream.start()
+                try:
+                    self._stream.start()
+                except sounddevice.PortAudioError:
+                    self._stream.close()  # opened: the device stays held until closed
+                    raise
         except (ValueError, sounddevice.PortAudioError) as error:
             raise InputError(self.name, _reason(error)) from None
 
@@ -130,14 +149,15 @@ class LiveInput:
             self._reading = False
 
     def _next_block(self) -> bytes | None:
-        """The next captured block, or None after ``SILENT_DEVICE_S`` of waiting in vain.
+        """The next captured block, or None after ``SILENT_DEVICE_S`` of waiting in vain (at once
+        once the input is closed).
 
         Waits in polls of ``SILENT_POLL_S``, each counted for at most twice its length: when the
         whole process was stopped (the machine stalled, a laptop slept), the time the callback
         thread was stopped too is not taken for the device's silence.
         """
         waited = 0.0
-        while waited < SILENT_DEVICE_S:
+        while waited < SILENT_DEVICE_S and not self._stream.closed:
             began = time.monotonic()
             try:
                 return self._queue.get(timeout=SILENT_POLL_S)
@@ -168,6 +188,7 @@ class LiveInput:
 
     def _captured(self, data: Any, frames: int, _time: Any, status: Any) -> None:
         """PortAudio's thread: copy and queue, never wait. ``data``: a buffer of interleaved float32."""
+        self.callbacks += 1
         if status.input_overflow:
             self.device_overflows += 1
         if self._restart:
