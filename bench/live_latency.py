@@ -8,14 +8,16 @@ last sample of every tenth period into both input ports of this process's ``Live
 PortAudio callback is timed on arrival; each frame is timed as it is handed to the SDK. The
 latency of a block is the handing of the frame holding its last sample (found as the impulse's
 peak in the output) minus the block's callback: it includes the resampler's look-ahead and the
-wait for the rest of the frame. CPU is this process's user + system time over the run (after
-a 3 s warm-up), against the same streamer idle for as long just before it, and against the
-machine's own cost of waking a thread: at the start, 20 s of a bare thread sleeping 5 ms in a loop
-(the card's period; the live path wakes at least that often in the PortAudio callback, and half
-as often in the worker and in the SDK's sender). Part 1 runs in
-rounds (idle, then live, each round): the same code's CPU figure moves by up to 2x from one
-minute to the next on this project's VM, so every round is reported and the verdict takes the
-median round and the p99 of all impulses.
+wait for the rest of the frame. CPU is this process's user + system time over a run (after
+a 3 s warm-up) of the live path as it ships, without that timing (which looks at every block
+in PortAudio's thread: its own cost is shown as the timed run's CPU), against the same
+streamer idle for as long just before it, and against the machine's own cost of waking a
+thread: at the start, 20 s of a bare thread sleeping 5 ms in a loop (the card's period; the
+live path wakes at least that often in the PortAudio callback, and half as often in the worker
+and in the SDK's sender). Part 1 runs in rounds (idle, then live untimed, then live timed, each
+round): the same code's CPU figure moves by up to 2x from one minute to the next on this
+project's VM, so every round is reported and the verdict takes the median round's CPU and the
+p99 of all impulses.
 
 Part 2, clock drift: the same streamer fed by a software card whose 5 ms blocks come on
 absolute deadlines (1 + ppm x 1e-6) times faster than the wall clock the SDK paces by, with one
@@ -104,9 +106,11 @@ async def idle_cpu(seconds: float) -> float:
         return await measure_cpu(seconds)
 
 
-async def live_run(env: dict[str, str], seconds: float) -> dict[str, Any]:
+async def live_run(env: dict[str, str], seconds: float, timed: bool) -> dict[str, Any]:
+    """``timed``: note each callback and each frame handed (latencies; the noting costs CPU of its
+    own, a numpy look at each block in PortAudio's thread); else the live path as it ships."""
     before = ports(env)
-    live_input = TimedInput("system", IN_RATE, 2)
+    live_input = (TimedInput if timed else LiveInput)("system", IN_RATE, 2)
     mine = sorted(port for port in ports(env) - before if ":in_" in port)
     card = subprocess.Popen([sys.executable, str(CARD), ",".join(mine), "impulses", str(IMPULSE_EVERY), "0.9"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -114,7 +118,8 @@ async def live_run(env: dict[str, str], seconds: float) -> dict[str, Any]:
         assert card.stdout is not None and card.stdout.readline().strip() == "connected", card.communicate()[1]
         async with Streamer(StreamerConfig()) as streamer:
             clock = FrameClock()
-            streamer._capture = clock  # type: ignore[assignment]  # instrumentation: time every frame handed
+            if timed:
+                streamer._capture = clock  # type: ignore[assignment]  # instrumentation: time every frame handed
             segment = streamer.stream(live_input.blocks(), IN_RATE, channels=2, name="card", live=True,
                                       wake_after=live_input.wake_after)
             await asyncio.sleep(3)
@@ -126,7 +131,8 @@ async def live_run(env: dict[str, str], seconds: float) -> dict[str, Any]:
         card.wait()
         live_input.close()
     assert segment.drift is not None
-    return {"latencies": block_latencies(live_input.arrivals, clock.frames), "cpu": cpu, "stats": stats,
+    latencies = block_latencies(live_input.arrivals, clock.frames) if isinstance(live_input, TimedInput) else None
+    return {"latencies": latencies, "cpu": cpu, "stats": stats,
             "drift": segment.drift.fields(), "input_overflows": live_input.overflows,
             "device_overflows": live_input.device_overflows}
 
@@ -208,27 +214,29 @@ def main() -> int:
     with busy_cores(args.busy), jack_server(f"echo-streamer-bench-{os.getpid()}", env) as jack_env:
         os.environ["JACK_DEFAULT_SERVER"] = jack_env["JACK_DEFAULT_SERVER"]
         wakeups = asyncio.run(wakeup_cpu(WAKEUP_SECONDS, 0.005))
-        rounds = [(asyncio.run(idle_cpu(args.seconds)), asyncio.run(live_run(jack_env, args.seconds)))
-                  for _ in range(args.rounds)]
+        rounds = [(asyncio.run(idle_cpu(args.seconds)), asyncio.run(live_run(jack_env, args.seconds, timed=False)),
+                   asyncio.run(live_run(jack_env, args.seconds, timed=True))) for _ in range(args.rounds)]
         import sounddevice  # loaded by LiveInput once the JACK server is chosen
 
         sounddevice._terminate()  # before the JACK server goes: PortAudio aborts if it is gone at exit
-    latencies = np.concatenate([run["latencies"] for _idle, run in rounds])
+    latencies = np.concatenate([timed["latencies"] for _idle, _plain, timed in rounds])
     np.save(out_path("live-latency-card.npy"), latencies)
     p50, p99 = np.percentile(latencies, [50, 99])
-    cpu = float(np.median([run["cpu"] for _idle, run in rounds]))
+    cpu = float(np.median([plain["cpu"] for _idle, plain, _timed in rounds]))
     print(f"live 48 kHz stereo -> 24 kHz, 5 ms blocks, {args.rounds} x {args.seconds:g} s, {args.busy} busy-loop "
           f"process(es): {len(latencies)} impulses; a bare thread waking every 5 ms costs {wakeups:.2f} % of a core "
           "on this machine")
-    for number, (_idle, run) in enumerate(rounds, 1):
-        print(f"round {number}: drift control {run['drift']}; capture queue overflows {run['input_overflows']}; "
-              f"overruns in the device {run['device_overflows']}; "
-              f"underruns {run['stats']['underruns']}")
-    print_table(["callback -> handed", "p50 ms", "p99 ms", "max ms", "CPU % of a core", "idle streamer CPU %"],
-                [[f"round {number}", *np.percentile(run["latencies"], [50, 99]).tolist(),
-                  float(run["latencies"].max()), run["cpu"], idle]
-                 for number, (idle, run) in enumerate(rounds, 1)]
-                + [["all (CPU: median)", float(p50), float(p99), float(latencies.max()), cpu, ""]])
+    for number, runs in enumerate(rounds, 1):
+        for kind, run in zip(("plain", "timed"), runs[1:], strict=True):
+            print(f"round {number} {kind}: drift control {run['drift']}; capture queue overflows "
+                  f"{run['input_overflows']}; overruns in the device {run['device_overflows']}; "
+                  f"underruns {run['stats']['underruns']}")
+    print_table(["callback -> handed (timed runs)", "p50 ms", "p99 ms", "max ms", "CPU % of a core (plain run)",
+                 "CPU % timed run", "idle streamer CPU %"],
+                [[f"round {number}", *np.percentile(timed["latencies"], [50, 99]).tolist(),
+                  float(timed["latencies"].max()), plain["cpu"], timed["cpu"], idle]
+                 for number, (idle, plain, timed) in enumerate(rounds, 1)]
+                + [["all (CPU: median)", float(p50), float(p99), float(latencies.max()), cpu, "", ""]])
     drift = {ppm: asyncio.run(drift_run(ppm, args.drift_seconds)) for ppm in (args.ppm, -args.ppm)
              if args.drift_seconds > 0}
     for ppm, r in drift.items():
