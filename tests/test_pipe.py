@@ -8,6 +8,7 @@ for bit; real espeak-ng output checks the usual 22050 Hz case.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -587,10 +588,10 @@ def test_opening_what_is_no_fifo_any_more_is_one_clear_error(tmp_path: Path) -> 
     """--follow reopens its FIFO for each writer: one removed, or replaced by a regular file (which
     would be replayed for ever), between two writers is an error naming it."""
     path = tmp_path / "say"
-    with pytest.raises(InputError, match=f"^{path}: cannot open it: No such file or directory$"):
+    with pytest.raises(InputError, match=f"^{re.escape(str(path))}: cannot open it: No such file or directory$"):
         PipeReader.open(str(path), fifo=True)
     path.write_bytes(b"\0" * 100)
-    with pytest.raises(InputError, match=f"^{path}: is no longer a named FIFO$"):
+    with pytest.raises(InputError, match=f"^{re.escape(str(path))}: is no longer a named FIFO$"):
         PipeReader.open(str(path), fifo=True)
     reader = PipeReader.open(str(path))  # without --follow a regular file is read once
     try:

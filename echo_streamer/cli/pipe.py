@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ..errors import InputError
 from ..sources.formats import AUTO, STREAM_FORMATS
 from .session import EXIT_BAD_INPUT, run_streaming, say, streaming_options
 
@@ -87,7 +88,12 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
                 break
             # Open the next reader before closing this one: while no reader is open the FIFO
             # drops what a writer already put in it.
-            next_reader = await _opened(input_path, split_wav, follow)
+            try:
+                next_reader = await _opened(input_path, split_wav, follow)
+            except InputError:  # the FIFO is gone: what was read of it still plays out first
+                reader.close()
+                await streamer.drain()
+                raise
             reader.close()
             reader = next_reader
         await streamer.drain()

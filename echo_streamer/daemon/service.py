@@ -203,7 +203,8 @@ class Daemon:
         try:
             await session.run()
         except InputError as error:  # the card went away while muted (a segment's failure has its own event)
-            self._emit("error", {"id": None, "item": session.live_input.name, "message": str(error)})
+            self.last_error = str(error)
+            self._emit("error", {"id": None, "item": session.live_input.name, "message": self.last_error})
         finally:
             await asyncio.to_thread(session.live_input.close)
             self.device_lost = self.device_lost or session.live_input.lost

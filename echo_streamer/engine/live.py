@@ -68,6 +68,7 @@ class LiveSession:
                                                segment_id=None if self.new_id is None else self.new_id())
                 self.segments.append(segment)
                 if not await unless(self._stop, segment.wait(), _left(loop, ends)):
+                    self.state = "ended"  # no resume() from here on
                     await self.streamer.cancel(segment)
                     return
                 if segment.error:

@@ -242,7 +242,7 @@ class Streamer:
                 assert self._feeder is not None
                 await asyncio.to_thread(self._feeder.join, FEEDER_JOIN_S)
                 if self._feeder.is_alive():
-                    self._release_unfed()
+                    await asyncio.to_thread(self._release_unfed)  # callers' close() may block
             if self._deadline is not None:
                 await asyncio.to_thread(self._deadline.close)
             if self._output is not None:

@@ -124,7 +124,7 @@ class LiveInput:
                 try:
                     self._stream.start()
                 except sounddevice.PortAudioError:
-                    self._stream.close()  # opened: the device stays held until closed
+                    self.close()  # opened: the device stays held until closed
                     raise
         except (ValueError, sounddevice.PortAudioError) as error:
             raise InputError(self.name, _reason(error)) from None

@@ -70,7 +70,8 @@ class PipeReader:
 
     @classmethod
     def stdin(cls, split_wav: bool = False) -> PipeReader:
-        """Read standard input (a descriptor of its own, blocking whatever the writer set)."""
+        """Read standard input, through a duplicate of descriptor 0 set to blocking (which, the file
+        status flags being shared, also sets it for whoever else holds that pipe)."""
         try:
             fd = os.dup(0)
         except OSError as error:
