@@ -65,9 +65,6 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
             await session.run(duration)
         finally:
             segments.extend(session.segments)
-            # Stopped by a signal: fade the segment out while the card still delivers its audio.
-            if session.segments and not session.segments[-1].done():
-                await streamer.cancel(session.segments[-1])
             await asyncio.to_thread(live_input.close)
             _report_drift(live_input.name, session.drift_report())
 

@@ -16,7 +16,8 @@ from .waiting import unless
 
 class LiveSession:
     """Streams ``live_input`` through ``streamer`` until :meth:`stop`, the device fails, or
-    ``duration`` seconds have passed (:meth:`run`).
+    ``duration`` seconds have passed (:meth:`run`); either way, and when :meth:`run` is cancelled,
+    a segment still streaming fades out first.
 
     An interrupt cuts the live segment (a fade, then the gap) and mutes the input: nothing is
     streamed until :meth:`resume`, or until ``mute_ms`` has passed when it is given; then a new
@@ -68,8 +69,7 @@ class LiveSession:
                                                segment_id=None if self.new_id is None else self.new_id())
                 self.segments.append(segment)
                 if not await unless(self._stop, segment.wait(), _left(loop, ends)):
-                    self.state = "ended"  # no resume() from here on
-                    await self.streamer.cancel(segment)
+                    await self._fade_out(segment)
                     return
                 if segment.error:
                     self.error = segment.error
@@ -81,8 +81,18 @@ class LiveSession:
                 await unless(self._stop, self._muted(), _left(loop, _earliest(ends, mute_ends)))
                 if ends is not None and loop.time() >= ends:
                     return
+        except asyncio.CancelledError:  # (Ctrl-C in the CLI) the segment still fades out first
+            await self._fade_out(self.segments[-1])
+            raise
         finally:
             self.state = "ended"
+
+    async def _fade_out(self, segment: Segment) -> None:
+        """End with ``segment`` faded out while the card still delivers its audio; no :meth:`resume`
+        from here on."""
+        self.state = "ended"
+        if not segment.done() and self.streamer.running:
+            await self.streamer.cancel(segment)
 
     async def _muted(self) -> None:
         """Wait for :meth:`resume`, watching the card meanwhile, which nothing reads: one that
