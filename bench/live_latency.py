@@ -4,7 +4,7 @@ Part 1, a real PortAudio stream: a private JACK server (dummy driver, 48 kHz, 5 
 ``tests/jack_card.py``) is the sound card; a JACK client plays a single-sample impulse at the
 last sample of every tenth period into both input ports of this process's ``LiveInput``
 (48 kHz stereo), which a ``Streamer`` (offline, 24 kHz, 10 ms frames) streams with
-``live=True``, with ``python3 -c 'while True: pass'`` keeping the other core busy. Each
+``Streamer.live``, with ``python3 -c 'while True: pass'`` keeping the other core busy. Each
 PortAudio callback is timed on arrival; each frame is timed as it is handed to the SDK. The
 latency of a block is the handing of the frame holding its last sample (found as the impulse's
 peak in the output) minus the block's callback: it includes the resampler's look-ahead and the
@@ -19,7 +19,8 @@ round): the same code's CPU figure moves by up to 2x from one minute to the next
 project's VM, so every round is reported and the verdict takes the median round's CPU and the
 p99 of all impulses.
 
-Part 2, clock drift: the same streamer fed by a software card whose 5 ms blocks come on
+Part 2, clock drift: the same streamer fed by a software card (``stream(..., live=True)``, the
+same drift control and conditioning in the decode worker) whose 5 ms blocks come on
 absolute deadlines (1 + ppm x 1e-6) times faster than the wall clock the SDK paces by, with one
 second of a 440 Hz tone and one of near-silence in turn; the backlog (time-averaged every half
 second) is sampled every second.
@@ -78,6 +79,9 @@ class FrameClock:
     def write(self, frame: bytes) -> None:
         self.frames.append((time.monotonic(), frame))
 
+    def write_silence(self, _bytes: int) -> None:
+        """The SDK's own silence (a write that came a frame or more late): nothing was handed."""
+
     def close(self) -> None:
         pass
 
@@ -120,8 +124,7 @@ async def live_run(env: dict[str, str], seconds: float, timed: bool) -> dict[str
             clock = FrameClock()
             if timed:
                 streamer._capture = clock  # type: ignore[assignment]  # instrumentation: time every frame handed
-            segment = streamer.stream(live_input.blocks(), IN_RATE, channels=2, name="card", live=True,
-                                      wake_after=live_input.wake_after)
+            segment = streamer.live(live_input)
             await asyncio.sleep(3)
             cpu = await measure_cpu(seconds)
             await streamer.interrupt("now").wait()
@@ -133,7 +136,7 @@ async def live_run(env: dict[str, str], seconds: float, timed: bool) -> dict[str
     assert segment.drift is not None
     latencies = block_latencies(live_input.arrivals, clock.frames) if isinstance(live_input, TimedInput) else None
     return {"latencies": latencies, "cpu": cpu, "stats": stats,
-            "drift": segment.drift.fields(), "input_overflows": live_input.overflows,
+            "drift": segment.drift.fields(),
             "device_overflows": live_input.device_overflows}
 
 
@@ -228,8 +231,8 @@ def main() -> int:
           "on this machine")
     for number, runs in enumerate(rounds, 1):
         for kind, run in zip(("plain", "timed"), runs[1:], strict=True):
-            print(f"round {number} {kind}: drift control {run['drift']}; capture queue overflows "
-                  f"{run['input_overflows']}; overruns in the device {run['device_overflows']}; "
+            print(f"round {number} {kind}: drift control {run['drift']}; "
+                  f"overruns in the device {run['device_overflows']}; "
                   f"underruns {run['stats']['underruns']}")
     print_table(["callback -> handed (timed runs)", "p50 ms", "p99 ms", "max ms", "CPU % of a core (plain run)",
                  "CPU % timed run", "idle streamer CPU %"],

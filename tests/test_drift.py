@@ -95,9 +95,8 @@ class SimulatedLive:
     def __init__(self, ppm: float, late_ms: float = 0.0, late_every: int = 0, seed: int = 0,
                  phase_s: float = 0.0123, stall: tuple[float, float] | None = None, first_blocks: int = 1) -> None:
         self.now = 0.0
-        self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS, clock=lambda: self.now,
-                                  wake_after=self._wake_after)
-        # What wake_after() asked for: a LiveInput would hold blocks back until this much came.
+        self.drift = DriftControl(IN_RATE, OUTPUT.rate, OUTPUT.frame_samples, 40, LATE_MS, clock=lambda: self.now)
+        # What input_for_next_frame() says: a LiveFeed would hold blocks back until this much came.
         self.wanted = 0
         self.held_blocks = 0
         self.held_blocks_with_frames = 0
@@ -138,17 +137,14 @@ class SimulatedLive:
             edited_before = edited
             frames = self.conditioner.push(block)
             held = len(block) < self.wanted  # (each block is still processed here on its own)
-            self.wanted = max(0, self.wanted - len(block)) if held else 0
             self.held_blocks += held
             self.held_blocks_with_frames += held and len(frames) > 0
+            self.wanted = self.drift.input_for_next_frame(self.conditioner.samples)
             for _frame in frames:
                 self.ready.append(self.now)
             if self._asked_at is not None and self.ready:
                 self._hand(self._asked_at)
                 self._asked_at = None
-
-    def _wake_after(self, samples: int) -> None:
-        self.wanted = samples
 
     def _hand(self, asked_at: float) -> None:
         ready = self.ready.popleft()
@@ -240,7 +236,7 @@ def test_frames_are_handed_within_a_block_of_completing(ppm: float, phase_s: flo
 
 @pytest.mark.parametrize("phase_s", [0.001, 0.004, 0.0065, 0.009])
 def test_a_first_delivery_of_joined_blocks_does_not_widen_the_timing(phase_s: float) -> None:
-    """The first delivery holds two blocks at once (a live input held them for a reader before):
+    """The first delivery holds two blocks at once (drift control kept them while the segment waited its turn):
     the control still keeps frames within one 5 ms block of completing, not within ten."""
     live = SimulatedLive(300, phase_s=phase_s, first_blocks=2)
     live.run(60)
@@ -249,9 +245,9 @@ def test_a_first_delivery_of_joined_blocks_does_not_widen_the_timing(phase_s: fl
 
 
 @pytest.mark.parametrize("ppm", [-1000, 0, 1000])
-def test_wake_after_never_holds_back_a_block_that_completes_a_frame(ppm: float) -> None:
-    """What the control asks a live input to hold back (the worker is not woken for it) never
-    completes a frame, corrections included; and it is about every other 5 ms block."""
+def test_holding_blocks_for_the_next_frame_never_holds_back_one_that_completes_it(ppm: float) -> None:
+    """What a live feed holds back by ``input_for_next_frame`` (not conditioned until the next
+    block) never completes a frame, corrections included; and it is about every other 5 ms block."""
     live = SimulatedLive(ppm)
     live.run(60)
     assert live.held_blocks_with_frames == 0

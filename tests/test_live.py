@@ -113,6 +113,37 @@ def test_live_streams_what_the_card_plays(jack_env: dict[str, str], tmp_path: Pa
                      stderr), stderr
 
 
+def test_a_card_that_stalls_leaves_silence_and_the_stream_goes_on(jack_env: dict[str, str], tmp_path: Path) -> None:
+    """The sound server stops for 300 ms (SIGSTOP): no block comes to settle the frame the SDK asked
+    for, so the decode worker writes silence in its place (an underrun) within its 100 ms watch, the
+    SDK sends its own silence in between, and the capture counts it: it stays a timeline of what
+    the microphone sent. Once the server runs again the tone goes on, in the same segment."""
+    session = Session(jack_env, tmp_path, "--duration", "3")
+    time.sleep(1.5)
+    jackd = ["pkill", "-f", f"jackd -n {jack_env['JACK_DEFAULT_SERVER']}"]
+    subprocess.run([*jackd[:1], "-STOP", *jackd[1:]], check=True)
+    time.sleep(0.3)
+    subprocess.run([*jackd[:1], "-CONT", *jackd[1:]], check=True)
+    status, stderr, events = session.finish()
+    assert status == 0, stderr
+    (finished,) = [e for e in events if e["event"] == "item_finished"]
+    assert not finished.get("error") and finished["position_ms"] >= 2000, finished  # cut by --duration only
+    stats = events[-1]
+    assert stats["event"] == "stream_finished" and stats["underruns"] >= 1, stats
+    assert stats["frames_rested"] >= 10, stats  # the SDK's own silence during the stall
+    # The SDK's silence kept the playout clock going (counted at each late write to within a frame:
+    # when the SDK takes a frame written after a tick it missed is its own affair).
+    assert stats["lag_ms"] < 60, stats
+    # The capture is a timeline: the fade that ends the segment sits where its completion came.
+    audible = np.flatnonzero(frames_of(read_pcm(session.capture, RATE), 240).any(axis=1))
+    started = next(e for e in events if e["event"] == "stream_started")["t"]
+    assert abs(audible[-1] * 0.010 - (finished["t"] - started)) < 0.07, (audible[-1], finished["t"] - started)
+    # The tone before the stall, then silence for about as long as it lasted, then the tone again.
+    gap = int(np.argmax(np.diff(audible)))
+    silent = audible[gap + 1] - audible[gap]
+    assert 25 <= silent <= 45 and gap >= 50 and len(audible) - gap >= 40, (gap, silent, len(audible))
+
+
 def faded_out(frame: np.ndarray) -> bool:
     """Whether a frame that ends audio is the 4 ms fade: sound in its first 96 samples only."""
     return bool(frame[:96].any()) and not frame[96:].any()
@@ -194,35 +225,35 @@ def test_mute_ms_unmutes_by_itself(jack_env: dict[str, str], tmp_path: Path) -> 
     assert [e["id"] for e in events if e["event"] == "item_started"][:2] == ["seg-1", "seg-2"]
 
 
-BLOCK_SIZES = """
+DELIVERED = """
+import threading
 import time
 import sounddevice
 from echo_streamer.sources.live import LiveInput
 live = LiveInput("system", 48000, 1)
-blocks = live.blocks()
-sizes = [len(next(blocks)) for _ in range(3)]
-live.wake_after(700)  # more than two 5 ms blocks (240 frames each), less than three
-sizes += [len(next(blocks)) for _ in range(3)]  # one hand-over only: then block by block again
-live.wake_after(48000)  # then the reader goes away while the callback holds blocks for it
+time.sleep(0.1)  # captured with no consumer: dropped
+blocks = []
+live.deliver(lambda block: blocks.append((block.shape, block.dtype.str, threading.current_thread().name)))
+time.sleep(0.2)
+live.deliver(None)
+delivered = len(blocks)
 time.sleep(0.1)
-blocks = live.blocks()  # a new reader starts fresh
-sizes += [len(next(blocks)) for _ in range(2)]
-print(*sizes)
+print(delivered, len(blocks) - delivered, *blocks[0], live.callbacks, threading.main_thread().name)
 live.close()
 sounddevice._terminate()
 """
 
 
-def test_live_input_joins_blocks_until_the_reader_has_what_it_asked_for(jack_env: dict[str, str]) -> None:
-    result = subprocess.run([sys.executable, "-c", BLOCK_SIZES], capture_output=True, text=True, env=jack_env,
+def test_live_input_hands_each_block_to_its_consumer_on_portaudios_thread(jack_env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-c", DELIVERED], capture_output=True, text=True, env=jack_env,
                             timeout=30)
     assert result.returncode == 0, result.stderr
-    # A block may have been queued before wake_after() was called: it comes first, as it was.
-    sizes = result.stdout.split()
-    assert sizes[3:6] in (["720", "240", "240"], ["240", "720", "240"])
-    assert sizes[:3] == ["240", "240", "240"]
-    # Not the 100 ms held for the reader before, joined to its first block.
-    assert sizes[6:] == ["240", "240"], sizes
+    delivered, after, shape_rows, shape_channels, dtype, thread, callbacks, main = result.stdout.split()
+    # 5 ms blocks for 0.2 s, each a float32 (frames, channels) array of its own, on PortAudio's thread.
+    assert 30 <= int(delivered) <= 50 and (shape_rows, shape_channels, dtype) == ("(240,", "1)", "<f4")
+    assert thread != main
+    assert int(after) <= 1  # one callback may have begun before deliver(None)
+    assert int(callbacks) >= int(delivered) + 30  # counted before and after too: 0.2 s of them
 
 
 def test_devices_with_no_sound_server_says_so(tmp_path: Path) -> None:

@@ -58,9 +58,9 @@ LOUD_MAX_CORRECTION = 1 / 400
 FORCE_AFTER_S = 2.0
 # A frame may end this many output samples before the end of the block that completes it.
 FIT_SAMPLES = 8
-# wake_after() asks for this many output samples' worth less input than the next frame needs, so
-# that rounding and corrections never leave a frame waiting for a block it did not need.
-WAKE_SLACK_SAMPLES = 8
+# input_for_next_frame() counts this many output samples' worth less input than the next frame
+# needs, so that rounding and corrections never leave a frame waiting for a block it did not need.
+HOLD_SLACK_SAMPLES = 8
 # The timing's band is one block wide plus this, so that jitter at its edge does not flip frame
 # ends back and forth between blocks.
 HYSTERESIS_MS = 1.0
@@ -84,23 +84,22 @@ def drift_ppm(net_dropped: int, samples_in: int) -> float:
 class DriftControl:
     """Keeps one live segment's frames complete just in time, and its backlog under ``max_ms``.
 
-    :meth:`hold` runs in the decode worker over the captured blocks; playout reports how far
-    ahead of its request each frame was complete (:meth:`handed`, from the SDK's thread or the
-    worker: one comparison, never blocks). ``late_ms``: how late after its request playout
-    still takes a frame. ``clock`` gives the time in seconds (``time.monotonic``, or a simulated
-    one). ``wake_after(samples)``, when given, is told after each block how much more input the
-    next frame needs (``LiveInput.wake_after``), so the worker need not wake for blocks that
-    cannot complete one. Counters: ``dropped`` / ``inserted`` samples, ``overflows`` (whole
-    blocks dropped above ``max_ms``), ``underruns`` (counted by playout, each raising ``margin_ms``);
-    ``ahead_ms`` is the last half second's smallest lead (negative: the latest frame),
+    :meth:`take` corrects each captured block as it arrives: in the sound card's own thread for a
+    :class:`~echo_streamer.sources.live.LiveInput`, or in the decode worker over an iterable
+    (:meth:`hold`). Playout reports how far ahead of its request each frame was complete
+    (:meth:`handed`, from whichever thread hands it: one comparison, never blocks). ``late_ms``:
+    how late after its request playout still takes a frame. ``clock`` gives the time in seconds
+    (``time.monotonic``, or a simulated one). Counters: ``dropped`` / ``inserted`` samples,
+    ``overflows`` (whole blocks dropped above ``max_ms``, and frames a full queue had no room
+    for), ``underruns`` (counted by playout, each raising ``margin_ms``); ``ahead_ms`` is the
+    last half second's smallest lead (negative: the latest frame),
     ``peak_ms`` the highest backlog seen once the segment plays. ``placed``: the samples dropped
     (negative: repeated) by the first correction, which places the segment's frames against
     playout's requests rather than following the clocks' drift; :attr:`ppm` leaves it out.
     """
 
     def __init__(self, in_rate: int, out_rate: int, frame_samples: int, max_ms: int, late_ms: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 wake_after: Callable[[int], None] | None = None, start_ms: float = 0.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, start_ms: float = 0.0) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.frame_samples = frame_samples
@@ -130,7 +129,8 @@ class DriftControl:
         self._moved_earlier_at = -math.inf
         self._fresh_after = -math.inf
         self._clock = clock
-        self._wake_after = wake_after
+        self._keep = math.ceil(self.start_ms * in_rate / 1000)
+        self._waiting: deque[np.ndarray] = deque()  # the newest input, while the segment waits its turn
         self._block_ms = math.inf  # the capture's block: the shortest seen (LiveInput may join blocks)
 
     @property
@@ -156,60 +156,69 @@ class DriftControl:
 
     def hold(self, blocks: Iterable[np.ndarray], produced: Callable[[], int], handed: Callable[[], int],
              its_turn: Callable[[], bool]) -> Iterator[np.ndarray]:
-        """Pass ``blocks`` on, corrected. ``produced()`` is the output samples made from them so far,
-        ``handed()`` the frames handed to the SDK, ``its_turn()`` whether playout has asked the
-        segment for a frame yet; all are read as each block arrives."""
-        keep = math.ceil(self.start_ms * self.in_rate / 1000)
-        waiting: deque[np.ndarray] = deque()  # the newest input, while the segment waits its turn
+        """Pass ``blocks`` on, corrected (:meth:`take` for each, as it arrives)."""
         for block in blocks:
-            if len(block):  # every block as it came: the ones held back for a turn are the capture's own
-                self._block_ms = min(self._block_ms, 1000 * len(block) / self.in_rate)
-            if not its_turn():
-                waiting.append(block)
-                while sum(map(len, waiting)) - len(waiting[0]) >= keep:
-                    waiting.popleft()
-                continue
-            if waiting:
-                waiting.append(block)
-                block = np.concatenate(waiting)
-                waiting.clear()
-            now = self._clock()
-            if self._window_ends is None:
-                self._window_ends = now + WINDOW_S
-            block_ms = 1000 * len(block) / self.in_rate
-            quiet = self._gate.quiet(block)
-            made, handed_frames = produced(), handed()
-            backlog_ms = 1000 * (made - handed_frames * self.frame_samples) / self.out_rate
-            if backlog_ms + block_ms > self.max_ms:
-                self.overflows += 1
-                continue
-            if handed_frames:
-                self.peak_ms = max(self.peak_ms, backlog_ms)
-            if now >= self._window_ends and (self._pending in (0, self._planned) or self._least_ahead < self._low):
-                # No correction under way: none, or one still waiting for a pause, which the last
-                # window may replace (frames that became late cannot wait for it); or one under way
-                # (slowly, in loud audio) while frames became late: that one gives way too.
-                self._plan(made % self.frame_samples, now)
-            if self._fresh_after == math.inf:  # the last correction is done: judge frames from now on
-                self._least_ahead = math.inf
-                self._window_ends = now + WINDOW_S
-                self._fresh_after = now
-            if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
-                count = max(-1, min(1, self._pending)) * self._allowed(len(block), quiet, abs(self._pending))
-                block = correct(block, count, self.in_rate)
-                self._pending -= count
-                self.dropped += max(count, 0)
-                self.inserted += max(-count, 0)
-                self.placed += count if self._placing else 0
-                # Frames completed by this block may still have the old timing: the next window
-                # counts only frames completed by the blocks after it.
-                if not self._pending:
-                    self._fresh_after = math.inf
-                    self._placing = False
-            self.samples_in += len(block)
-            yield block
-            if self._wake_after is not None:
-                self._wake_after(self._input_for_next_frame(produced()))
+            taken = self.take(block, produced(), handed(), its_turn())
+            if taken is not None:
+                yield taken
+
+    def take(self, block: np.ndarray, made: int, handed_frames: int, its_turn: bool) -> np.ndarray | None:
+        """The captured ``block`` corrected, or None when nothing of it is to be conditioned now
+        (held while the segment waits its turn, or dropped as an overflow). ``made`` is the
+        output samples conditioned so far, ``handed_frames`` the frames handed to the SDK,
+        ``its_turn`` whether playout has asked the segment for a frame yet."""
+        if len(block):  # every block as it came: the ones held back for a turn are the capture's own
+            self._block_ms = min(self._block_ms, 1000 * len(block) / self.in_rate)
+        if not its_turn:
+            self._waiting.append(block)
+            while sum(map(len, self._waiting)) - len(self._waiting[0]) >= self._keep:
+                self._waiting.popleft()
+            return None
+        if self._waiting:
+            self._waiting.append(block)
+            block = np.concatenate(self._waiting)
+            self._waiting.clear()
+        now = self._clock()
+        if self._window_ends is None:
+            self._window_ends = now + WINDOW_S
+        block_ms = 1000 * len(block) / self.in_rate
+        quiet = self._gate.quiet(block)
+        backlog_ms = 1000 * (made - handed_frames * self.frame_samples) / self.out_rate
+        if backlog_ms + block_ms > self.max_ms:
+            self.overflows += max(1, round(block_ms / self._block_ms))  # in the capture's blocks, joined or not
+            return None
+        if handed_frames:
+            self.peak_ms = max(self.peak_ms, backlog_ms)
+        if now >= self._window_ends and (self._pending in (0, self._planned) or self._least_ahead < self._low):
+            # No correction under way: none, or one still waiting for a pause, which the last
+            # window may replace (frames that became late cannot wait for it); or one under way
+            # (slowly, in loud audio) while frames became late: that one gives way too.
+            self._plan(made % self.frame_samples, now)
+        if self._fresh_after == math.inf:  # the last correction is done: judge frames from now on
+            self._least_ahead = math.inf
+            self._window_ends = now + WINDOW_S
+            self._fresh_after = now
+        if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
+            count = max(-1, min(1, self._pending)) * self._allowed(len(block), quiet, abs(self._pending))
+            block = correct(block, count, self.in_rate)
+            self._pending -= count
+            self.dropped += max(count, 0)
+            self.inserted += max(-count, 0)
+            self.placed += count if self._placing else 0
+            # Frames completed by this block may still have the old timing: the next window
+            # counts only frames completed by the blocks after it.
+            if not self._pending:
+                self._fresh_after = math.inf
+                self._placing = False
+        self.samples_in += len(block)
+        return block
+
+    def input_for_next_frame(self, made: int) -> int:
+        """Input samples (per channel) the next frame needs at least, ``made`` output samples so
+        far: a capture may hold its blocks back until that much has come (fewer wakeups), and
+        never delays a frame by it."""
+        short = self.frame_samples - made % self.frame_samples - HOLD_SLACK_SAMPLES
+        return max(0, math.floor(short * self.in_rate / self.out_rate))
 
     @property
     def _low(self) -> float:
@@ -224,11 +233,6 @@ class DriftControl:
         count = min(wanted, math.floor(self._allowance))
         self._allowance -= count
         return count
-
-    def _input_for_next_frame(self, made: int) -> int:
-        """Input samples (per channel) the next frame needs at least, ``made`` output samples so far."""
-        short = self.frame_samples - made % self.frame_samples - WAKE_SLACK_SAMPLES
-        return max(0, math.floor(short * self.in_rate / self.out_rate))
 
     def _plan(self, partial: int, now: float) -> None:
         """Decide the next corrections from the last window's least lead and from ``partial``, the

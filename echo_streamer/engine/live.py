@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable
 
 from ..errors import InputError
-from ..sources.live import SILENT_DEVICE_S, LiveInput
+from ..sources.live import SILENT_DEVICE_S, SILENT_POLL_S, LiveInput, SilenceWatch
 from .drift import drift_ppm
 from .segment import Segment
 from .streamer import Streamer
@@ -63,10 +63,8 @@ class LiveSession:
             while not self._stop.is_set():
                 self.state = "streaming"
                 self._unmute.clear()
-                segment = self.streamer.stream(self.live_input.blocks(), self.live_input.rate,
-                                               channels=self.live_input.channels, name=self.live_input.name,
-                                               live=True, wake_after=self.live_input.wake_after,
-                                               segment_id=None if self.new_id is None else self.new_id())
+                segment = self.streamer.live(self.live_input,
+                                             segment_id=None if self.new_id is None else self.new_id())
                 self.segments.append(segment)
                 if not await unless(self._stop, segment.wait(), _left(loop, ends)):
                     await self._fade_out(segment)
@@ -98,20 +96,16 @@ class LiveSession:
         """Wait for :meth:`resume`, watching the card meanwhile, which nothing reads: one that
         stops delivering for ``SILENT_DEVICE_S`` (a stall of the whole process not counted) sets
         ``error`` and raises it as an :class:`InputError`."""
-        loop = asyncio.get_running_loop()
-        seen = self.live_input.callbacks
+        watch = SilenceWatch(self.live_input)
         while not self._unmute.is_set():
-            began = loop.time()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._unmute.wait(), SILENT_DEVICE_S)
+                await asyncio.wait_for(self._unmute.wait(), SILENT_POLL_S)
                 return
-            if self.live_input.callbacks == seen and loop.time() - began < 2 * SILENT_DEVICE_S:
-                self.live_input.lost = True
+            if watch.silent():
                 gone = InputError(self.live_input.name, f"no audio for {SILENT_DEVICE_S:g} s while muted: the "
                                                         "device stopped or went away")
                 self.error = str(gone)
                 raise gone
-            seen = self.live_input.callbacks
 
     def drift_report(self) -> dict[str, float]:
         """How the card's clock compared with playout, over every segment, and what it cost."""
@@ -120,7 +114,7 @@ class LiveSession:
         placed = sum(c.placed for c in controls)
         return {"ppm": drift_ppm(dropped - inserted - placed, sum(c.samples_in for c in controls)),
                 "samples_dropped": dropped, "samples_inserted": inserted, "placement_samples": placed,
-                "overflows": self.live_input.overflows + sum(c.overflows for c in controls),
+                "overflows": sum(c.overflows for c in controls),
                 "device_overflows": self.live_input.device_overflows,
                 "underruns": sum(c.underruns for c in controls)}
 

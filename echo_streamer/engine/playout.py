@@ -175,6 +175,13 @@ class Playout:
         self.frames_rested += frames
         return frames
 
+    def filled_by_sdk(self, frames: int) -> None:
+        """The SDK sent ``frames`` of its own silence while a write of ours was late (a card that
+        stalled): counted in ``frames_rested``, and on the playout clock, which they kept going."""
+        self.frames_rested += frames
+        if self._clock_start is not None:
+            self._clock_frames += frames
+
     def ready_to_wake(self) -> bool:
         """Whether the stream, resting, should wake for the current segment: a file's once the
         next completion's frame is there too (a frame written while resting may be consumed at

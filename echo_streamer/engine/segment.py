@@ -6,11 +6,14 @@ import asyncio
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..sources.base import AudioSource
 from .drift import DriftControl
 from .waitable import Waitable
+
+if TYPE_CHECKING:
+    from ..sources.live import LiveInput
 
 
 class Frame(NamedTuple):
@@ -39,9 +42,10 @@ class Segment(Waitable):
     ``await segment.wait()`` returns it once it has finished, failed or been dropped.
     """
 
-    def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource], rate: int,
+    def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource] | None, rate: int,
                  buffer_frames: int, loop: asyncio.AbstractEventLoop, low_latency: bool = False,
-                 drift: DriftControl | None = None, release: Callable[[], None] | None = None) -> None:
+                 drift: DriftControl | None = None, release: Callable[[], None] | None = None,
+                 capture: LiveInput | None = None) -> None:
         self.id = segment_id
         self.name = name
         self.rate = rate
@@ -50,13 +54,15 @@ class Segment(Waitable):
         self.finished_at: float | None = None
         self.played_samples = 0
         self.error: str | None = None
-        self.open_source = open_source
+        self.open_source = open_source  # None for a capture
         # Closes what the source would be made from (a caller's iterable), if it never is.
         self.release = release
         # Audio produced as it plays (a pipe, a generator): resample with the low-latency filter.
         self.low_latency = low_latency
         # Live input on a clock of its own (a sound card): its backlog is held steady.
         self.drift = drift
+        # A sound card whose blocks are conditioned in its own thread (engine.livefeed), not decoded.
+        self.capture = capture
         # Decoded frames waiting for the SDK; bounded so a fast decoder stays only this far ahead.
         self.frames: queue.Queue[Frame | SegmentEnd] = queue.Queue(maxsize=buffer_frames)
         self.total_samples: int | None = None

@@ -32,10 +32,12 @@ from ..sources.base import AudioSource
 from ..sources.bytestream import open_byte_stream
 from ..sources.files import open_audio
 from ..sources.formats import AUTO, RAW_FORMATS
+from ..sources.live import SILENT_DEVICE_S, SILENT_POLL_S, LiveInput, SilenceWatch
 from .deadline import Deadline
 from .drift import DriftControl
 from .events import Event, EventFeed
 from .interrupt import DEFAULT_MAX_WAIT_MS, Interruption
+from .livefeed import LiveFeed
 from .playout import LATE_MS, Playout
 from .segment import Frame, Segment, SegmentEnd
 
@@ -288,8 +290,7 @@ class Streamer:
 
     def stream(self, chunks: Iterable[np.ndarray] | AsyncIterable[np.ndarray] | np.ndarray, rate: int, *,
                channels: int = 1, name: str = "stream", segment_id: str | None = None,
-               buffer_ms: int | None = None, live: bool = False,
-               wake_after: Callable[[int], None] | None = None) -> Segment:
+               buffer_ms: int | None = None, live: bool = False) -> Segment:
         """Queue audio you produce: ``chunks`` yields int16 or float arrays at ``rate`` Hz (1-D
         for mono, else ``(frames, channels)``); a single array is one chunk.
 
@@ -308,10 +309,8 @@ class Streamer:
         clocks' drift is taken up by dropping or repeating single samples in quiet moments, audio
         beyond ``buffer_ms`` (default 40) is dropped as an overflow, and the counters are in
         ``segment.drift`` and its ``item_finished`` event (see
-        :class:`~echo_streamer.engine.drift.DriftControl`). A live source that can hold its blocks
-        back may pass ``wake_after`` (as :class:`~echo_streamer.sources.live.LiveInput` does): it
-        is told after each block how many more samples the next frame needs, and saves the worker
-        the blocks that could not complete one.
+        :class:`~echo_streamer.engine.drift.DriftControl`). For a sound card, :meth:`live` does the
+        same with less CPU.
         """
         self._require_running()
         if isinstance(chunks, np.ndarray):
@@ -322,13 +321,32 @@ class Streamer:
             raise ValueError(error.reason) from None
         drift = None
         if live:
-            buffer_ms = buffer_ms or LIVE_BUFFER_MS
-            drift = DriftControl(rate, self._format.rate, self._format.frame_samples, buffer_ms, LATE_MS,
-                                 wake_after=wake_after, start_ms=self.config.stream_start_ms)
-            # Room for a few frames over the limit, so the drift control drops audio before the queue fills.
-            buffer_ms += 3 * self._format.frame_ms
+            drift, buffer_ms = self._drift_control(rate, buffer_ms)
         return self._enqueue(name, lambda: source, segment_id, low_latency=True, buffer_ms=buffer_ms, drift=drift,
                              release=source.close)
+
+    def live(self, live_input: LiveInput, *, segment_id: str | None = None, buffer_ms: int | None = None) -> Segment:
+        """Queue a sound card's input: one segment that streams what ``live_input`` captures until
+        it is cut (:meth:`interrupt`, :meth:`cancel`), the device stops delivering (for
+        ``SILENT_DEVICE_S``: the segment fails) or ``live_input`` is closed.
+
+        As ``stream(..., live=True)``, but each block is conditioned in PortAudio's own thread as
+        it arrives (:class:`~echo_streamer.engine.livefeed.LiveFeed`) and the next block settles a
+        frame handed just in time, so no thread of ours wakes per block or per frame. Until the
+        segment's turn only the newest audio is kept; the caller owns ``live_input`` and closes it.
+        """
+        self._require_running()
+        drift, buffer_ms = self._drift_control(live_input.rate, buffer_ms)
+        return self._enqueue(live_input.name, None, segment_id, low_latency=True, buffer_ms=buffer_ms,
+                             drift=drift, capture=live_input)
+
+    def _drift_control(self, rate: int, buffer_ms: int | None) -> tuple[DriftControl, int]:
+        """A live segment's drift control for input at ``rate`` Hz, and its frame queue's length in ms."""
+        buffer_ms = buffer_ms or LIVE_BUFFER_MS
+        drift = DriftControl(rate, self._format.rate, self._format.frame_samples, buffer_ms, LATE_MS,
+                             start_ms=self.config.stream_start_ms)
+        # Room for a few frames over the limit, so the drift control drops audio before the queue fills.
+        return drift, buffer_ms + 3 * self._format.frame_ms
 
     def interrupt(self, mode: str = "now", *, keep_queue: bool = False,
                   max_wait_ms: int = DEFAULT_MAX_WAIT_MS) -> Interruption:
@@ -487,7 +505,9 @@ class Streamer:
         frame = self._playout.next_frame(now, due=due)
         if frame is None:
             self._late_since = now
-            self._deadline.arm(now + LATE_MS / 1000)
+            current = self._playout.current
+            if current is None or current.capture is None:  # a card's next block settles it (_settle_late)
+                self._deadline.arm(now + LATE_MS / 1000)
             return
         if self._capture is not None:
             self._capture.write(frame)
@@ -519,23 +539,39 @@ class Streamer:
             self._capture.write_silence(frames * self._format.frame_bytes)
 
     def _write_late(self) -> None:
-        """The write a completion left for later: from the worker once the live frame is complete,
-        or from the deadline (then silence)."""
+        """The write a completion left for later: once the live frame is complete (from the worker,
+        or a card's thread), else silence (from the deadline, or a card's next block)."""
         with self._lock:
             if self._late_since is None or self._stopping:
                 return
             due, self._late_since = self._late_since, None
-            self._write_next(time.monotonic(), due)
+            now = time.monotonic()
+            # Written a frame or more late (a card that stalled): at each tick since, the SDK sent
+            # silence of its own (it ticks at the completions' times, a frame apart).
+            missed = math.floor((now - due) / self._playout.frame_seconds)
+            if missed:
+                self._playout.filled_by_sdk(missed)
+                if self._capture is not None:
+                    self._capture.write_silence(missed * self._format.frame_bytes)
+            self._write_next(now, due)
+
+    def _settle_late(self, segment: Segment, after_s: float = 0.0) -> None:
+        """Write the frame a completion left for later, or silence in its place, if it is
+        ``segment``'s and has waited ``after_s`` seconds: a card's block that did not complete it
+        comes too late for it to make its tick (see ``DriftControl``)."""
+        since = self._late_since
+        if since is not None and self._playout.current is segment and time.monotonic() - since >= after_s:
+            self._write_late()
 
     # -- decode worker ---------------------------------------------------------------------
 
-    def _enqueue(self, name: str, open_source: Callable[[], AudioSource], segment_id: str | None,
+    def _enqueue(self, name: str, open_source: Callable[[], AudioSource] | None, segment_id: str | None,
                  low_latency: bool = False, buffer_ms: int | None = None, drift: DriftControl | None = None,
-                 release: Callable[[], None] | None = None) -> Segment:
+                 release: Callable[[], None] | None = None, capture: LiveInput | None = None) -> Segment:
         assert self._loop is not None and self._idle is not None
         buffer_frames = max(2, (buffer_ms or self.config.buffer_ms) // self._format.frame_ms)
         segment = Segment(segment_id or f"seg-{next(self._segment_ids)}", name, open_source, self._format.rate,
-                          buffer_frames, self._loop, low_latency, drift, release)
+                          buffer_frames, self._loop, low_latency, drift, release, capture)
         self._segments.append(segment)
         self._idle.clear()
         with self._lock:
@@ -590,21 +626,19 @@ class Streamer:
         source: AudioSource | None = None
         conditioner: Conditioner | None = None
         try:
-            source = segment.open_source()
-            segment.duration = source.duration
-            quality = LIVE_QUALITY if segment.drift is not None else STREAM_QUALITY if segment.low_latency else QUALITY
-            conditioner = Conditioner(source.name, source.rate, self._format, quality=quality)
-            # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
-            blocks: Iterable[np.ndarray] = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
-            if segment.drift is not None:
-                blocks = segment.drift.hold(blocks, lambda: conditioner.samples, lambda: segment.handed_frames,
-                                            lambda: segment.turn_at is not None)
-            for frames, pauses in condition(blocks, conditioner):
-                for pcm, pause in zip(frames, pauses.tolist(), strict=True):
-                    if not self._offer(segment, Frame(pcm.tobytes(), pause, time.monotonic())):
-                        return
-                    if self._late_since is not None:
-                        self._write_late()
+            if segment.capture is not None:
+                conditioner = Conditioner(segment.capture.name, segment.capture.rate, self._format,
+                                          quality=LIVE_QUALITY)
+                self._feed_capture(segment, segment.capture, conditioner)
+            else:
+                assert segment.open_source is not None
+                source = segment.open_source()
+                segment.duration = source.duration
+                quality = (LIVE_QUALITY if segment.drift is not None else STREAM_QUALITY if segment.low_latency
+                           else QUALITY)
+                conditioner = Conditioner(source.name, source.rate, self._format, quality=quality)
+                if not self._feed_blocks(segment, source, conditioner):
+                    return
             if conditioner.clipped:
                 self._emit_threadsafe("clipped", time.monotonic(),
                                       {"id": segment.id, "item": segment.name, "samples": conditioner.clipped}, None)
@@ -625,6 +659,39 @@ class Streamer:
         segment.decoded = True
         self._offer(segment, end)
 
+    def _feed_blocks(self, segment: Segment, source: AudioSource, conditioner: Conditioner) -> bool:
+        """Decode ``source`` into the segment's queue; False if stopped or discarded on the way."""
+        # Stop pulling the source (a caller's generator, a pipe) as soon as the segment is cut.
+        blocks: Iterable[np.ndarray] = itertools.takewhile(lambda _block: not segment.discarded, source.blocks())
+        if segment.drift is not None:
+            blocks = segment.drift.hold(blocks, lambda: conditioner.samples, lambda: segment.handed_frames,
+                                        lambda: segment.turn_at is not None)
+        for frames, pauses in condition(blocks, conditioner):
+            for pcm, pause in zip(frames, pauses.tolist(), strict=True):
+                if not self._offer(segment, Frame(pcm.tobytes(), pause, time.monotonic())):
+                    return False
+        return True
+
+    def _feed_capture(self, segment: Segment, capture: LiveInput, conditioner: Conditioner) -> None:
+        """Watch a sound card's segment while PortAudio's thread conditions it (:class:`LiveFeed`),
+        until it is cut, the streamer stops, or the card is closed; raises :class:`InputError`
+        once the card has delivered nothing for ``SILENT_DEVICE_S``."""
+        feed = LiveFeed(segment, conditioner, lambda: self._settle_late(segment))
+        watch = SilenceWatch(capture)
+        capture.deliver(feed.push)
+        try:
+            while not (self._stopping or segment.discarded or capture.closed):
+                if feed.wait(SILENT_POLL_S):
+                    assert feed.error is not None
+                    raise feed.error
+                if watch.silent():
+                    raise InputError(capture.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped, went "
+                                                   "away, or delivers in bursts further apart than that")
+                # A card that stalls leaves its frame's write waiting: the deadline passes it on as silence.
+                self._settle_late(segment, LATE_MS / 1000)
+        finally:
+            capture.deliver(None)
+
     def _fail(self, segment: Segment, message: str) -> SegmentEnd:
         segment.error = message
         self._emit_threadsafe("error", time.monotonic(), {"id": segment.id, "item": segment.name, "message": message},
@@ -632,8 +699,8 @@ class Streamer:
         return SegmentEnd(message)
 
     def _offer(self, segment: Segment, item: Frame | SegmentEnd) -> bool:
-        """Put into the segment's bounded queue, waiting while it is full; False once stopping
-        or once the segment is discarded."""
+        """Put into the segment's bounded queue, waiting while it is full, and hand it over at once
+        if a write waits for it; False once stopping or once the segment is discarded."""
         while not self._stopping and not segment.discarded:
             try:
                 segment.frames.put(item, timeout=0.05)
@@ -642,6 +709,7 @@ class Streamer:
             if self._playout.resting:
                 with self._lock:
                     self._wake_if_ready()
+            self._settle_late(segment)
             return True
         return False
 

@@ -1,15 +1,14 @@
-"""A sound card's input through PortAudio (python-sounddevice), captured into a bounded queue."""
+"""A sound card's input through PortAudio (python-sounddevice), handed on block by block."""
 
 from __future__ import annotations
 
 import os
-import queue
 import re
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
@@ -66,41 +65,36 @@ def _sounddevice() -> ModuleType:
     return sounddevice
 
 
+Consumer = Callable[[np.ndarray], None]
+
+
 class LiveInput:
     """Captures ``device`` (a PortAudio index or name; None for the default input) from construction
     until :meth:`close`.
 
-    PortAudio calls back with ``BLOCK_MS`` of audio at a time; the callback only copies each block's
-    bytes into a queue holding at most ``max_buffer_ms`` (in blocks of ``BLOCK_MS``, or of what the
-    reader asked for at once). When it is full the oldest block is dropped, and counted in
-    ``overflows`` while :meth:`blocks` is being read, so a consumer that falls behind loses audio
-    instead of adding delay. ``device_overflows`` counts the callbacks in which PortAudio reported
-    that the device itself lost input before it reached us (an overrun of the card or the sound
-    server, e.g. when the machine stalls), so the two causes can be told apart.
-    :meth:`blocks` yields float32 ``(frames, channels)`` blocks as they arrive (joined, when the
-    reader asked for more at once with :meth:`wake_after`); each call starts fresh, dropping what
-    was captured before it. Raises :class:`InputError` naming the device when it cannot be opened
-    (missing, busy, unsupported rate) or stops delivering audio.
+    PortAudio calls back with ``BLOCK_MS`` of audio at a time, on its own thread. While a consumer
+    is set (:meth:`deliver`), each block goes to it there and then, as a float32 ``(frames,
+    channels)`` array of its own; otherwise it is dropped. Nothing is queued in between: the
+    consumer (a streamer's live segment, :class:`~echo_streamer.engine.livefeed.LiveFeed`) keeps
+    its own bounded buffer, so audio moves on as soon as it exists, with no thread woken for it.
+    ``callbacks`` counts PortAudio's calls, read or not (:class:`SilenceWatch` tells from it a device
+    that stopped delivering); ``device_overflows`` the calls in which PortAudio reported that the
+    device itself lost input before it reached us (an overrun of the card or the sound server,
+    e.g. when the machine stalls). Raises :class:`InputError` naming the device when it cannot be
+    opened (missing, busy, unsupported rate).
     """
 
     duration: float | None = None
 
-    def __init__(self, device: int | str | None = None, rate: int | None = None, channels: int | None = None,
-                 max_buffer_ms: int = 200) -> None:
+    def __init__(self, device: int | str | None = None, rate: int | None = None,
+                 channels: int | None = None) -> None:
         sounddevice = _sounddevice()
         self.name = f"live input {device!r}" if device is not None else "live input (default)"
-        self.overflows = 0
         self.device_overflows = 0
-        self._reading = False
-        # Captured blocks not handed over yet, until the reader's wake_after() count is reached.
-        self._held: list[bytes] = []
-        self._held_frames = 0
-        self._wanted = 0
-        # Set by a new reader: the callback forgets the blocks it holds (only it touches them).
-        self._restart = False
+        self._consumer: Consumer | None = None
         # The device went away: PortAudio may hang or abort when it is shut down at exit.
         self.lost = False
-        self.callbacks = 0  # PortAudio's calls so far: whether the device still delivers, read or not
+        self.callbacks = 0
         try:
             if isinstance(device, int) and not 0 <= device < len(sounddevice.query_devices()):
                 raise ValueError(f"no device with index {device} (`echo-streamer devices` lists the inputs)")
@@ -112,12 +106,6 @@ class LiveInput:
             if self.channels > most:
                 raise ValueError(f"{self.channels} channels asked for, it captures at most {most}")
             block = max(1, round(self.rate * BLOCK_MS / 1000))
-            # A SimpleQueue: put and get run in C, which matters 200 times a second on two threads.
-            # The callback is its only producer, so it keeps the bound itself.
-            self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-            self._max_blocks = max(2, round(max_buffer_ms / BLOCK_MS))
-            # Raw: the callback copies bytes, and the reader's thread makes the arrays. A numpy
-            # array made per callback there cost the callback thread 0.55 % of a core, not 0.39 %.
             with portaudio_checks_hidden():
                 self._stream = sounddevice.RawInputStream(device=device, samplerate=self.rate, channels=self.channels,
                                                        dtype="float32", blocksize=block, callback=self._captured)
@@ -129,50 +117,15 @@ class LiveInput:
         except (ValueError, sounddevice.PortAudioError) as error:
             raise InputError(self.name, _reason(error)) from None
 
-    def blocks(self) -> Iterator[np.ndarray]:
-        """Captured blocks from now on, as they arrive (blocking while none are queued)."""
-        self._wanted = 0
-        self._restart = True
-        self._drain()
-        self._reading = True
-        try:
-            while True:
-                raw = self._next_block()
-                if raw is None:
-                    if self._stream.closed:
-                        return
-                    self.lost = True
-                    raise InputError(self.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped, went "
-                                                "away, or delivers in bursts further apart than that")
-                yield np.frombuffer(raw, np.float32).reshape(-1, self.channels)
-        finally:
-            self._reading = False
+    @property
+    def closed(self) -> bool:
+        return bool(self._stream.closed)
 
-    def _next_block(self) -> bytes | None:
-        """The next captured block, or None after ``SILENT_DEVICE_S`` of waiting in vain (at once
-        once the input is closed).
-
-        Waits in polls of ``SILENT_POLL_S``, each counted for at most twice its length: when the
-        whole process was stopped (the machine stalled, a laptop slept), the time the callback
-        thread was stopped too is not taken for the device's silence.
-        """
-        waited = 0.0
-        while waited < SILENT_DEVICE_S and not self._stream.closed:
-            began = time.monotonic()
-            try:
-                return self._queue.get(timeout=SILENT_POLL_S)
-            except queue.Empty:
-                waited += min(time.monotonic() - began, 2 * SILENT_POLL_S)
-        return None
-
-    def wake_after(self, frames: int) -> None:
-        """Hand the next blocks over only once ``frames`` samples (per channel) have been captured.
-
-        For a reader that can do nothing useful with less (a live segment whose next output frame
-        needs that much input): it is woken once instead of once per block. Holds for one hand-over;
-        never delays audio beyond the block that reaches the count.
-        """
-        self._wanted = frames
+    def deliver(self, consumer: Consumer | None) -> None:
+        """Hand every block captured from now on to ``consumer`` (None: to no one), called on
+        PortAudio's thread: it must not block. Once this returns, the consumer set before gets
+        no block it has not begun with already."""
+        self._consumer = consumer
 
     def close(self) -> None:
         """Stop capturing; waits at most ``CLOSE_TIMEOUT_S``.
@@ -186,36 +139,38 @@ class LiveInput:
             closer.join(CLOSE_TIMEOUT_S)
             self.lost = self.lost or closer.is_alive()
 
-    def _captured(self, data: Any, frames: int, _time: Any, status: Any) -> None:
-        """PortAudio's thread: copy and queue, never wait. ``data``: a buffer of interleaved float32."""
+    def _captured(self, data: Any, _frames: int, _time: Any, status: Any) -> None:
+        """PortAudio's thread. ``data``: a buffer of interleaved float32, PortAudio's own (copied)."""
         self.callbacks += 1
         if status.input_overflow:
             self.device_overflows += 1
-        if self._restart:
-            self._held, self._held_frames, self._restart = [], 0, False
-        self._held.append(bytes(data))
-        self._held_frames += frames
-        if self._held_frames < self._wanted:
-            return
-        held = self._held[0] if len(self._held) == 1 else b"".join(self._held)
-        self._held, self._held_frames, self._wanted = [], 0, 0
-        while self._queue.qsize() >= self._max_blocks:
-            self._drop_oldest()
-        self._queue.put(held)
+        consumer = self._consumer
+        if consumer is not None:
+            consumer(np.frombuffer(bytes(data), np.float32).reshape(-1, self.channels))
 
-    def _drop_oldest(self) -> None:
-        try:
-            self._queue.get_nowait()
-            self.overflows += self._reading
-        except queue.Empty:
-            pass
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
+class SilenceWatch:
+    """Tells a device that stopped delivering (no callback for ``SILENT_DEVICE_S``) from a process
+    that was stopped as a whole (the machine stalled, a laptop slept): :meth:`silent` is asked
+    about every ``SILENT_POLL_S``, and each time between two asks counts for at most twice that."""
+
+    def __init__(self, live_input: LiveInput) -> None:
+        self._input = live_input
+        self._seen = live_input.callbacks
+        self._asked = time.monotonic()
+        self._silent_s = 0.0
+
+    def silent(self) -> bool:
+        now = time.monotonic()
+        if self._input.callbacks != self._seen:
+            self._seen, self._silent_s = self._input.callbacks, 0.0
+        else:
+            self._silent_s += min(now - self._asked, 2 * SILENT_POLL_S)
+        self._asked = now
+        if self._silent_s >= SILENT_DEVICE_S:
+            self._input.lost = True
+            return True
+        return False
 
 
 def _reason(error: Exception) -> str:

@@ -1,0 +1,81 @@
+"""A live segment made in the sound card's own thread, block by block, as PortAudio delivers."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ..dsp.pauses import PauseDetector
+from ..dsp.pipeline import Conditioner
+from .segment import Frame, Segment
+
+
+class LiveFeed:
+    """Conditions one live segment's blocks in the thread that delivers them (``push``, from
+    :meth:`LiveInput.deliver <echo_streamer.sources.live.LiveInput.deliver>`), so that no thread
+    of ours wakes for them.
+
+    Once the segment plays, blocks are held until the next frame can complete
+    (:meth:`DriftControl.input_for_next_frame
+    <echo_streamer.engine.drift.DriftControl.input_for_next_frame>`); then they are corrected by
+    the segment's drift control, conditioned, marked for pauses, and their frames put into the
+    segment's queue at once. After every block, ``after_block()`` runs: the streamer settles a
+    write that waits for this segment's next frame (the frame, or silence if this block did not
+    complete it). Never blocks: a frame that finds the segment's queue full (drift control keeps
+    the backlog well under it) is dropped and counted as an overflow. An exception on the way
+    ends the feed and is kept in ``error``; :meth:`wait` returns once that happens.
+    """
+
+    def __init__(self, segment: Segment, conditioner: Conditioner, after_block: Callable[[], None]) -> None:
+        assert segment.drift is not None
+        self.segment = segment
+        self.drift = segment.drift
+        self.conditioner = conditioner
+        self.error: Exception | None = None
+        self._pauses = PauseDetector(conditioner.output.frame_ms)
+        self._after_block = after_block
+        self._held: list[np.ndarray] = []
+        self._held_samples = 0
+        self._failed = threading.Event()
+
+    def push(self, block: np.ndarray) -> None:
+        """Take one captured float32 ``(frames, channels)`` block (the capture's thread)."""
+        segment = self.segment
+        if self.error is not None or segment.discarded:
+            return
+        try:
+            self._condition(block, segment.turn_at is not None)
+            self._after_block()
+        except Exception as error:
+            self.error = error
+            self._failed.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True once the feed has failed (``error``)."""
+        return self._failed.wait(timeout)
+
+    def _condition(self, block: np.ndarray, its_turn: bool) -> None:
+        if its_turn:  # before its turn, drift control keeps the newest blocks itself
+            self._held.append(block)
+            self._held_samples += len(block)
+            if self._held_samples < self.drift.input_for_next_frame(self.conditioner.samples):
+                return
+            block = self._held[0] if len(self._held) == 1 else np.concatenate(self._held)
+            self._held.clear()
+            self._held_samples = 0
+        taken = self.drift.take(block, self.conditioner.samples, self.segment.handed_frames, its_turn)
+        if taken is None:
+            return
+        frames = self.conditioner.push(taken)
+        if not len(frames):
+            return
+        now = time.monotonic()
+        for pcm, pause in zip(frames, self._pauses.mark(frames).tolist(), strict=True):
+            try:
+                self.segment.frames.put_nowait(Frame(pcm.tobytes(), pause, now))
+            except queue.Full:
+                self.drift.overflows += 1
