@@ -120,7 +120,7 @@ class SimulatedLive:
         self._random = random.Random(seed)
         # (at seconds, for ms): the card delivers nothing for that long, then all it captured at once.
         self._stall = stall
-        # The first delivery joins this many blocks (held back for a reader before this one).
+        # The first delivery joins this many blocks (kept while the segment waited its turn).
         self._first_blocks = first_blocks
 
     def run(self, until: float) -> None:

@@ -421,6 +421,63 @@ def test_live_input_wakes_the_resting_stream_as_it_is_queued() -> None:
     assert live.state == "finished" and live.position_ms > 100
 
 
+class PushedCard:
+    """Stands in for a ``LiveInput`` in ``Streamer.live``: a thread of its own hands 5 ms blocks of
+    a 440 Hz tone (48 kHz mono) on absolute deadlines to the consumer ``deliver()`` set, as
+    PortAudio's thread does."""
+
+    name, rate, channels, lost, closed = "pushed card", 48_000, 1, False, False
+
+    def __init__(self) -> None:
+        self.callbacks = 0
+        self._consumer: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def deliver(self, consumer: Any) -> None:
+        self._consumer = consumer
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        samples = tone(self.rate, 10.0)
+        begun = time.monotonic()
+        while not self._stop.wait(max(0.0, begun + (self.callbacks + 1) * 0.005 - time.monotonic())):
+            start = self.callbacks * 240 % len(samples)
+            self.callbacks += 1
+            if (consumer := self._consumer) is not None:
+                consumer(samples[start:start + 240].copy())
+
+
+def test_a_cut_card_leaves_the_decoder_at_once_for_what_comes_next(tmp_path: Path) -> None:
+    """A card's segment is conditioned in the card's own thread while the decoder watches it; once
+    it is cut, the card's next block lets the decoder go on to the segment queued after it, which
+    starts right after the gap (the decoder's own watch comes only every 100 ms)."""
+    card = PushedCard()
+
+    async def session() -> tuple[Segment, Segment, Any]:
+        async with Streamer(StreamerConfig(gap_ms=10, capture_path=str(tmp_path / "out.wav"))) as streamer:
+            live = streamer.live(card)  # type: ignore[arg-type]
+            await asyncio.sleep(0.5)
+            after = streamer.stream(tone(24000, 0.1), 24000, name="after")
+            cut = await streamer.interrupt("now", keep_queue=True).wait()
+            await after.wait()
+            return live, after, cut
+
+    try:
+        live, after, cut = arun(session())
+    finally:
+        card.close()
+    assert live.interrupted and live.position_ms > 400 and after.state == "finished"
+    assert after.started_at is not None and cut.done_at is not None
+    assert after.started_at - cut.done_at < 0.05, after.started_at - cut.done_at
+    pcm = read_pcm(tmp_path / "out.wav", 24000)
+    assert 0.45 < np.abs(pcm).max() / 32768 < 0.55  # the card's tone came through
+
+
 # -- underruns -----------------------------------------------------------------------------
 
 

@@ -131,7 +131,7 @@ class DriftControl:
         self._clock = clock
         self._keep = math.ceil(self.start_ms * in_rate / 1000)
         self._waiting: deque[np.ndarray] = deque()  # the newest input, while the segment waits its turn
-        self._block_ms = math.inf  # the capture's block: the shortest seen (LiveInput may join blocks)
+        self._block_ms = math.inf  # the capture's block: the shortest seen (a LiveFeed joins blocks)
 
     @property
     def ppm(self) -> float:
@@ -185,7 +185,7 @@ class DriftControl:
         quiet = self._gate.quiet(block)
         backlog_ms = 1000 * (made - handed_frames * self.frame_samples) / self.out_rate
         if backlog_ms + block_ms > self.max_ms:
-            self.overflows += max(1, round(block_ms / self._block_ms))  # in the capture's blocks, joined or not
+            self.overflow(block_ms)
             return None
         if handed_frames:
             self.peak_ms = max(self.peak_ms, backlog_ms)
@@ -212,6 +212,15 @@ class DriftControl:
                 self._placing = False
         self.samples_in += len(block)
         return block
+
+    def overflow(self, ms: float) -> None:
+        """Count ``ms`` of audio dropped as overflows, in the capture's blocks (joined or not)."""
+        self.overflows += max(1, round(ms / self._block_ms))
+
+    @property
+    def kept_samples(self) -> int:
+        """Input samples (per channel) kept while the segment waits its turn, not yet taken."""
+        return sum(map(len, self._waiting))
 
     def input_for_next_frame(self, made: int) -> int:
         """Input samples (per channel) the next frame needs at least, ``made`` output samples so

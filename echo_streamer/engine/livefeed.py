@@ -23,46 +23,54 @@ class LiveFeed:
     (:meth:`DriftControl.input_for_next_frame
     <echo_streamer.engine.drift.DriftControl.input_for_next_frame>`); then they are corrected by
     the segment's drift control, conditioned, marked for pauses, and their frames put into the
-    segment's queue at once. After every block, ``after_block()`` runs: the streamer settles a
-    write that waits for this segment's next frame (the frame, or silence if this block did not
-    complete it). Never blocks: a frame that finds the segment's queue full (drift control keeps
-    the backlog well under it) is dropped and counted as an overflow. An exception on the way
-    ends the feed and is kept in ``error``; :meth:`wait` returns once that happens.
+    segment's queue at once. After every block, ``after_block(arrived_at)`` runs with the
+    block's ``time.monotonic()`` arrival: the streamer settles a write that waits for this
+    segment's next frame. Waits for nothing but that (the streamer's lock, held briefly by SDK
+    callbacks, and the SDK's write): a frame that finds the segment's queue full (drift control
+    keeps the backlog well under it) is dropped and counted as an overflow. :meth:`wait` returns
+    once the feed has ended: the segment was cut or dropped, or an exception on the way (kept in
+    ``error``) ended it.
     """
 
-    def __init__(self, segment: Segment, conditioner: Conditioner, after_block: Callable[[], None]) -> None:
+    def __init__(self, segment: Segment, conditioner: Conditioner, after_block: Callable[[float], None]) -> None:
         assert segment.drift is not None
         self.segment = segment
         self.drift = segment.drift
         self.conditioner = conditioner
         self.error: Exception | None = None
         self._pauses = PauseDetector(conditioner.output.frame_ms)
+        self._frame_ms = conditioner.output.frame_ms
         self._after_block = after_block
         self._held: list[np.ndarray] = []
         self._held_samples = 0
-        self._failed = threading.Event()
+        self._ended = threading.Event()
 
     def push(self, block: np.ndarray) -> None:
         """Take one captured float32 ``(frames, channels)`` block (the capture's thread)."""
+        arrived_at = time.monotonic()
+        if self._ended.is_set():
+            return
         segment = self.segment
-        if self.error is not None or segment.discarded:
+        if segment.discarded:
+            self._ended.set()
             return
         try:
             self._condition(block, segment.turn_at is not None)
-            self._after_block()
+            self._after_block(arrived_at)
         except Exception as error:
             self.error = error
-            self._failed.set()
+            self._ended.set()
 
     def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds; True once the feed has failed (``error``)."""
-        return self._failed.wait(timeout)
+        """Block up to ``timeout`` seconds; True once the feed has ended."""
+        return self._ended.wait(timeout)
 
     def _condition(self, block: np.ndarray, its_turn: bool) -> None:
-        if its_turn:  # before its turn, drift control keeps the newest blocks itself
+        if its_turn:  # (before its turn, drift control keeps the newest blocks itself)
             self._held.append(block)
             self._held_samples += len(block)
-            if self._held_samples < self.drift.input_for_next_frame(self.conditioner.samples):
+            needed = self.drift.input_for_next_frame(self.conditioner.samples)
+            if self._held_samples + self.drift.kept_samples < needed:
                 return
             block = self._held[0] if len(self._held) == 1 else np.concatenate(self._held)
             self._held.clear()
@@ -78,4 +86,4 @@ class LiveFeed:
             try:
                 self.segment.frames.put_nowait(Frame(pcm.tobytes(), pause, now))
             except queue.Full:
-                self.drift.overflows += 1
+                self.drift.overflow(self._frame_ms)

@@ -122,9 +122,9 @@ class Playout:
 
         Asked at a completion (``due`` None), a live segment (one with drift control) whose next
         frame is not complete yet gets None instead of silence: the caller asks again, with
-        ``due`` = that completion's time, as soon as the frame is complete, or at ``LATE_MS``
-        after ``due`` at the latest, and then gets the frame or silence (an underrun). A frame
-        written that late still makes the SDK's next 10 ms tick.
+        ``due`` = that completion's time, as soon as the frame is complete or it is too late for
+        it (``LATE_MS`` after ``due``, or a card's next block), and then gets the frame or
+        silence (an underrun). A frame written that late still makes the SDK's next 10 ms tick.
         """
         if self.resting:  # writing resumes: the completions of this frame on count afresh
             self.resting = False
@@ -177,8 +177,10 @@ class Playout:
 
     def filled_by_sdk(self, frames: int) -> None:
         """The SDK sent ``frames`` of its own silence while a write of ours was late (a card that
-        stalled): counted in ``frames_rested``, and on the playout clock, which they kept going."""
+        stalled): counted in ``frames_rested`` (the SDK's silence) and ``underrun_frames`` (the
+        segment had nothing), and on the playout clock, which they kept going."""
         self.frames_rested += frames
+        self.underrun_frames += frames
         if self._clock_start is not None:
             self._clock_frames += frames
 

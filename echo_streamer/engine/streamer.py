@@ -490,9 +490,10 @@ class Streamer:
             self._top_up(now)
 
     def _write_next(self, now: float, due: float | None = None) -> None:
-        """Hand the SDK its next frame. A live frame that is not complete yet is handed by the worker
-        as soon as it is, or as silence by the deadline (``Playout.next_frame``); ``due`` is set
-        for that late write: the completion that asked for it.
+        """Hand the SDK its next frame. A live frame that is not complete yet is handed later
+        (``Playout.next_frame``): by whichever thread completes it, or as silence by the deadline
+        thread (a card's: by its next block, :meth:`_settle_late`); ``due`` is set for that late
+        write: the completion that asked for it.
 
         With nothing to play, and a microphone whose SDK source sends silence by itself, nothing
         is written: the stream rests, with no wakeup of ours every frame, until the next
@@ -539,29 +540,43 @@ class Streamer:
             self._capture.write_silence(frames * self._format.frame_bytes)
 
     def _write_late(self) -> None:
-        """The write a completion left for later: once the live frame is complete (from the worker,
-        or a card's thread), else silence (from the deadline, or a card's next block)."""
+        """The deadline's: the write a completion left for later, with whatever the live frame's
+        queue holds now (silence if nothing: an underrun)."""
         with self._lock:
-            if self._late_since is None or self._stopping:
-                return
-            due, self._late_since = self._late_since, None
-            now = time.monotonic()
-            # Written a frame or more late (a card that stalled): at each tick since, the SDK sent
-            # silence of its own (it ticks at the completions' times, a frame apart).
-            missed = math.floor((now - due) / self._playout.frame_seconds)
-            if missed:
-                self._playout.filled_by_sdk(missed)
-                if self._capture is not None:
-                    self._capture.write_silence(missed * self._format.frame_bytes)
-            self._write_next(now, due)
+            if self._late_since is not None and not self._stopping:
+                self._hand_late(self._late_since)
 
-    def _settle_late(self, segment: Segment, after_s: float = 0.0) -> None:
-        """Write the frame a completion left for later, or silence in its place, if it is
-        ``segment``'s and has waited ``after_s`` seconds: a card's block that did not complete it
-        comes too late for it to make its tick (see ``DriftControl``)."""
-        since = self._late_since
-        if since is not None and self._playout.current is segment and time.monotonic() - since >= after_s:
-            self._write_late()
+    def _settle_late(self, segment: Segment, block_at: float | None = None) -> None:
+        """Hand over the write a completion left waiting for ``segment``'s next frame: the frame,
+        once it has come; silence in its place (an underrun) once it is too late to come in time:
+        when a block that arrived after the completion (at ``block_at``) did not complete it (the
+        next comes a block later, past the frame's tick: see ``DriftControl``), or ``LATE_MS``
+        after the completion (a card that stalls). A block that arrived before the completion
+        leaves the decision to the next one."""
+        if self._late_since is None or self._playout.current is not segment:  # the usual case, unlocked
+            return
+        with self._lock:
+            since = self._late_since
+            if since is None or self._playout.current is not segment or self._stopping:
+                return
+            if (segment.frames.empty() and (block_at is None or block_at < since)
+                    and time.monotonic() - since < LATE_MS / 1000):
+                return
+            self._hand_late(since)
+
+    def _hand_late(self, due: float) -> None:
+        """Write the frame the completion at ``due`` left for later (the lock held)."""
+        self._late_since = None
+        now = time.monotonic()
+        # Written a frame or more late (a card that stalled): at each tick since, the SDK sent
+        # silence of its own (it ticks at the completions' times, a frame apart).
+        missed = math.floor((now - due) / self._playout.frame_seconds)
+        assert self._output is not None
+        if missed and self._output.sends_silence_when_idle:
+            self._playout.filled_by_sdk(missed)
+            if self._capture is not None:
+                self._capture.write_silence(missed * self._format.frame_bytes)
+        self._write_next(now, due)
 
     # -- decode worker ---------------------------------------------------------------------
 
@@ -676,19 +691,20 @@ class Streamer:
         """Watch a sound card's segment while PortAudio's thread conditions it (:class:`LiveFeed`),
         until it is cut, the streamer stops, or the card is closed; raises :class:`InputError`
         once the card has delivered nothing for ``SILENT_DEVICE_S``."""
-        feed = LiveFeed(segment, conditioner, lambda: self._settle_late(segment))
+        feed = LiveFeed(segment, conditioner, lambda block_at: self._settle_late(segment, block_at))
         watch = SilenceWatch(capture)
         capture.deliver(feed.push)
         try:
             while not (self._stopping or segment.discarded or capture.closed):
                 if feed.wait(SILENT_POLL_S):
-                    assert feed.error is not None
-                    raise feed.error
+                    if feed.error is not None:
+                        raise feed.error
+                    return  # the segment was cut or dropped
                 if watch.silent():
                     raise InputError(capture.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped, went "
                                                    "away, or delivers in bursts further apart than that")
-                # A card that stalls leaves its frame's write waiting: the deadline passes it on as silence.
-                self._settle_late(segment, LATE_MS / 1000)
+                # A card that stalls leaves its frame's write waiting: silence goes out in its place.
+                self._settle_late(segment)
         finally:
             capture.deliver(None)
 

@@ -84,8 +84,6 @@ class LiveInput:
     opened (missing, busy, unsupported rate).
     """
 
-    duration: float | None = None
-
     def __init__(self, device: int | str | None = None, rate: int | None = None,
                  channels: int | None = None) -> None:
         sounddevice = _sounddevice()
@@ -123,8 +121,9 @@ class LiveInput:
 
     def deliver(self, consumer: Consumer | None) -> None:
         """Hand every block captured from now on to ``consumer`` (None: to no one), called on
-        PortAudio's thread: it must not block. Once this returns, the consumer set before gets
-        no block it has not begun with already."""
+        PortAudio's thread: it must neither block nor raise (python-sounddevice stops calling
+        back after an exception, which then looks like a device that stopped delivering). Once
+        this returns, the consumer set before gets no block it has not begun with already."""
         self._consumer = consumer
 
     def close(self) -> None:
