@@ -19,8 +19,8 @@ round): the same code's CPU figure moves by up to 2x from one minute to the next
 project's VM, so every round is reported and the verdict takes the median round's CPU and the
 p99 of all impulses.
 
-Part 2, clock drift: the same streamer fed by a software card (``stream(..., live=True)``, the
-same drift control and conditioning in the decode worker) whose 5 ms blocks come on
+Part 2, clock drift: the same streamer fed by a software card (``Streamer.live``: a thread of
+its own hands its blocks on, as PortAudio's does) whose 5 ms blocks come on
 absolute deadlines (1 + ppm x 1e-6) times faster than the wall clock the SDK paces by, with one
 second of a 440 Hz tone and one of near-silence in turn; the backlog (time-averaged every half
 second) is sampled every second.
@@ -37,8 +37,9 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -157,46 +158,66 @@ def block_latencies(arrivals: list[float], frames: list[tuple[float, bytes]]) ->
 
 
 class DriftCard:
-    """A software card: stereo 48 kHz blocks of 5 ms on a clock ``ppm`` fast (or slow) against the
-    wall, one second of a quiet 440 Hz tone and one of near-silence in turn, with the same
-    impulses as the JACK card; notes when each block holding an impulse is delivered."""
+    """A software card in the shape of a ``LiveInput`` (``Streamer.live`` takes it): a thread of its
+    own hands stereo 48 kHz blocks of 5 ms, on a clock ``ppm`` fast (or slow) against the wall, to
+    the consumer ``deliver()`` set, as PortAudio's thread does; one second of a quiet 440 Hz tone
+    and one of near-silence in turn, with the same impulses as the JACK card. Notes when each
+    block holding an impulse is delivered."""
+
+    rate, channels, lost, closed = IN_RATE, 2, False, False
 
     def __init__(self, ppm: float) -> None:
+        self.name = f"card {ppm:+g} ppm"
         self.ppm = ppm
+        self.callbacks = 0
         self.arrivals: list[float] = []
         self.late_ms: list[float] = []  # how late each block was delivered (the sleep's own jitter)
+        self._consumer: Callable[[np.ndarray], None] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drift-card", daemon=True)
+        self._thread.start()
 
-    def blocks(self) -> Iterator[np.ndarray]:
+    def deliver(self, consumer: Callable[[np.ndarray], None] | None) -> None:
+        self._consumer = consumer
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
         samples = IN_RATE * 5 // 1000
         period = samples / IN_RATE / (1 + self.ppm * 1e-6)
-        due, count = time.monotonic(), 0
-        while True:
+        due = time.monotonic()
+        while not self._stop.wait(max(0.0, due + period - time.monotonic())):
             due += period
-            time.sleep(max(0.0, due - time.monotonic()))
             self.late_ms.append(1000 * (time.monotonic() - due))
-            index = np.arange(count * samples, (count + 1) * samples)
+            index = np.arange(self.callbacks * samples, (self.callbacks + 1) * samples)
             level = 0.05 if (index[0] // IN_RATE) % 2 == 0 else 0.001
             block = (level * np.sin(2 * np.pi * 440 * index / IN_RATE)).astype(np.float32)
-            if count % IMPULSE_EVERY == 0:
+            if self.callbacks % IMPULSE_EVERY == 0:
                 block[-1] = 0.9
                 self.arrivals.append(time.monotonic())
-            count += 1
-            yield np.column_stack((block, block))
+            self.callbacks += 1
+            if (consumer := self._consumer) is not None:
+                consumer(np.column_stack((block, block)))
 
 
 async def drift_run(ppm: float, seconds: float) -> dict[str, Any]:
     card = DriftCard(ppm)
-    async with Streamer(StreamerConfig()) as streamer:
-        clock = FrameClock()
-        streamer._capture = clock  # type: ignore[assignment]  # instrumentation: time every frame handed
-        segment = streamer.stream(card.blocks(), IN_RATE, channels=2, name=f"card {ppm:+g} ppm", live=True)
-        assert segment.drift is not None
-        aheads = []
-        for _ in range(int(seconds)):
-            await asyncio.sleep(1)
-            aheads.append(segment.drift.ahead_ms)
-        fields = segment.drift.fields()
-        await streamer.interrupt("now").wait()
+    try:
+        async with Streamer(StreamerConfig()) as streamer:
+            clock = FrameClock()
+            streamer._capture = clock  # type: ignore[assignment]  # instrumentation: time every frame handed
+            segment = streamer.live(card)  # type: ignore[arg-type]  # a LiveInput in all but PortAudio
+            assert segment.drift is not None
+            aheads = []
+            for _ in range(int(seconds)):
+                await asyncio.sleep(1)
+                aheads.append(segment.drift.ahead_ms)
+            fields = segment.drift.fields()
+            await streamer.interrupt("now").wait()
+    finally:
+        card.close()
     half = len(aheads) // 2
     return {**fields, "first_half_ms": float(np.mean(aheads[:half])), "second_half_ms": float(np.mean(aheads[half:])),
             "max_ahead_ms": max(aheads), "latencies": block_latencies(card.arrivals, clock.frames),
