@@ -37,9 +37,7 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,6 +45,7 @@ from _common import BENCH_DIR, SleepProbe, busy_cores, clean_env, out_path, prin
 
 sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 from jack_card import jack_server, ports  # noqa: E402
+from software_card import SoftwareCard  # noqa: E402
 
 from echo_streamer import Streamer, StreamerConfig  # noqa: E402
 from echo_streamer.sources.live import LiveInput  # noqa: E402
@@ -157,49 +156,25 @@ def block_latencies(arrivals: list[float], frames: list[tuple[float, bytes]]) ->
     return np.array(latencies)
 
 
-class DriftCard:
-    """A software card in the shape of a ``LiveInput`` (``Streamer.live`` takes it): a thread of its
-    own hands stereo 48 kHz blocks of 5 ms, on a clock ``ppm`` fast (or slow) against the wall, to
-    the consumer ``deliver()`` set, as PortAudio's thread does; one second of a quiet 440 Hz tone
-    and one of near-silence in turn, with the same impulses as the JACK card. Notes when each
-    block holding an impulse is delivered."""
-
-    rate, channels, lost, closed = IN_RATE, 2, False, False
+class DriftCard(SoftwareCard):
+    """A software card (stereo 48 kHz blocks of 5 ms, handed on from a thread of its own as
+    PortAudio's are) on a clock ``ppm`` fast (or slow) against the wall: one second of a quiet
+    440 Hz tone and one of near-silence in turn, with the same impulses as the JACK card. Notes
+    when each block holding an impulse is delivered."""
 
     def __init__(self, ppm: float) -> None:
-        self.name = f"card {ppm:+g} ppm"
-        self.ppm = ppm
-        self.callbacks = 0
         self.arrivals: list[float] = []
-        self.late_ms: list[float] = []  # how late each block was delivered (the sleep's own jitter)
-        self._consumer: Callable[[np.ndarray], None] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="drift-card", daemon=True)
-        self._thread.start()
+        super().__init__(f"card {ppm:+g} ppm", channels=2, ppm=ppm)
 
-    def deliver(self, consumer: Callable[[np.ndarray], None] | None) -> None:
-        self._consumer = consumer
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
+    def block(self, index: int) -> np.ndarray:
         samples = IN_RATE * 5 // 1000
-        period = samples / IN_RATE / (1 + self.ppm * 1e-6)
-        due = time.monotonic()
-        while not self._stop.wait(max(0.0, due + period - time.monotonic())):
-            due += period
-            self.late_ms.append(1000 * (time.monotonic() - due))
-            index = np.arange(self.callbacks * samples, (self.callbacks + 1) * samples)
-            level = 0.05 if (index[0] // IN_RATE) % 2 == 0 else 0.001
-            block = (level * np.sin(2 * np.pi * 440 * index / IN_RATE)).astype(np.float32)
-            if self.callbacks % IMPULSE_EVERY == 0:
-                block[-1] = 0.9
-                self.arrivals.append(time.monotonic())
-            self.callbacks += 1
-            if (consumer := self._consumer) is not None:
-                consumer(np.column_stack((block, block)))
+        at = np.arange(index * samples, (index + 1) * samples)
+        level = 0.05 if (at[0] // IN_RATE) % 2 == 0 else 0.001
+        block = (level * np.sin(2 * np.pi * 440 * at / IN_RATE)).astype(np.float32)
+        if index % IMPULSE_EVERY == 0:
+            block[-1] = 0.9
+            self.arrivals.append(time.monotonic())
+        return np.column_stack((block, block))
 
 
 async def drift_run(ppm: float, seconds: float) -> dict[str, Any]:

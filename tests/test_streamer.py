@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile
 from conftest import arun, locate, read_pcm, run, tone
+from software_card import SoftwareCard
 
 from echo_streamer import Segment, Streamer, StreamerConfig
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat, condition
@@ -421,42 +422,23 @@ def test_live_input_wakes_the_resting_stream_as_it_is_queued() -> None:
     assert live.state == "finished" and live.position_ms > 100
 
 
-class PushedCard:
-    """Stands in for a ``LiveInput`` in ``Streamer.live``: a thread of its own hands 5 ms blocks of
-    a 440 Hz tone (48 kHz mono) on absolute deadlines to the consumer ``deliver()`` set, as
-    PortAudio's thread does."""
-
-    name, rate, channels, lost, closed = "pushed card", 48_000, 1, False, False
+class ToneCard(SoftwareCard):
+    """A 440 Hz tone at half scale, 48 kHz mono, in 5 ms blocks."""
 
     def __init__(self) -> None:
-        self.callbacks = 0
-        self._consumer: Any = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self.samples = tone(self.rate, 10.0)
+        super().__init__("tone card")
 
-    def deliver(self, consumer: Any) -> None:
-        self._consumer = consumer
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        samples = tone(self.rate, 10.0)
-        begun = time.monotonic()
-        while not self._stop.wait(max(0.0, begun + (self.callbacks + 1) * 0.005 - time.monotonic())):
-            start = self.callbacks * 240 % len(samples)
-            self.callbacks += 1
-            if (consumer := self._consumer) is not None:
-                consumer(samples[start:start + 240].copy())
+    def block(self, index: int) -> np.ndarray:
+        start = index * 240 % len(self.samples)
+        return self.samples[start:start + 240].copy()
 
 
 def test_a_cut_card_leaves_the_decoder_at_once_for_what_comes_next(tmp_path: Path) -> None:
     """A card's segment is conditioned in the card's own thread while the decoder watches it; once
     it is cut, the card's next block lets the decoder go on to the segment queued after it, which
     starts right after the gap (the decoder's own watch comes only every 100 ms)."""
-    card = PushedCard()
+    card = ToneCard()
 
     async def session() -> tuple[Segment, Segment, Any]:
         async with Streamer(StreamerConfig(gap_ms=10, capture_path=str(tmp_path / "out.wav"))) as streamer:

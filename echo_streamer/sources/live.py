@@ -132,7 +132,7 @@ class LiveInput:
         PortAudio's close can hang when the device (or the sound server behind it) has gone away,
         so it runs in a daemon thread that is abandoned after the timeout.
         """
-        if not self._stream.closed:
+        if not self.closed:
             closer = threading.Thread(target=self._stream.close, name="echo-streamer-live-close", daemon=True)
             closer.start()
             closer.join(CLOSE_TIMEOUT_S)
