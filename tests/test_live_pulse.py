@@ -27,6 +27,8 @@ from conftest import frames_of, offline_env, read_events, read_pcm, wait_for_eve
 from pulse_server import RATE as PLAY_RATE
 from pulse_server import MONITOR, SINK, pactl, pulse_server
 
+from echo_streamer.sources.live import BLOCK_MS
+
 RATE = 24_000  # what echo-streamer hands the SDK (its default), in 10 ms frames
 FRAME = RATE // 100
 WINDOW = FRAME // 2
@@ -49,6 +51,7 @@ MIN_LATENCY_S = -0.03
 # 9 runs, 13 in one), both in samples at 48 kHz. A lost 5 ms block is 240.
 MAX_STEP = 10
 MAX_UNACCOUNTED = 24
+BLOCK_SAMPLES = round(PLAY_RATE * BLOCK_MS / 1000)  # what an overflow drops: one capture block
 CLOSING_LINE = re.compile(r"clock drift ([+-]\d+) ppm \((\d+) samples dropped, (\d+) repeated, ([+-]\d+) of them "
                           r"placing the start\), (\d+) blocks dropped \(overflow\), (\d+) overruns in the device, "
                           r"(\d+) underruns")
@@ -264,8 +267,12 @@ def test_capture_runs_continuously_and_every_gap_is_reported(pulse_env: dict[str
     silence in underruns: as many as the events count, each at the time of an ``underrun`` event.
     From one copied frame to the next the noise moves on by 10 ms, give or take the samples the
     drift control drops or repeats (at most 4 per 5 ms block), and over the whole run by what
-    item_finished says it dropped and repeated: nothing was lost or repeated unreported. No
-    overflows; the closing line says what item_finished says."""
+    item_finished says it dropped and repeated: nothing was lost or repeated unreported. A stall
+    of the machine may leave more backlog than the live buffer holds: the blocks dropped for it
+    are counted as overflows, and only there may a window be spliced or the noise jump. (A CI run
+    once failed on one window matching at 0.67, with overflows then unchecked: stopping the
+    process for 70-120 ms reproduces that, with the overflows counted.) The closing line says
+    what item_finished says."""
     rms = 0.2
     played = noise_file(tmp_path / "noise.wav", 16.0, rms)
     player = Player(pulse_env, tmp_path / "noise.wav")
@@ -299,32 +306,36 @@ def test_capture_runs_continuously_and_every_gap_is_reported(pulse_env: dict[str
     windows = body[sounding].reshape(-1, WINDOW)
     start = int(sounding[0])
     lead = body[start:min([start + 20, *silent[silent > start][:1]])].reshape(-1)  # up to 200 ms, no underrun
-    found, quality = positions(windows, played, lead)
+    overflows = live_fields["overflows"]
+    found, quality = positions(windows, played, lead, search=600 + overflows * BLOCK_SAMPLES)
     gain = np.linalg.norm(windows / 32768, axis=1) / np.linalg.norm(
         np.stack([played[p:p + 2 * WINDOW:2] for p in found]), axis=1)
-    assert quality.min() > 0.9, f"window {np.argmin(quality)} matches the noise at {quality.min()}"
-    assert abs(np.median(gain) - 1) < 0.03 and np.abs(gain - 1).max() < 0.1, (np.median(gain), gain.min(), gain.max())
     # ... and follows the one before it: 5 ms on, give or take what the drift control dropped or
     # repeated (4 samples at 48 kHz in each of the up to 2 blocks a window and the next one touch,
     # and a sample or two of misfit in a window that holds them; measured: at most 7).
     steps = np.diff(found) - 2 * WINDOW
-    worst = int(np.argmax(np.abs(steps)))
     net = int(found[-1] - found[0] - 2 * WINDOW * (len(found) - 1))  # samples skipped (-: repeated)
-    reported = live_fields["samples_dropped"] - live_fields["samples_inserted"]
+    reported = live_fields["samples_dropped"] - live_fields["samples_inserted"] + overflows * BLOCK_SAMPLES
+    spliced, jumps = np.flatnonzero(quality <= 0.9), np.flatnonzero(np.abs(steps) > MAX_STEP)
+    step_counts = np.bincount(np.minimum(np.abs(steps), MAX_STEP + 1)).tolist()  # the last: all jumps
     print(f"figures: underruns={stream['underruns']} underrun_frames={stream['underrun_frames']} "
-          f"offsets_ms={[round(o * 1000, 1) for o in offsets]} steps={np.bincount(np.abs(steps)).tolist()} "
+          f"offsets_ms={[round(o * 1000, 1) for o in offsets]} steps={step_counts} "
           f"net={net} reported={reported} quality_min={quality.min():.4f} gain={np.median(gain):.4f} "
-          f"live={live_fields}")
-    assert abs(steps[worst]) <= MAX_STEP, f"the noise jumps {steps[worst]} samples at window {worst + 1}"
+          f"spliced={spliced.tolist()} jumps={steps[jumps].tolist()} at {(jumps + 1).tolist()} live={live_fields}")
+    # A block dropped as an overflow splices the window it falls in, or the two it straddles, and
+    # the noise jumps there: nowhere else.
+    assert len(spliced) <= 2 * overflows, f"windows {spliced.tolist()} match the noise at {quality[spliced]}"
+    assert len(jumps) <= 2 * overflows, f"the noise jumps {steps[jumps].tolist()} samples at {(jumps + 1).tolist()}"
+    assert abs(np.median(gain) - 1) < 0.03, np.median(gain)
+    assert np.abs(np.delete(gain, spliced) - 1).max() < 0.1, (gain.min(), gain.max())
     assert abs(net - reported) <= MAX_UNACCOUNTED, (net, reported)
-    assert live_fields["overflows"] == 0, live_fields
     closing = CLOSING_LINE.search(stderr)
     assert closing, stderr
     # The closing line rounds the drift to whole ppm, item_finished to a tenth.
     ppm, *counts = [int(g) for g in closing.groups()]
     assert abs(ppm - live_fields["drift_ppm"]) <= 0.55, (ppm, live_fields)
     assert counts == [live_fields["samples_dropped"], live_fields["samples_inserted"], live_fields["placement_samples"],
-                      0, 0, live_fields["underruns"]]
+                      overflows, 0, live_fields["underruns"]]
 
 
 def test_more_channels_than_the_device_has_is_one_line(pulse_env: dict[str, str]) -> None:
