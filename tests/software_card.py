@@ -15,8 +15,9 @@ class SoftwareCard:
     """Hands ``BLOCK_MS`` blocks to the consumer ``deliver()`` set, from a thread of its own and on
     absolute deadlines ``ppm`` fast (or slow) against the wall clock, as PortAudio's thread does
     for a ``LiveInput``: ``Streamer.live`` takes it for one. Subclasses say what each block holds
-    (:meth:`block`, float32 ``(frames, channels)``) and set their own fields before this
-    ``__init__`` starts the thread. ``late_ms``: how late each block came (the sleep's jitter)."""
+    (:meth:`block`, float32 ``(frames, channels)``, or None: nothing this time) and set their own
+    fields before this ``__init__`` starts the thread. ``late_ms``: how late each block came (the
+    sleep's jitter)."""
 
     rate, lost, closed = 48_000, False, False
 
@@ -31,7 +32,7 @@ class SoftwareCard:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def block(self, index: int) -> np.ndarray:
+    def block(self, index: int) -> np.ndarray | None:
         raise NotImplementedError
 
     def deliver(self, consumer: Callable[[np.ndarray], None] | None) -> None:
@@ -49,5 +50,5 @@ class SoftwareCard:
             self.late_ms.append(1000 * (time.monotonic() - due))
             block = self.block(self.callbacks)
             self.callbacks += 1
-            if (consumer := self._consumer) is not None:
+            if block is not None and (consumer := self._consumer) is not None:
                 consumer(block)

@@ -429,7 +429,7 @@ class ToneCard(SoftwareCard):
         self.samples = tone(self.rate, 10.0)
         super().__init__("tone card")
 
-    def block(self, index: int) -> np.ndarray:
+    def block(self, index: int) -> np.ndarray | None:
         start = index * 240 % len(self.samples)
         return self.samples[start:start + 240].copy()
 
@@ -458,6 +458,55 @@ def test_a_cut_card_leaves_the_decoder_at_once_for_what_comes_next(tmp_path: Pat
     assert after.started_at - cut.done_at < 0.05, after.started_at - cut.done_at
     pcm = read_pcm(tmp_path / "out.wav", 24000)
     assert 0.45 < np.abs(pcm).max() / 32768 < 0.55  # the card's tone came through
+
+
+class PausableCard(ToneCard):
+    """A ToneCard whose thread delivers nothing while ``paused``; the test hands blocks itself."""
+
+    paused = False
+
+    def block(self, index: int) -> np.ndarray | None:
+        return None if self.paused else super().block(index)
+
+    def push(self, block: np.ndarray) -> None:
+        assert self._consumer is not None
+        self._consumer(block)
+
+
+def test_a_block_after_the_request_leaves_the_frame_to_the_next_one() -> None:
+    """The SDK asks for a card's next frame before the card has delivered it; then a block comes
+    that does not complete it (one sample: a block that came late, or a card with small blocks),
+    and at once the one that does. The frame is handed: the first block did not end the wait
+    with silence, as if the next block could not come in time."""
+    card = PausableCard()
+
+    def step(streamer: Streamer) -> None:
+        card.paused = True
+        deadline = time.monotonic() + 2
+        while streamer._late_since is None:  # noqa: SLF001 - the SDK waits for the card's next frame
+            assert time.monotonic() < deadline, "the SDK never waited for a frame"
+            time.sleep(0)
+        samples = card.samples[:240]
+        card.push(samples[:1])
+        card.push(samples[1:])
+        card.paused = False
+
+    async def session() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with Streamer(StreamerConfig()) as streamer:
+            streamer.live(card)  # type: ignore[arg-type]
+            await asyncio.sleep(0.5)
+            before = streamer.stats()
+            await asyncio.to_thread(step, streamer)
+            await asyncio.sleep(0.1)
+            after = streamer.stats()
+            await streamer.interrupt("now").wait()
+            return before, after
+
+    try:
+        before, after = arun(session())
+    finally:
+        card.close()
+    assert before["underruns"] == 0 and after["underruns"] == 0, (before, after)
 
 
 # -- underruns -----------------------------------------------------------------------------

@@ -492,7 +492,8 @@ class Streamer:
     def _write_next(self, now: float, due: float | None = None) -> None:
         """Hand the SDK its next frame. A live frame that is not complete yet is handed later
         (``Playout.next_frame``): by whichever thread completes it, or as silence by the deadline
-        thread (a card's: by its next block, :meth:`_settle_late`); ``due`` is set for that late
+        thread (for a card, armed only once a block has come without it: :meth:`_settle_late`);
+        ``due`` is set for that late
         write: the completion that asked for it.
 
         With nothing to play, and a microphone whose SDK source sends silence by itself, nothing
@@ -548,19 +549,21 @@ class Streamer:
 
     def _settle_late(self, segment: Segment, block_at: float | None = None) -> None:
         """Hand over the write a completion left waiting for ``segment``'s next frame: the frame,
-        once it has come; silence in its place (an underrun) once it is too late to come in time:
-        when a block that arrived after the completion (at ``block_at``) did not complete it (the
-        next comes a block later, past the frame's tick: see ``DriftControl``), or ``LATE_MS``
-        after the completion (a card that stalls). A block that arrived before the completion
-        leaves the decision to the next one."""
+        once it has come; silence in its place (an underrun) ``LATE_MS`` after the completion.
+        A card's blocks settle it as they come (``block_at``: the block's arrival). Once a block
+        that arrived after the completion has not completed the frame, the deadline thread is
+        armed for ``LATE_MS``: the next block may still come in time (this one was late, as a
+        block now and then is) or not (the card stalls)."""
         if self._late_since is None or self._playout.current is not segment:  # the usual case, unlocked
             return
         with self._lock:
             since = self._late_since
             if since is None or self._playout.current is not segment or self._stopping:
                 return
-            if (segment.frames.empty() and (block_at is None or block_at < since)
-                    and time.monotonic() - since < LATE_MS / 1000):
+            if segment.frames.empty() and time.monotonic() - since < LATE_MS / 1000:
+                if block_at is not None and block_at >= since:
+                    assert self._deadline is not None
+                    self._deadline.arm(since + LATE_MS / 1000)
                 return
             self._hand_late(since)
 
