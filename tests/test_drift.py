@@ -327,6 +327,20 @@ class LoudFeed:
             yield stereo_tone(self._blocks * BLOCK, (self._blocks + 1) * BLOCK)
 
 
+def test_a_lone_late_frame_moves_nothing() -> None:
+    """One frame in a half second that came 4.5 ms after its request (within the margin of the
+    deadline, but in time: a block delayed now and then) leaves the frames where they are, a
+    block later than moving them earlier would; three in a row move them."""
+    feed = LoudFeed()
+    for _ in range(8):
+        feed.run(0.74, ahead_ms=1)
+        feed.run(0.01, ahead_ms=-4.5)  # one frame
+    assert feed.drift.inserted == feed.drift.dropped == 0
+    feed.run(0.03, ahead_ms=-4.5)
+    feed.run(1, ahead_ms=1)
+    assert feed.drift.inserted > 0
+
+
 def test_frames_turning_late_do_not_wait_behind_a_correction_waiting_for_a_pause() -> None:
     """In loud audio, frames a block early wait for a pause to be moved later. When frames then come
     too close to their deadline, the next window moves them earlier at once (samples repeated), and
@@ -364,15 +378,17 @@ def test_a_backlog_in_audio_that_never_pauses_goes_without_a_pitch_shift_one_can
 
 def test_frames_turning_late_during_a_slow_correction_are_moved_earlier_at_once() -> None:
     """A backlog being worked off slowly through loud audio (samples dropped, 1 in 400) when frames
-    come too close to their deadline (the card slowed down): that correction gives way at once to
-    one that repeats samples at the fast rate, instead of dropping on for seconds into underruns."""
+    come too close to their deadline (the card slowed down): that correction gives way, as soon as
+    a second frame is that late (a lone one moves nothing), to one that repeats samples at the
+    fast rate, instead of dropping on for seconds into underruns."""
     feed = LoudFeed()
     feed.run(WINDOW_S + FORCE_AFTER_S + 0.5, ahead_ms=5)
     dropped = feed.drift.dropped
     assert dropped > 0 and feed.drift._pending > 0  # noqa: SLF001 - still under way
     feed.run(0.3, ahead_ms=-5)
-    assert feed.drift.dropped == dropped and feed.drift.inserted >= BLOCK // 2, (feed.drift.dropped,
-                                                                                  feed.drift.inserted)
+    # Until the second late frame: two blocks at 1 in 400 drop a sample or two.
+    assert feed.drift.dropped - dropped <= 2 and feed.drift.inserted >= BLOCK // 2, (feed.drift.dropped,
+                                                                                      feed.drift.inserted)
 
 
 @pytest.mark.parametrize("phase_s", [0.0, 0.004, 0.5, 0.5123])

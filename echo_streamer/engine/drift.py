@@ -10,10 +10,12 @@ that request each frame is complete (negative: how late) is what :class:`DriftCo
 Dropping or repeating single input samples (``dsp.drift``) moves the frame boundaries against
 the block boundaries, and it uses that for two things:
 
-- the timing: the earliest frame of each half second may come at most ``late_ms`` minus
-  ``margin_ms`` (the jitter it must absorb) after its request, and no more than one block (and
-  a little) before that; as the clocks slide past each other, frame ends move to the next or
-  previous block;
+- the timing: in each half second, the frames may come at most ``late_ms`` minus
+  ``margin_ms`` (the jitter it must absorb) after their requests, all but the latest one (a
+  block that comes late now and then still comes within ``late_ms``: moving every frame a block
+  earlier for it would add a block of latency for seconds), and the latest no more than one
+  block (and a little) before that; as the clocks slide past each other, frame ends move to the
+  next or previous block;
 - the fit: a frame should end right where the block that completes it ends, so that no frame
   waits for a block it needs only a few samples of.
 
@@ -118,6 +120,7 @@ class DriftControl:
         self.placed = 0
         self._placing = True
         self._least_ahead = math.inf
+        self._next_least_ahead = math.inf  # the window's second least: a lone late frame moves nothing
         self._gate = QuietGate(in_rate)
         self._pending = 0
         self._planned = 0  # what _pending was when planned: once begun, a correction is carried through
@@ -152,7 +155,11 @@ class DriftControl:
         if self._fresh_after == -math.inf:
             self._fresh_after = asked_at
         if ready_at >= self._fresh_after:
-            self._least_ahead = min(self._least_ahead, 1000 * (asked_at - ready_at))
+            ahead = 1000 * (asked_at - ready_at)
+            if ahead < self._least_ahead:
+                self._least_ahead, self._next_least_ahead = ahead, self._least_ahead
+            elif ahead < self._next_least_ahead:
+                self._next_least_ahead = ahead
 
     def hold(self, blocks: Iterable[np.ndarray], produced: Callable[[], int], handed: Callable[[], int],
              its_turn: Callable[[], bool]) -> Iterator[np.ndarray]:
@@ -189,13 +196,13 @@ class DriftControl:
             return None
         if handed_frames:
             self.peak_ms = max(self.peak_ms, backlog_ms)
-        if now >= self._window_ends and (self._pending in (0, self._planned) or self._least_ahead < self._low):
+        if now >= self._window_ends and (self._pending in (0, self._planned) or self._next_least_ahead < self._low):
             # No correction under way: none, or one still waiting for a pause, which the last
             # window may replace (frames that became late cannot wait for it); or one under way
             # (slowly, in loud audio) while frames became late: that one gives way too.
             self._plan(made % self.frame_samples, now)
         if self._fresh_after == math.inf:  # the last correction is done: judge frames from now on
-            self._least_ahead = math.inf
+            self._least_ahead = self._next_least_ahead = math.inf
             self._window_ends = now + WINDOW_S
             self._fresh_after = now
         if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
@@ -246,7 +253,8 @@ class DriftControl:
     def _plan(self, partial: int, now: float) -> None:
         """Decide the next corrections from the last window's least lead and from ``partial``, the
         output samples past the last whole frame. They are carried out before the next plan."""
-        least, self._least_ahead = self._least_ahead, math.inf
+        least, next_least = self._least_ahead, self._next_least_ahead
+        self._least_ahead = self._next_least_ahead = math.inf
         self._window_ends = now + WINDOW_S
         if not self._pending:  # a correction planned again keeps waiting for a pause only as long
             self._force_at = now + FORCE_AFTER_S
@@ -264,7 +272,7 @@ class DriftControl:
         # More than a block too early (the card or the machine stalled, and the audio captured
         # meanwhile came at once): every block of it goes in this correction, hold or not.
         excess_blocks = max(0, math.floor((least - high) / self._block_ms))
-        if least < low:  # end frames one block earlier: repeat samples until they fit again
+        if next_least < low:  # end frames one block earlier: repeat samples until they fit again
             change = block - overshoot
             self._moved_earlier_at = now
         elif least > high and (excess_blocks or now - self._moved_earlier_at >= RELEASE_S):
@@ -275,4 +283,4 @@ class DriftControl:
             self._placing = False  # placed as it came
             return
         self._pending = self._planned = -round(change * self.in_rate / self.out_rate)
-        self._forced = least < low
+        self._forced = next_least < low
