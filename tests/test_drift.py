@@ -299,6 +299,8 @@ def test_the_backlog_a_card_stall_leaves_goes_in_the_next_pause() -> None:
     assert waits[(at > 20.05) & (at < 20.3)].max() > 20  # the stall's backlog
     assert waits[at > 21.0].max() <= 5 - live.drift.margin_ms + 1
     assert not [t for t in live.loud_edits if 20.0 <= t < 21.5]
+    # What was dropped for the stall places the frames again: the clocks still agree.
+    assert live.drift.dropped - live.drift.inserted > 1000 and abs(live.drift.ppm) < 20, live.drift.fields()
 
 
 class LoudFeed:

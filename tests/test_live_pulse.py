@@ -53,7 +53,7 @@ MAX_STEP = 10
 MAX_UNACCOUNTED = 24
 BLOCK_SAMPLES = round(PLAY_RATE * BLOCK_MS / 1000)  # what an overflow drops: one capture block
 CLOSING_LINE = re.compile(r"clock drift ([+-]\d+) ppm \((\d+) samples dropped, (\d+) repeated, ([+-]\d+) of them "
-                          r"placing the start\), (\d+) blocks dropped \(overflow\), (\d+) overruns in the device, "
+                          r"placing the frames\), (\d+) blocks dropped \(overflow\), (\d+) overruns in the device, "
                           r"(\d+) underruns")
 
 

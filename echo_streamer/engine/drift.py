@@ -79,7 +79,7 @@ MAX_MARGIN_MS = 10.0
 
 def drift_ppm(net_dropped: int, samples_in: int) -> float:
     """A card's clock relative to playout from the samples dropped less those repeated for it,
-    its first placement left out (positive: faster)."""
+    the placements left out (positive: faster)."""
     return 1e6 * net_dropped / samples_in if samples_in else 0.0
 
 
@@ -97,7 +97,8 @@ class DriftControl:
     last half second's smallest lead (negative: the latest frame),
     ``peak_ms`` the highest backlog seen once the segment plays. ``placed``: the samples dropped
     (negative: repeated) by the first correction, which places the segment's frames against
-    playout's requests rather than following the clocks' drift; :attr:`ppm` leaves it out.
+    playout's requests, and by those that work off the backlog a stall left (frames more than a
+    block early): neither follows the clocks' drift, and :attr:`ppm` leaves them out.
     """
 
     def __init__(self, in_rate: int, out_rate: int, frame_samples: int, max_ms: int, late_ms: float = 0.0,
@@ -138,7 +139,7 @@ class DriftControl:
 
     @property
     def ppm(self) -> float:
-        """The card's clock relative to playout, from the corrections after the first (positive: faster)."""
+        """The card's clock relative to playout, from the corrections that follow it (positive: faster)."""
         return drift_ppm(self.dropped - self.inserted - self.placed, self.samples_in)
 
     def fields(self) -> dict[str, Any]:
@@ -277,6 +278,7 @@ class DriftControl:
             self._moved_earlier_at = now
         elif least > high and (excess_blocks or now - self._moved_earlier_at >= RELEASE_S):
             change = -(overshoot + (1 + excess_blocks) * block)  # later by as many blocks, fitting again
+            self._placing = self._placing or excess_blocks > 0
         elif overshoot > FIT_SAMPLES:
             change = -overshoot
         else:
