@@ -461,12 +461,19 @@ def test_a_cut_card_leaves_the_decoder_at_once_for_what_comes_next(tmp_path: Pat
 
 
 class PausableCard(ToneCard):
-    """A ToneCard whose thread delivers nothing while ``paused``; the test hands blocks itself."""
+    """A ToneCard whose thread delivers nothing while ``paused`` (``idle`` is set once it has
+    passed a block by, so it is not delivering one); the test hands blocks itself meanwhile."""
 
-    paused = False
+    def __init__(self) -> None:
+        self.paused = False
+        self.idle = threading.Event()
+        super().__init__()
 
     def block(self, index: int) -> np.ndarray | None:
-        return None if self.paused else super().block(index)
+        if self.paused:
+            self.idle.set()
+            return None
+        return super().block(index)
 
     def push(self, block: np.ndarray) -> None:
         assert self._consumer is not None
@@ -476,17 +483,18 @@ class PausableCard(ToneCard):
 def test_a_block_after_the_request_leaves_the_frame_to_the_next_one() -> None:
     """The SDK asks for a card's next frame before the card has delivered it; then a block comes
     that does not complete it (one sample: a block that came late, or a card with small blocks),
-    and at once the one that does. The frame is handed: the first block did not end the wait
-    with silence, as if the next block could not come in time."""
+    and at once one that does (a frame's worth). The frame is handed: the first block did not
+    end the wait with silence, as if the next block could not come in time."""
     card = PausableCard()
 
     def step(streamer: Streamer) -> None:
         card.paused = True
+        assert card.idle.wait(1)
         deadline = time.monotonic() + 2
         while streamer._late_since is None:  # noqa: SLF001 - the SDK waits for the card's next frame
             assert time.monotonic() < deadline, "the SDK never waited for a frame"
             time.sleep(0)
-        samples = card.samples[:240]
+        samples = card.samples[:480]
         card.push(samples[:1])
         card.push(samples[1:])
         card.paused = False

@@ -19,7 +19,7 @@ the block boundaries, and it uses that for two things:
 - the fit: a frame should end right where the block that completes it ends, so that no frame
   waits for a block it needs only a few samples of.
 
-Corrections begin in a quiet block unless a frame came too close to its deadline (an underrun
+Corrections begin in a quiet block unless frames came too close to their deadline (an underrun
 is near) or none came for ``FORCE_AFTER_S``, and once begun go on block after block: halfway
 through, frames may wait for a block they need only a few samples of. Quiet blocks take them
 fast, so a correction begun in a pause is mostly done in it: the backlog a stall leaves (frames
@@ -66,7 +66,7 @@ HOLD_SLACK_SAMPLES = 8
 # The timing's band is one block wide plus this, so that jitter at its edge does not flip frame
 # ends back and forth between blocks.
 HYSTERESIS_MS = 1.0
-# Frames move a block earlier at once when one came too close to its deadline, and not back
+# Frames move a block earlier at once when two came too close to their deadline, and not back
 # later for this long after that: a card that stalls now and then would otherwise have them
 # hunting back and forth.
 RELEASE_S = 5.0
@@ -119,7 +119,8 @@ class DriftControl:
         self.underruns = 0
         self.samples_in = 0
         self.placed = 0
-        self._placing = True
+        self._placing = True  # the correction under way places the frames (see ``placed``)
+        self._start_placed = False
         self._least_ahead = math.inf
         self._next_least_ahead = math.inf  # the window's second least: a lone late frame moves nothing
         self._gate = QuietGate(in_rate)
@@ -217,7 +218,7 @@ class DriftControl:
             # counts only frames completed by the blocks after it.
             if not self._pending:
                 self._fresh_after = math.inf
-                self._placing = False
+                self._start_placed = True
         self.samples_in += len(block)
         return block
 
@@ -239,7 +240,8 @@ class DriftControl:
 
     @property
     def _low(self) -> float:
-        """The least lead (ms) a frame may have before frames must move earlier at once."""
+        """The least lead (ms) the second-latest frame of a window may have before frames must
+        move earlier at once."""
         return self.margin_ms - self.late_ms
 
     def _allowed(self, samples: int, quiet: bool, wanted: int) -> int:
@@ -278,11 +280,11 @@ class DriftControl:
             self._moved_earlier_at = now
         elif least > high and (excess_blocks or now - self._moved_earlier_at >= RELEASE_S):
             change = -(overshoot + (1 + excess_blocks) * block)  # later by as many blocks, fitting again
-            self._placing = self._placing or excess_blocks > 0
         elif overshoot > FIT_SAMPLES:
             change = -overshoot
         else:
-            self._placing = False  # placed as it came
+            self._start_placed = True  # placed as it came
             return
+        self._placing = not self._start_placed or excess_blocks > 0
         self._pending = self._planned = -round(change * self.in_rate / self.out_rate)
         self._forced = next_least < low

@@ -542,10 +542,17 @@ class Streamer:
 
     def _write_late(self) -> None:
         """The deadline's: the write a completion left for later, with whatever the live frame's
-        queue holds now (silence if nothing: an underrun)."""
+        queue holds now (silence if nothing: an underrun). A deadline armed for an earlier wait
+        (one a card's block armed, and a block then settled) is moved to this wait's own."""
         with self._lock:
-            if self._late_since is not None and not self._stopping:
-                self._hand_late(self._late_since)
+            since = self._late_since
+            if since is None or self._stopping:
+                return
+            assert self._deadline is not None
+            if time.monotonic() < since + LATE_MS / 1000:
+                self._deadline.arm(since + LATE_MS / 1000)
+                return
+            self._hand_late(since)
 
     def _settle_late(self, segment: Segment, block_at: float | None = None) -> None:
         """Hand over the write a completion left waiting for ``segment``'s next frame: the frame,
@@ -553,7 +560,9 @@ class Streamer:
         A card's blocks settle it as they come (``block_at``: the block's arrival). Once a block
         that arrived after the completion has not completed the frame, the deadline thread is
         armed for ``LATE_MS``: the next block may still come in time (this one was late, as a
-        block now and then is) or not (the card stalls)."""
+        block now and then is) or not (the card stalls). A card that delivers nothing at all
+        after the completion is settled by its next block or the decode worker's next look
+        (``SILENT_POLL_S``), whichever comes first."""
         if self._late_since is None or self._playout.current is not segment:  # the usual case, unlocked
             return
         with self._lock:
