@@ -438,7 +438,7 @@ def test_playout_leaves_a_late_live_frame_to_be_handed_when_it_comes() -> None:
         assert playout.next_frame(1.010) is None  # not complete yet: wait for it
         segment.frames.put(Frame(pcm, False, 1.013))
         assert playout.next_frame(1.013, due=1.010) == pcm  # handed as it came, 3 ms late
-        assert segment.drift is not None and segment.drift._least_ahead == pytest.approx(-3.0)  # noqa: SLF001
+        assert segment.drift is not None and segment.drift._leads.least == pytest.approx(-3.0)  # noqa: SLF001
         assert playout.next_frame(1.025, due=1.020) == bytes(OUTPUT.frame_bytes)  # the deadline: silence
         assert playout.underruns == 1 and segment.drift.underruns == 1 and "underrun" in events
     finally:

@@ -121,8 +121,7 @@ class DriftControl:
         self.placed = 0
         self._placing = True  # the correction under way places the frames (see ``placed``)
         self._start_placed = False
-        self._least_ahead = math.inf
-        self._next_least_ahead = math.inf  # the window's second least: a lone late frame moves nothing
+        self._leads = _Leads()
         self._gate = QuietGate(in_rate)
         self._pending = 0
         self._planned = 0  # what _pending was when planned: once begun, a correction is carried through
@@ -157,11 +156,7 @@ class DriftControl:
         if self._fresh_after == -math.inf:
             self._fresh_after = asked_at
         if ready_at >= self._fresh_after:
-            ahead = 1000 * (asked_at - ready_at)
-            if ahead < self._least_ahead:
-                self._least_ahead, self._next_least_ahead = ahead, self._least_ahead
-            elif ahead < self._next_least_ahead:
-                self._next_least_ahead = ahead
+            self._leads.add(1000 * (asked_at - ready_at))
 
     def hold(self, blocks: Iterable[np.ndarray], produced: Callable[[], int], handed: Callable[[], int],
              its_turn: Callable[[], bool]) -> Iterator[np.ndarray]:
@@ -198,13 +193,13 @@ class DriftControl:
             return None
         if handed_frames:
             self.peak_ms = max(self.peak_ms, backlog_ms)
-        if now >= self._window_ends and (self._pending in (0, self._planned) or self._next_least_ahead < self._low):
+        if now >= self._window_ends and (self._pending in (0, self._planned) or self._leads.next_least < self._low):
             # No correction under way: none, or one still waiting for a pause, which the last
             # window may replace (frames that became late cannot wait for it); or one under way
             # (slowly, in loud audio) while frames became late: that one gives way too.
             self._plan(made % self.frame_samples, now)
         if self._fresh_after == math.inf:  # the last correction is done: judge frames from now on
-            self._least_ahead = self._next_least_ahead = math.inf
+            self._leads = _Leads()
             self._window_ends = now + WINDOW_S
             self._fresh_after = now
         if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
@@ -256,8 +251,8 @@ class DriftControl:
     def _plan(self, partial: int, now: float) -> None:
         """Decide the next corrections from the last window's least lead and from ``partial``, the
         output samples past the last whole frame. They are carried out before the next plan."""
-        least, next_least = self._least_ahead, self._next_least_ahead
-        self._least_ahead = self._next_least_ahead = math.inf
+        leads, self._leads = self._leads, _Leads()
+        least, next_least = leads.least, leads.next_least
         self._window_ends = now + WINDOW_S
         if not self._pending:  # a correction planned again keeps waiting for a pause only as long
             self._force_at = now + FORCE_AFTER_S
@@ -288,3 +283,22 @@ class DriftControl:
         self._placing = not self._start_placed or excess_blocks > 0
         self._pending = self._planned = -round(change * self.in_rate / self.out_rate)
         self._forced = next_least < low
+
+
+class _Leads:
+    """The least and second least lead (ms) of the frames handed in one window (the second: a
+    lone late frame moves nothing). Leads are added one at a time (playout notes them under the
+    streamer's lock, from whichever thread hands the frame); the capture's thread starts the
+    next window by replacing the object, so a lead noted as a window ends goes to the window it
+    belongs to, never into the next one."""
+
+    __slots__ = ("least", "next_least")
+
+    def __init__(self) -> None:
+        self.least = self.next_least = math.inf
+
+    def add(self, ahead: float) -> None:
+        if ahead < self.least:
+            self.least, self.next_least = ahead, self.least
+        elif ahead < self.next_least:
+            self.next_least = ahead
