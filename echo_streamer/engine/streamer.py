@@ -493,8 +493,7 @@ class Streamer:
         """Hand the SDK its next frame. A live frame that is not complete yet is handed later
         (``Playout.next_frame``): by whichever thread completes it, or as silence by the deadline
         thread (for a card, armed only once a block has come without it: :meth:`_settle_late`);
-        ``due`` is set for that late
-        write: the completion that asked for it.
+        ``due`` is set for that late write: the completion that asked for it.
 
         With nothing to play, and a microphone whose SDK source sends silence by itself, nothing
         is written: the stream rests, with no wakeup of ours every frame, until the next
