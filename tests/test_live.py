@@ -120,10 +120,10 @@ def test_a_card_that_stalls_leaves_silence_and_the_stream_goes_on(jack_env: dict
     the microphone sent. Once the server runs again the tone goes on, in the same segment."""
     session = Session(jack_env, tmp_path, "--duration", "3")
     time.sleep(1.5)
-    jackd = ["pkill", "-f", f"jackd -n {jack_env['JACK_DEFAULT_SERVER']}"]
-    subprocess.run([*jackd[:1], "-STOP", *jackd[1:]], check=True)
+    jackd = f"jackd -n {jack_env['JACK_DEFAULT_SERVER']}"
+    subprocess.run(["pkill", "-STOP", "-f", jackd], check=True)
     time.sleep(0.3)
-    subprocess.run([*jackd[:1], "-CONT", *jackd[1:]], check=True)
+    subprocess.run(["pkill", "-CONT", "-f", jackd], check=True)
     status, stderr, events = session.finish()
     assert status == 0, stderr
     (finished,) = [e for e in events if e["event"] == "item_finished"]
