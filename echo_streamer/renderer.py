@@ -60,7 +60,7 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
     if os.path.exists(final) and not os.path.isfile(final):
         raise ValueError(f"{output_path}: not a regular file (a WAV file is written in place, its header last)")
     source = open_audio(input_path, stdin=stdin, block_seconds=BLOCK_SECONDS)
-    conditioner = Conditioner(source.name, source.rate, output)
+    conditioner = Conditioner(source.name, source.rate, source.channels, output)
     frames = 0
     pause_marks: list[np.ndarray] = []
     try:

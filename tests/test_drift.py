@@ -100,7 +100,7 @@ class SimulatedLive:
         self.wanted = 0
         self.held_blocks = 0
         self.held_blocks_with_frames = 0
-        self.conditioner = Conditioner("card", IN_RATE, OUTPUT, quality=LIVE_QUALITY)
+        self.conditioner = Conditioner("card", IN_RATE, 2, OUTPUT, quality=LIVE_QUALITY)
         self.ready: deque[float] = deque()  # completion times of frames not yet taken
         self.handed = 0
         self.latencies_ms: list[float] = []  # frame complete -> handed

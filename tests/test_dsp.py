@@ -55,8 +55,9 @@ def split(samples: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
 
 def stream_resample(samples: np.ndarray, in_rate: int, out_rate: int, sizes: list[int],
                     quality: str = QUALITY) -> np.ndarray:
-    """Everything a :class:`StreamResampler` emits for ``samples`` pushed in blocks of ``sizes``, plus flush."""
-    resampler = StreamResampler(in_rate, out_rate, quality)
+    """Everything a :class:`StreamResampler` emits for ``samples`` (a mono vector or ``(frames,
+    channels)``) pushed in blocks of ``sizes``, plus flush."""
+    resampler = StreamResampler(in_rate, out_rate, quality, 1 if samples.ndim == 1 else samples.shape[1])
     parts = [resampler.process(block) for block in split(samples, sizes)]
     parts.append(resampler.flush())
     return np.concatenate(parts)
@@ -75,13 +76,16 @@ def assert_within_one_lsb(got: np.ndarray, want: np.ndarray) -> None:
 
 @pytest.mark.parametrize("quality", QUALITIES)
 @settings(max_examples=60, deadline=None)
-@given(data=st.data(), sizes=block_sizes, seed=st.integers(0, 2**16))
-def test_stream_equals_one_shot(quality: str, data: st.DataObject, sizes: list[int], seed: int) -> None:
-    """Resampling in arbitrary blocks gives the one-shot result within 1 LSB, sample for sample."""
+@given(data=st.data(), sizes=block_sizes, seed=st.integers(0, 2**16), channels=st.sampled_from([None, 1, 2, 3]))
+def test_stream_equals_one_shot(quality: str, data: st.DataObject, sizes: list[int], seed: int,
+                                channels: int | None) -> None:
+    """Resampling in arbitrary blocks gives the one-shot result of the channels' mean within 1
+    LSB, sample for sample (mono as a vector, or ``(frames, channels)`` blocks of any count)."""
     in_rate, out_rate = data.draw(st.sampled_from(RATE_PAIRS), label="rates")
-    samples = noise(sum(sizes), seed)
+    samples = noise(sum(sizes), seed, channels)
     streamed, _ = to_pcm16(stream_resample(samples, in_rate, out_rate, sizes, quality))
-    reference, _ = to_pcm16(resample(samples, in_rate, out_rate, quality))
+    mono = samples if channels is None else samples.astype(np.float64).mean(axis=1).astype(np.float32)
+    reference, _ = to_pcm16(resample(mono, in_rate, out_rate, quality))
     assert_within_one_lsb(streamed, reference)
 
 
@@ -390,29 +394,32 @@ def test_clipping_is_counted(inside: list[float], above: list[float], below: lis
 def test_downmix_is_the_mean(channels: int) -> None:
     """The mono result is the mean of the channels, float32, one value per frame."""
     block = noise(1000, seed=channels, channels=channels)
-    mono = downmix(block, "x.wav")
+    mono = downmix(block)
     assert mono.dtype == np.float32 and mono.shape == (1000,)
     assert np.allclose(mono, block.astype(np.float64).mean(axis=1), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("bad", [[np.nan], [np.inf], [-np.inf], [np.inf, -np.inf]])
-@pytest.mark.parametrize("channels", [1, 2])
-def test_downmix_rejects_non_finite(bad: list[float], channels: int) -> None:
-    """NaN or infinity in any channel (both infinities too) raises InputError naming the source, with no warning."""
-    block = noise(100, channels=channels)
-    block[37 : 37 + len(bad), channels - 1] = bad
-    with pytest.raises(InputError) as caught, warnings.catch_warnings():
+NON_FINITE = [[np.nan], [np.inf], [-np.inf], [np.inf, -np.inf]]
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
+def test_to_pcm16_refuses_non_finite(bad: list[float]) -> None:
+    """NaN or infinity anywhere (both infinities too) raises ValueError, with no warning."""
+    samples = noise(100)
+    samples[37 : 37 + len(bad)] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"), warnings.catch_warnings():
         warnings.simplefilter("error")
-        downmix(block, "some/input.flac")
-    assert caught.value.source == "some/input.flac"
-    assert str(caught.value).startswith("some/input.flac: ")
+        to_pcm16(samples)
 
 
-def test_downmix_passes_huge_finite_samples() -> None:
-    """Finite samples far beyond full scale are not mistaken for infinity (they clip later, counted)."""
+def test_huge_finite_samples_clip_counted() -> None:
+    """Finite samples far beyond full scale are not mistaken for infinity: they clip, counted."""
     block = np.array([[3e30, 1e30], [0.1, 0.3]], dtype=np.float32)
-    assert np.allclose(downmix(block, "loud.wav"), [2e30, 0.2])
-    assert to_pcm16(downmix(block, "loud.wav"))[1] == 1
+    assert np.allclose(downmix(block), [2e30, 0.2])
+    assert to_pcm16(downmix(block))[1] == 1
+    conditioner = Conditioner("loud.wav", 48000, 2, OutputFormat(), quality=LIVE_QUALITY)
+    frames = np.concatenate((conditioner.push(np.repeat(block, 240, axis=0)), conditioner.finish()))
+    assert conditioner.clipped > 0 and np.abs(frames.astype(np.int32)).max() == 32768
 
 
 # -- Conditioner ----------------------------------------------------------------------------------
@@ -446,7 +453,7 @@ def test_conditioner_equals_reference(output: OutputFormat, in_rate: int, sizes:
     seconds = 0.3 if sizes == [1] else 1.013  # not a whole number of frames
     block = noise(round(in_rate * seconds), seed=in_rate, channels=2, level=0.5)
     block[100:400] *= 6  # loud enough to clip
-    conditioner = Conditioner("in.wav", in_rate, output)
+    conditioner = Conditioner("in.wav", in_rate, 2, output)
     frames = run_conditioner(block, conditioner, sizes)
     reference, real, clipped = conditioner_reference(block, in_rate, output)
     assert frames.dtype == np.int16 and frames.shape == reference.shape
@@ -460,7 +467,7 @@ def test_conditioner_same_rate_is_exact() -> None:
     """At the output rate, PCM16-derived mono input comes out bit for bit, then zero padding."""
     output = OutputFormat(24000, 10)
     pcm = np.random.default_rng(5).integers(-32768, 32768, size=1234, dtype=np.int16)
-    conditioner = Conditioner("in.wav", 24000, output)
+    conditioner = Conditioner("in.wav", 24000, 1, output)
     frames = run_conditioner((pcm.astype(np.float32) / 32768).reshape(-1, 1), conditioner, [100, 33])
     flat = frames.reshape(-1)
     assert len(flat) == 1440
@@ -468,13 +475,34 @@ def test_conditioner_same_rate_is_exact() -> None:
     assert conditioner.samples == 1234 and conditioner.clipped == 0
 
 
-def test_conditioner_rejects_nan_naming_the_source() -> None:
-    """A NaN in a pushed block raises InputError naming the conditioner's source."""
-    block = noise(480, channels=2)
-    block[5, 0] = np.nan
-    with pytest.raises(InputError) as caught:
-        Conditioner("music/broken.wav", 48000, OutputFormat()).push(block)
+@pytest.mark.parametrize("quality", QUALITIES)
+@pytest.mark.parametrize(("in_rate", "channels"), [(48000, 2), (44100, 1), (22050, 3), (24000, 2), (24000, 1)])
+@pytest.mark.parametrize("bad", NON_FINITE)
+def test_conditioner_rejects_non_finite_naming_the_source(quality: str, in_rate: int, channels: int,
+                                                          bad: list[float]) -> None:
+    """NaN or infinity in any channel of a pushed block raises InputError naming the source, by
+    ``finish()`` at the latest (a resampler holds input back), after the frames before it, with
+    no warning: every resampler, equal rates included (the mean passes straight through)."""
+    block = noise(in_rate * 3 // 10, channels=channels)
+    at = in_rate // 5 + 7  # 200 ms in
+    block[at : at + len(bad), channels - 1] = bad
+    conditioner = Conditioner("music/broken.wav", in_rate, channels, OutputFormat(), quality=quality)
+    frames = []
+    with pytest.raises(InputError) as caught, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for piece in split(block, [in_rate // 100]):
+            frames.append(conditioner.push(piece))
+        conditioner.finish()
     assert caught.value.source == "music/broken.wav"
+    assert str(caught.value) == "music/broken.wav: contains NaN or infinite samples"
+    assert len(np.concatenate(frames)) >= 12  # the frames well before the bad sample came out
+
+
+def test_conditioner_refuses_a_block_of_another_channel_count() -> None:
+    """A stereo stream's conditioner refuses a mono block rather than read it as interleaved."""
+    conditioner = Conditioner("in.wav", 48000, 2, OutputFormat(), quality=LIVE_QUALITY)
+    with pytest.raises(ValueError, match="a block of 1 channels in a stream of 2"):
+        conditioner.push(noise(480, channels=1))
 
 
 # -- PauseDetector --------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def reference(samples: np.ndarray, rate: int, output: OutputFormat) -> tuple[np.
     """What stream() must send for ``samples``: the streams' pipeline over the whole signal in
     one block (the frames as one PCM16 vector, and the real sample count)."""
     channels = 1 if samples.ndim == 1 else samples.shape[1]
-    conditioner = Conditioner("reference", rate, output, quality=STREAM_QUALITY)
+    conditioner = Conditioner("reference", rate, channels, output, quality=STREAM_QUALITY)
     blocks = ArraySource([samples], rate, channels).blocks()
     frames = np.concatenate([frames for frames, _pauses in condition(blocks, conditioner)])
     return frames.reshape(-1), conditioner.samples

@@ -54,7 +54,6 @@ class QuietGate:
         self._below = 10 ** (-QUIET_BELOW_DB / 20)
 
     def quiet(self, block: np.ndarray) -> bool:
-        samples = block.ravel()
-        rms = math.sqrt(float(np.dot(samples, samples)) / samples.size) if samples.size else 0.0
+        rms = math.sqrt(float(np.vdot(block, block)) / block.size) if block.size else 0.0
         self._loud = max(rms, self._loud * _LOUD_DECAY_PER_S ** (len(block) / self._rate))
         return rms <= max(self._floor, self._loud * self._below)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+_NOTHING = np.zeros(0, dtype=np.int16)
+_NOTHING.flags.writeable = False
+
 
 class Framer:
     """Collects int16 samples and releases them as whole frames of ``frame_samples``.
@@ -15,12 +18,12 @@ class Framer:
 
     def __init__(self, frame_samples: int) -> None:
         self.frame_samples = frame_samples
-        self._partial = np.zeros(0, dtype=np.int16)
+        self._partial = _NOTHING
 
     def push(self, pcm: np.ndarray) -> np.ndarray:
         joined = np.concatenate((self._partial, pcm)) if len(self._partial) else pcm
         whole = len(joined) - len(joined) % self.frame_samples
-        self._partial = joined[whole:].copy()
+        self._partial = joined[whole:].copy() if whole < len(joined) else _NOTHING
         return joined[:whole].reshape(-1, self.frame_samples)
 
     def flush(self) -> tuple[np.ndarray, int]:
@@ -30,9 +33,9 @@ class Framer:
             return np.zeros((0, self.frame_samples), dtype=np.int16), 0
         frame = np.zeros((1, self.frame_samples), dtype=np.int16)
         frame[0, :real] = self._partial
-        self._partial = np.zeros(0, dtype=np.int16)
+        self._partial = _NOTHING
         return frame, real
 
     def clear(self) -> None:
         """Drop the partial frame."""
-        self._partial = np.zeros(0, dtype=np.int16)
+        self._partial = _NOTHING

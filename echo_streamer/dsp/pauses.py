@@ -41,7 +41,7 @@ def _levels(frames: np.ndarray) -> list[float]:
     # The logarithm per frame in plain Python: most calls are for a single frame (live input,
     # streams), where numpy's overhead per call outweighs the arithmetic.
     full_scale = frames.shape[1] * 32768.0**2
-    powers = np.square(frames, dtype=np.float64).sum(axis=1).tolist()
+    powers = np.vecdot(frames, frames, dtype=np.float64).tolist()
     return [10 * math.log10(power / full_scale) if power > _SILENT_POWER * full_scale else SILENCE_DB
             for power in powers]
 

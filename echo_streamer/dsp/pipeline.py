@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .convert import downmix, to_pcm16
+from .convert import to_pcm16
 from .framer import Framer
 from .pauses import PauseDetector
 from .resample import QUALITY, StreamResampler
@@ -42,30 +42,43 @@ class OutputFormat:
 class Conditioner:
     """Downmixes, resamples, converts and frames one stream of decoded blocks.
 
-    ``push()`` returns the whole frames completed so far as a ``(count, frame_samples)`` int16
-    array; ``finish()`` flushes the resampler and pads the last frame. ``samples`` counts real
-    (unpadded) output samples, ``clipped`` the samples clipped at full scale. ``quality`` picks
-    the resampler (see ``dsp.resample``: files, streams and live input each have their own).
+    ``push()`` takes a float ``(frames, channels)`` block of ``channels`` channels and returns
+    the whole frames completed so far as a ``(count, frame_samples)`` int16 array; ``finish()``
+    flushes the resampler and pads the last frame. ``samples`` counts real (unpadded) output
+    samples, ``clipped`` the samples clipped at full scale. ``quality`` picks the resampler (see
+    ``dsp.resample``: files, streams and live input each have their own). NaN or infinite
+    samples raise :class:`InputError` naming ``name``: from the call whose output they reach,
+    which a resampler that holds input back makes a later one (``finish()`` at the latest).
     """
 
-    def __init__(self, name: str, in_rate: int, output: OutputFormat, *, quality: str = QUALITY) -> None:
+    def __init__(self, name: str, in_rate: int, channels: int, output: OutputFormat, *,
+                 quality: str = QUALITY) -> None:
         self.name = name
+        self.channels = channels
         self.output = output
-        self._resampler = StreamResampler(in_rate, output.rate, quality)
+        self._resampler = StreamResampler(in_rate, output.rate, quality, channels)
         self._framer = Framer(output.frame_samples)
         self.samples = 0
         self.clipped = 0
 
     def push(self, block: np.ndarray) -> np.ndarray:
-        return self._frame(self._resampler.process(downmix(block, self.name)))
+        if block.shape[1] != self.channels:
+            raise ValueError(f"{self.name}: a block of {block.shape[1]} channels in a stream of {self.channels}")
+        # Infinities make NaN in the filter's sums, which numpy would warn about on stderr; to_pcm16 tells them.
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._frame(self._resampler.process(block))
 
     def finish(self) -> np.ndarray:
-        frames = self._frame(self._resampler.flush())
+        with np.errstate(invalid="ignore", over="ignore"):
+            frames = self._frame(self._resampler.flush())
         padded, _real = self._framer.flush()
         return np.concatenate((frames, padded)) if len(padded) else frames
 
     def _frame(self, mono: np.ndarray) -> np.ndarray:
-        pcm, clipped = to_pcm16(mono)
+        try:
+            pcm, clipped = to_pcm16(mono)
+        except ValueError:
+            raise InputError(self.name, "contains NaN or infinite samples") from None
         self.samples += len(pcm)
         self.clipped += clipped
         return self._framer.push(pcm)

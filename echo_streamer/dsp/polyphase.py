@@ -9,7 +9,9 @@ L times the input rate and the output lines up with the input exactly.
 The output comes in periods of L samples, each computed from a window of input that moves by M
 samples: one matrix product per block computes every complete period, and the first outputs of
 a period whose input is already there come out at once. A stream therefore holds back no more
-than the filter's half length (D / L input samples), whatever the ratio.
+than the filter's half length (D / L input samples), whatever the ratio. A stream of several
+channels is downmixed by that same product (its bank holds each tap once per channel, divided
+by their number): a block costs one matrix product, however many channels it has.
 """
 
 from __future__ import annotations
@@ -108,11 +110,12 @@ def resample_poly(samples: np.ndarray, in_rate: int, out_rate: int, spec: Filter
 
 
 @functools.lru_cache(maxsize=16)
-def _polyphase_bank(up: int, down: int, spec: FilterSpec) -> tuple[np.ndarray, np.ndarray, int]:
-    """The filter rearranged for :class:`PolyphaseResampler`, designed once per ratio and spec (up
-    to 15 ms at 22050 -> 16000 Hz, which would delay the start of every stream): the bank (span x
-    L, read-only), the input samples each of a period's outputs needs, and the silence before the
-    first input sample that the first windows reach."""
+def _polyphase_bank(up: int, down: int, spec: FilterSpec, channels: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The filter rearranged for :class:`PolyphaseResampler`, designed once per ratio, spec and
+    channel count (up to 15 ms at 22050 -> 16000 Hz, which would delay the start of every stream):
+    the bank (span x L, read-only; the span counts interleaved samples, each tap once per channel),
+    the interleaved input samples each of a period's outputs needs, and the silence (in
+    interleaved samples) before the first input sample that the first windows reach."""
     taps = lowpass(up, down, spec)
     delay = (len(taps) - 1) // 2
     # Output n = j L + r is the sum over s of x[M j + s] * taps[M r + D - L s]. Column r of the
@@ -121,39 +124,43 @@ def _polyphase_bank(up: int, down: int, spec: FilterSpec) -> tuple[np.ndarray, n
     last = (down * (up - 1) + delay) // up
     index = down * np.arange(up)[:, None] + delay - up * np.arange(first, last + 1)[None, :]
     valid = (index >= 0) & (index < len(taps))
-    bank = np.ascontiguousarray(np.where(valid, taps[np.clip(index, 0, len(taps) - 1)], 0).T, np.float64)
+    bank = np.where(valid, taps[np.clip(index, 0, len(taps) - 1)], 0).T.astype(np.float64)
+    bank = np.ascontiguousarray(np.repeat(bank, channels, axis=0) / channels)  # the mean of the channels
     bank.flags.writeable = False
     # Input samples, from the start of its period's window, that output r of a period needs.
-    needed = (down * np.arange(up) + delay) // up - first + 1
+    needed = channels * ((down * np.arange(up) + delay) // up - first + 1)
     needed.flags.writeable = False
-    return bank, needed, -first
+    return bank, needed, -first * channels
 
 
 class PolyphaseResampler:
-    """Resamples a mono float32 stream by L/M, block by block, emitting each output sample as
-    soon as the input its window ends on has arrived.
+    """Resamples a float32 stream of ``channels`` channels by L/M into mono, block by block,
+    emitting each output sample as soon as the input its window ends on has arrived.
 
     The concatenation of every :meth:`process` result and the final :meth:`flush` equals
-    :func:`resample_poly` of the whole signal within float32 rounding (the sums run in another
-    order). The sums run in float64, so that how the stream is cut into blocks, which changes how
-    the matrix library orders them, does not change one float32 output sample in practice. The
-    input still needed waits in a buffer of at most a window's length.
+    :func:`resample_poly` of the whole signal's channel mean within float32 rounding (the sums run
+    in another order). The sums run in float64, so that how the stream is cut into blocks, which
+    changes how the matrix library orders them, does not change one float32 output sample in
+    practice. The input still needed waits in a buffer of at most a window's length.
     """
 
-    def __init__(self, in_rate: int, out_rate: int, spec: FilterSpec) -> None:
+    def __init__(self, in_rate: int, out_rate: int, spec: FilterSpec, channels: int = 1) -> None:
         self.up, self.down = ratio(in_rate, out_rate)
-        self._bank, self._needed, self._history = _polyphase_bank(self.up, self.down, spec)
+        self.channels = channels
+        self._bank, self._needed, self._history = _polyphase_bank(self.up, self.down, spec, channels)
+        self._step = self.down * channels  # interleaved samples from one period's window to the next
         self.clear()
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        """Take one block; return every output sample whose window it completes (maybe none)."""
+        """Take one block (``(frames, channels)``, or a vector when mono); return every output
+        sample whose window it completes (maybe none)."""
         self._taken += len(samples)
-        return self._emit(np.concatenate((self._buffer, np.asarray(samples, dtype=np.float64))))
+        return self._emit(np.concatenate((self._buffer, samples.reshape(-1)), dtype=np.float64))
 
     def flush(self) -> np.ndarray:
         """Emit the outputs still held back (their windows end in silence), then start afresh."""
         missing = output_length(self._taken, self.up, self.down) - self._emitted
-        padding = np.zeros(len(self._bank) + self.down)  # completes the last window
+        padding = np.zeros(len(self._bank) + self._step)  # completes the last window
         tail = self._emit(np.concatenate((self._buffer, padding)))[:missing]
         self.clear()
         return tail
@@ -168,37 +175,40 @@ class PolyphaseResampler:
     def _emit(self, buffer: np.ndarray) -> np.ndarray:
         """Compute every output whose window ``buffer`` (a fresh contiguous array, starting at the
         current period's window) completes; keep the input still needed."""
-        parts = []
+        parts: list[np.ndarray] = []
         if self._row:  # finish the period the last block began, as far as this one reaches
-            parts.append(self._rows(buffer, self._row))
+            self._add_rows(parts, buffer, self._row)
             if self._row < self.up:
                 self._buffer = buffer
                 return self._joined(parts)
-            buffer, self._row = buffer[self.down :], 0
-        span, step = len(self._bank), self.down
+            buffer, self._row = buffer[self._step :], 0
+        span, step = len(self._bank), self._step
         count = (len(buffer) - span) // step + 1
         if count > 0:
             # Row j is buffer[M j : M j + span] (a view: the rows overlap); one matrix product.
             windows = np.ndarray((count, span), np.float64, buffer, 0, (step * buffer.itemsize, buffer.itemsize))
             parts.append(np.dot(windows, self._bank).reshape(-1))
             buffer = buffer[count * step :]
-        parts.append(self._rows(buffer, 0))  # the next period's first outputs, if their input is here
+        self._add_rows(parts, buffer, 0)  # the next period's first outputs, if their input is here
         self._buffer = buffer
         return self._joined(parts)
 
-    def _rows(self, buffer: np.ndarray, start: int) -> np.ndarray:
-        """The current period's outputs from ``start`` on that ``buffer`` has the input for; the
-        window beyond it counts as silence, which those outputs' taps never reach."""
+    def _add_rows(self, parts: list[np.ndarray], buffer: np.ndarray, start: int) -> None:
+        """Add to ``parts`` the current period's outputs from ``start`` on that ``buffer`` has the
+        input for, if any; the window beyond it counts as silence, which those outputs' taps never
+        reach."""
         if len(buffer) < self._needed[start]:
-            return np.zeros(0)
+            return
         end = int(np.searchsorted(self._needed, len(buffer), side="right"))
         window = buffer[: len(self._bank)]
         if len(window) < len(self._bank):
             window = np.concatenate((window, np.zeros(len(self._bank) - len(window))))
         self._row = end
-        return window @ self._bank[:, start:end]
+        parts.append(window @ self._bank[:, start:end])
 
     def _joined(self, parts: list[np.ndarray]) -> np.ndarray:
+        if not parts:
+            return np.zeros(0, np.float32)
         out = (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.float32)
         self._emitted += len(out)
         return out

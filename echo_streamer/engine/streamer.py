@@ -653,8 +653,8 @@ class Streamer:
         conditioner: Conditioner | None = None
         try:
             if segment.capture is not None:
-                conditioner = Conditioner(segment.capture.name, segment.capture.rate, self._format,
-                                          quality=LIVE_QUALITY)
+                conditioner = Conditioner(segment.capture.name, segment.capture.rate, segment.capture.channels,
+                                          self._format, quality=LIVE_QUALITY)
                 self._feed_capture(segment, segment.capture, conditioner)
             else:
                 assert segment.open_source is not None
@@ -662,7 +662,7 @@ class Streamer:
                 segment.duration = source.duration
                 quality = (LIVE_QUALITY if segment.drift is not None else STREAM_QUALITY if segment.low_latency
                            else QUALITY)
-                conditioner = Conditioner(source.name, source.rate, self._format, quality=quality)
+                conditioner = Conditioner(source.name, source.rate, source.channels, self._format, quality=quality)
                 if not self._feed_blocks(segment, source, conditioner):
                     return
             if conditioner.clipped:
