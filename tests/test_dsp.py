@@ -76,11 +76,12 @@ def assert_within_one_lsb(got: np.ndarray, want: np.ndarray) -> None:
 
 @pytest.mark.parametrize("quality", QUALITIES)
 @settings(max_examples=60, deadline=None)
-@given(data=st.data(), sizes=block_sizes, seed=st.integers(0, 2**16), channels=st.sampled_from([None, 1, 2, 3]))
+@given(data=st.data(), sizes=block_sizes, seed=st.integers(0, 2**16), channels=st.sampled_from([None, 1, 2, 3, 6]))
 def test_stream_equals_one_shot(quality: str, data: st.DataObject, sizes: list[int], seed: int,
                                 channels: int | None) -> None:
     """Resampling in arbitrary blocks gives the one-shot result of the channels' mean within 1
-    LSB, sample for sample (mono as a vector, or ``(frames, channels)`` blocks of any count)."""
+    LSB, sample for sample (mono as a vector, or ``(frames, channels)`` blocks of any count: up
+    to two the polyphase filters downmix in their product, more are averaged first)."""
     in_rate, out_rate = data.draw(st.sampled_from(RATE_PAIRS), label="rates")
     samples = noise(sum(sizes), seed, channels)
     streamed, _ = to_pcm16(stream_resample(samples, in_rate, out_rate, sizes, quality))
@@ -501,8 +502,10 @@ def test_conditioner_rejects_non_finite_naming_the_source(quality: str, in_rate:
 def test_conditioner_refuses_a_block_of_another_channel_count() -> None:
     """A stereo stream's conditioner refuses a mono block rather than read it as interleaved."""
     conditioner = Conditioner("in.wav", 48000, 2, OutputFormat(), quality=LIVE_QUALITY)
-    with pytest.raises(ValueError, match="a block of 1 channels in a stream of 2"):
+    with pytest.raises(ValueError, match=r"a block of shape \(480, 1\) in a stream of 2 channels"):
         conditioner.push(noise(480, channels=1))
+    with pytest.raises(ValueError, match=r"a block of shape \(960,\) in a stream of 2 channels"):
+        conditioner.push(noise(960))
 
 
 # -- PauseDetector --------------------------------------------------------------------------------

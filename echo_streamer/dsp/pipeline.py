@@ -62,8 +62,8 @@ class Conditioner:
         self.clipped = 0
 
     def push(self, block: np.ndarray) -> np.ndarray:
-        if block.shape[1] != self.channels:
-            raise ValueError(f"{self.name}: a block of {block.shape[1]} channels in a stream of {self.channels}")
+        if block.ndim != 2 or block.shape[1] != self.channels:
+            raise ValueError(f"{self.name}: a block of shape {block.shape} in a stream of {self.channels} channels")
         # Infinities make NaN in the filter's sums, which numpy would warn about on stderr; to_pcm16 tells them.
         with np.errstate(invalid="ignore", over="ignore"):
             return self._frame(self._resampler.process(block))

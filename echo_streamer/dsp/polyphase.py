@@ -9,9 +9,10 @@ L times the input rate and the output lines up with the input exactly.
 The output comes in periods of L samples, each computed from a window of input that moves by M
 samples: one matrix product per block computes every complete period, and the first outputs of
 a period whose input is already there come out at once. A stream therefore holds back no more
-than the filter's half length (D / L input samples), whatever the ratio. A stream of several
-channels is downmixed by that same product (its bank holds each tap once per channel, divided
-by their number): a block costs one matrix product, however many channels it has.
+than the filter's half length (D / L input samples), whatever the ratio. A stereo stream is
+downmixed by that same product (its bank holds each tap once per channel, halved): one matrix
+product per block, no separate downmix. Streams of more channels are averaged first, since such
+a bank grows with the channel count.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from .convert import downmix
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ STREAM_SPEC = FilterSpec(passband=0.925, stopband=0.985, attenuation_db=90.0)
 # needs 640 at most (11025 -> 16000 Hz: a 2.5 MB bank, designed in about 25 ms). An odd rate
 # such as 44101 Hz would need L = 24000, M = 44101: two million taps and a bank of gigabytes.
 MAX_PERIOD = 1000
+# The most channels whose mean the filter's own product takes (a bank per channel count, each
+# that many times the mono bank); a stream of more is downmixed before it is filtered.
+FUSED_MAX_CHANNELS = 2
 
 
 def ratio(in_rate: int, out_rate: int) -> tuple[int, int]:
@@ -147,14 +153,18 @@ class PolyphaseResampler:
     def __init__(self, in_rate: int, out_rate: int, spec: FilterSpec, channels: int = 1) -> None:
         self.up, self.down = ratio(in_rate, out_rate)
         self.channels = channels
-        self._bank, self._needed, self._history = _polyphase_bank(self.up, self.down, spec, channels)
-        self._step = self.down * channels  # interleaved samples from one period's window to the next
+        fused = channels if channels <= FUSED_MAX_CHANNELS else 1
+        self._mean_first = fused != channels
+        self._bank, self._needed, self._history = _polyphase_bank(self.up, self.down, spec, fused)
+        self._step = self.down * fused  # interleaved samples from one period's window to the next
         self.clear()
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Take one block (``(frames, channels)``, or a vector when mono); return every output
         sample whose window it completes (maybe none)."""
         self._taken += len(samples)
+        if self._mean_first:
+            samples = downmix(samples)
         return self._emit(np.concatenate((self._buffer, samples.reshape(-1)), dtype=np.float64))
 
     def flush(self) -> np.ndarray:
