@@ -152,7 +152,6 @@ class PolyphaseResampler:
 
     def __init__(self, in_rate: int, out_rate: int, spec: FilterSpec, channels: int = 1) -> None:
         self.up, self.down = ratio(in_rate, out_rate)
-        self.channels = channels
         fused = channels if channels <= FUSED_MAX_CHANNELS else 1
         self._mean_first = fused != channels
         self._bank, self._needed, self._history = _polyphase_bank(self.up, self.down, spec, fused)

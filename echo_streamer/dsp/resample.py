@@ -73,7 +73,6 @@ class StreamResampler:
     def __init__(self, in_rate: int, out_rate: int, quality: str = QUALITY, channels: int = 1) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
-        self.channels = channels
         self._stream: _Stream | None = None if in_rate == out_rate else _open_stream(in_rate, out_rate, quality,
                                                                                       channels)
 
