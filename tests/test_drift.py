@@ -343,6 +343,22 @@ def test_a_lone_late_frame_moves_nothing() -> None:
     assert feed.drift.inserted > 0
 
 
+def test_frames_late_from_one_stall_move_nothing() -> None:
+    """Two frames in a row within the margin of their deadline (one stall of the card delays
+    both) count once, as a lone late frame does, and move nothing; late frames apart from each
+    other in a half second move them."""
+    feed = LoudFeed()
+    for _ in range(8):
+        feed.run(0.74, ahead_ms=1)
+        feed.run(0.02, ahead_ms=-4.5)  # two frames in a row
+    assert feed.drift.inserted == feed.drift.dropped == 0
+    for _ in range(10):
+        feed.run(0.1, ahead_ms=1)
+        feed.run(0.01, ahead_ms=-4.5)
+    feed.run(1, ahead_ms=1)
+    assert feed.drift.inserted > 0
+
+
 def test_frames_turning_late_do_not_wait_behind_a_correction_waiting_for_a_pause() -> None:
     """In loud audio, frames a block early wait for a pause to be moved later. When frames then come
     too close to their deadline, the next window moves them earlier at once (samples repeated), and

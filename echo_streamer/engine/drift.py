@@ -11,11 +11,11 @@ Dropping or repeating single input samples (``dsp.drift``) moves the frame bound
 the block boundaries, and it uses that for two things:
 
 - the timing: in each half second, the frames may come at most ``late_ms`` minus
-  ``margin_ms`` (the jitter it must absorb) after their requests, all but the latest one (a
-  block that comes late now and then still comes within ``late_ms``: moving every frame a block
-  earlier for it would add a block of latency for seconds), and the latest no more than one
-  block (and a little) before that; as the clocks slide past each other, frame ends move to the
-  next or previous block;
+  ``margin_ms`` (the jitter it must absorb) after their requests, all but those of one stall
+  (a block that comes late now and then, delaying a frame or two in a row, still comes within
+  ``late_ms``: moving every frame a block earlier for it would add a block of latency for
+  seconds), and the latest no more than one block (and a little) before that; as the clocks
+  slide past each other, frame ends move to the next or previous block;
 - the fit: a frame should end right where the block that completes it ends, so that no frame
   waits for a block it needs only a few samples of.
 
@@ -66,10 +66,13 @@ HOLD_SLACK_SAMPLES = 8
 # The timing's band is one block wide plus this, so that jitter at its edge does not flip frame
 # ends back and forth between blocks.
 HYSTERESIS_MS = 1.0
-# Frames move a block earlier at once when two came too close to their deadline, and not back
-# later for this long after that: a card that stalls now and then would otherwise have them
-# hunting back and forth.
+# Frames move a block earlier at once when they came too close to their deadline twice in a
+# window, and not back later for this long after that: a card that stalls now and then would
+# otherwise have them hunting back and forth.
 RELEASE_S = 5.0
+# Frames too close to their deadline one after another count once, as one stall delays them all,
+# unless there are this many in a row: then they are late for good, not from a stall.
+SUSTAINED_FRAMES = 3
 # Kept between the latest frame and its deadline, for scheduling jitter; every underrun adds
 # JITTER_STEP_MS, up to MAX_MARGIN_MS.
 MARGIN_MS = 1.5
@@ -121,7 +124,7 @@ class DriftControl:
         self.placed = 0
         self._placing = True  # the correction under way places the frames (see ``placed``)
         self._start_placed = False
-        self._leads = _Leads()
+        self._leads = _Leads(self._low)
         self._gate = QuietGate(in_rate)
         self._pending = 0
         self._planned = 0  # what _pending was when planned: once begun, a correction is carried through
@@ -193,13 +196,13 @@ class DriftControl:
             return None
         if handed_frames:
             self.peak_ms = max(self.peak_ms, backlog_ms)
-        if now >= self._window_ends and (self._pending in (0, self._planned) or self._leads.next_least < self._low):
+        if now >= self._window_ends and (self._pending in (0, self._planned) or self._leads.too_close):
             # No correction under way: none, or one still waiting for a pause, which the last
             # window may replace (frames that became late cannot wait for it); or one under way
             # (slowly, in loud audio) while frames became late: that one gives way too.
             self._plan(made % self.frame_samples, now)
         if self._fresh_after == math.inf:  # the last correction is done: judge frames from now on
-            self._leads = _Leads()
+            self._leads = _Leads(self._low)
             self._window_ends = now + WINDOW_S
             self._fresh_after = now
         if self._pending and (quiet or self._forced or now >= self._force_at or self._pending != self._planned):
@@ -251,15 +254,16 @@ class DriftControl:
     def _plan(self, partial: int, now: float) -> None:
         """Decide the next corrections from the last window's least lead and from ``partial``, the
         output samples past the last whole frame. They are carried out before the next plan."""
-        leads, self._leads = self._leads, _Leads()
-        least, next_least = leads.least, leads.next_least
+        leads = self._leads
+        if self.underruns > self._underruns_seen:
+            self._underruns_seen = self.underruns
+            self.margin_ms = min(self.margin_ms + JITTER_STEP_MS, MAX_MARGIN_MS)
+        self._leads = _Leads(self._low)
+        least, too_close = leads.least, leads.too_close
         self._window_ends = now + WINDOW_S
         if not self._pending:  # a correction planned again keeps waiting for a pause only as long
             self._force_at = now + FORCE_AFTER_S
         self._pending = self._planned = 0
-        if self.underruns > self._underruns_seen:
-            self._underruns_seen = self.underruns
-            self.margin_ms = min(self.margin_ms + JITTER_STEP_MS, MAX_MARGIN_MS)
         if least == math.inf:  # no frame handed yet
             return
         self.ahead_ms = least
@@ -270,7 +274,7 @@ class DriftControl:
         # More than a block too early (the card or the machine stalled, and the audio captured
         # meanwhile came at once): every block of it goes in this correction, hold or not.
         excess_blocks = max(0, math.floor((least - high) / self._block_ms))
-        if next_least < low:  # end frames one block earlier: repeat samples until they fit again
+        if too_close:  # end frames one block earlier: repeat samples until they fit again
             change = block - overshoot
             self._moved_earlier_at = now
         elif least > high and (excess_blocks or now - self._moved_earlier_at >= RELEASE_S):
@@ -282,23 +286,35 @@ class DriftControl:
             return
         self._placing = not self._start_placed or excess_blocks > 0
         self._pending = self._planned = -round(change * self.in_rate / self.out_rate)
-        self._forced = next_least < low
+        self._forced = too_close
 
 
 class _Leads:
-    """The least and second least lead (ms) of the frames handed in one window (the second: a
-    lone late frame moves nothing). Leads are added one at a time (playout notes them under the
-    streamer's lock, from whichever thread hands the frame); the capture's thread starts the
-    next window by replacing the object, so a lead noted as a window ends goes to the window it
-    belongs to, never into the next one."""
+    """The least lead (ms) of the frames handed in one window, and whether frames came too close
+    to their deadline (a lead under ``low``) twice: two frames apart, or ``SUSTAINED_FRAMES`` in
+    a row (fewer in a row count once: one stall delays them all). Leads are added one at a time,
+    in the order the frames are handed (playout notes them under the streamer's lock, from
+    whichever thread hands the frame); the capture's thread starts the next window by replacing
+    the object, so a lead noted as a window ends goes to the window it belongs to, never into
+    the next one."""
 
-    __slots__ = ("least", "next_least")
+    __slots__ = ("least", "_low", "_close_calls", "_in_a_row")
 
-    def __init__(self) -> None:
-        self.least = self.next_least = math.inf
+    def __init__(self, low: float) -> None:
+        self.least = math.inf
+        self._low = low
+        self._close_calls = 0
+        self._in_a_row = 0  # frames too close to their deadline, up to the last one added
+
+    @property
+    def too_close(self) -> bool:
+        return self._close_calls >= 2
 
     def add(self, ahead: float) -> None:
-        if ahead < self.least:
-            self.least, self.next_least = ahead, self.least
-        elif ahead < self.next_least:
-            self.next_least = ahead
+        self.least = min(self.least, ahead)
+        if ahead >= self._low:
+            self._in_a_row = 0
+            return
+        self._in_a_row += 1
+        if self._in_a_row in (1, SUSTAINED_FRAMES):
+            self._close_calls += 1
