@@ -24,8 +24,9 @@ from echo_streamer.dsp.drift import QuietGate, correct
 from echo_streamer.dsp.fade import FADE_MS
 from echo_streamer.dsp.pipeline import Conditioner, OutputFormat
 from echo_streamer.dsp.resample import LIVE_QUALITY
+from echo_streamer.engine import drift as drift_control
 from echo_streamer.engine.deadline import Deadline
-from echo_streamer.engine.drift import FORCE_AFTER_S, RELEASE_S, WINDOW_S, DriftControl
+from echo_streamer.engine.drift import FORCE_AFTER_S, HYSTERESIS_MS, RELEASE_S, WINDOW_S, DriftControl
 from echo_streamer.engine.interrupt import Interruption
 from echo_streamer.engine.playout import LATE_MS, Playout
 from echo_streamer.engine.segment import Frame, Segment
@@ -193,6 +194,13 @@ class SimulatedLive:
             self._next_pull += OUTPUT.frame_ms / 1000
 
 
+def longest_wait_ms(drift: DriftControl) -> float:
+    """How long a frame may wait for its request once the control has settled: from the latest it
+    may come (``margin_ms`` before the ``LATE_MS`` deadline) up one 5 ms block and the hysteresis,
+    and 1 ms more that the clocks may slide while a correction waits for a pause."""
+    return drift.margin_ms - LATE_MS + 1000 * BLOCK / IN_RATE + HYSTERESIS_MS + 1
+
+
 @pytest.mark.parametrize("ppm", [-1000, -300, 0, 300, 1000])
 def test_backlog_stays_put_while_the_clocks_drift(ppm: float) -> None:
     live = SimulatedLive(ppm)
@@ -214,7 +222,7 @@ def test_backlog_stays_put_while_the_clocks_drift(ppm: float) -> None:
 @pytest.mark.parametrize("ppm", [-300, 300])
 def test_frames_are_handed_within_a_block_of_completing(ppm: float, phase_s: float) -> None:
     """The control keeps frames complete just in time, whatever the clocks' phase: none waits
-    longer than one 5 ms block minus the margin, no frame misses its deadline, and after the
+    longer than :func:`longest_wait_ms`, no frame misses its deadline, and after the
     start every move goes the way the clocks drift (a move judged on frames of the old timing
     would go too far, and wait RELEASE_S to be undone)."""
     live = SimulatedLive(ppm, phase_s=phase_s)
@@ -230,7 +238,7 @@ def test_frames_are_handed_within_a_block_of_completing(ppm: float, phase_s: flo
     live.run(120)
     settled = np.array(live.latencies_ms[1000:])
     assert live.underrun_frames == 0
-    assert settled.max() <= 5 - live.drift.margin_ms
+    assert settled.max() <= longest_wait_ms(live.drift)
     assert len(moves) >= 4 and all((count > 0) == (ppm > 0) for count in moves)
 
 
@@ -241,7 +249,7 @@ def test_a_first_delivery_of_joined_blocks_does_not_widen_the_timing(phase_s: fl
     live = SimulatedLive(300, phase_s=phase_s, first_blocks=2)
     live.run(60)
     assert live.underrun_frames == 0
-    assert max(live.latencies_ms[1000:]) <= 5 - live.drift.margin_ms
+    assert max(live.latencies_ms[1000:]) <= longest_wait_ms(live.drift)
 
 
 @pytest.mark.parametrize("ppm", [-1000, 0, 1000])
@@ -271,8 +279,21 @@ def test_a_card_that_stalls_now_and_then_raises_the_margin_until_underruns_stop(
     early = live.underrun_frames
     live.underrun_frames = 0
     live.run(300)  # the same clocks go on
-    assert early >= 1 and live.drift.margin_ms > 1.5
+    assert early >= 1 and live.drift.margin_ms > drift_control.MARGIN_MS
     assert live.underrun_frames == 0
+
+
+def test_the_margin_an_underrun_raised_comes_back_once_the_card_keeps_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stall of the card (30 ms) starves frames and widens the margin; once the card has kept
+    time for ``RELAX_AFTER_S`` (shortened here), the margin steps back, and nothing starves."""
+    monkeypatch.setattr(drift_control, "RELAX_AFTER_S", 20.0)
+    live = SimulatedLive(0, stall=(10.0, 30.0))
+    live.run(12)
+    assert live.underrun_frames >= 1 and live.drift.margin_ms > drift_control.MARGIN_MS
+    starved = live.underrun_frames
+    live.run(60)
+    assert live.drift.margin_ms == drift_control.MARGIN_MS
+    assert live.underrun_frames == starved
 
 
 def test_stalls_do_not_keep_frames_hunting_between_blocks() -> None:
@@ -297,7 +318,7 @@ def test_the_backlog_a_card_stall_leaves_goes_in_the_next_pause() -> None:
     at = np.array(live.handed_at)
     assert live.underrun_frames >= 2
     assert waits[(at > 20.05) & (at < 20.3)].max() > 20  # the stall's backlog
-    assert waits[at > 21.0].max() <= 5 - live.drift.margin_ms + 1
+    assert waits[at > 21.0].max() <= longest_wait_ms(live.drift)
     assert not [t for t in live.loud_edits if 20.0 <= t < 21.5]
     # What was dropped for the stall places the frames again: the clocks still agree.
     assert live.drift.dropped - live.drift.inserted > 1000 and abs(live.drift.ppm) < 20, live.drift.fields()

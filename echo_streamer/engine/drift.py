@@ -74,10 +74,15 @@ RELEASE_S = 5.0
 # unless there are this many in a row: then they are late for good, not from a stall.
 SUSTAINED_FRAMES = 3
 # Kept between the latest frame and its deadline, for scheduling jitter; every underrun adds
-# JITTER_STEP_MS, up to MAX_MARGIN_MS.
-MARGIN_MS = 1.5
+# JITTER_STEP_MS, up to MAX_MARGIN_MS, and each RELAX_AFTER_S without one takes a step off again
+# (a stall of the machine now and then does not add latency for the rest of a long session).
+# A wider margin also costs less CPU: while the SDK holds no frame (one asked for and not handed
+# yet), its sender thread polls about every millisecond, so each millisecond a frame comes after
+# its request wakes it once more (~30 us each on this project's VM).
+MARGIN_MS = 2.5
 JITTER_STEP_MS = 1.0
 MAX_MARGIN_MS = 10.0
+RELAX_AFTER_S = 300.0
 
 
 def drift_ppm(net_dropped: int, samples_in: int) -> float:
@@ -96,8 +101,8 @@ class DriftControl:
     how late after its request playout still takes a frame. ``clock`` gives the time in seconds
     (``time.monotonic``, or a simulated one). Counters: ``dropped`` / ``inserted`` samples,
     ``overflows`` (whole blocks dropped above ``max_ms``, and frames a full queue had no room
-    for), ``underruns`` (counted by playout, each raising ``margin_ms``); ``ahead_ms`` is the
-    last half second's smallest lead (negative: the latest frame),
+    for), ``underruns`` (counted by playout, each raising ``margin_ms`` for ``RELAX_AFTER_S`` at
+    least); ``ahead_ms`` is the last half second's smallest lead (negative: the latest frame),
     ``peak_ms`` the highest backlog seen once the segment plays. ``placed``: the samples dropped
     (negative: repeated) by the first correction, which places the segment's frames against
     playout's requests, and by those that work off the backlog a stall left (frames more than a
@@ -133,6 +138,7 @@ class DriftControl:
         self._force_at = math.inf
         self._window_ends: float | None = None
         self._underruns_seen = 0
+        self._margin_set_at = -math.inf
         self._moved_earlier_at = -math.inf
         self._fresh_after = -math.inf
         self._clock = clock
@@ -258,6 +264,10 @@ class DriftControl:
         if self.underruns > self._underruns_seen:
             self._underruns_seen = self.underruns
             self.margin_ms = min(self.margin_ms + JITTER_STEP_MS, MAX_MARGIN_MS)
+            self._margin_set_at = now
+        elif self.margin_ms > MARGIN_MS and now - self._margin_set_at >= RELAX_AFTER_S:
+            self.margin_ms = max(self.margin_ms - JITTER_STEP_MS, MARGIN_MS)
+            self._margin_set_at = now
         self._leads = _Leads(self._low)
         least, too_close = leads.least, leads.too_close
         self._window_ends = now + WINDOW_S
