@@ -120,7 +120,7 @@ class SimulatedLive:
         self._late_every = late_every
         self._random = random.Random(seed)
         # (at seconds, for ms): the card delivers nothing for that long, then all it captured at once.
-        self._stall = stall
+        self.stall = stall
         # The first delivery joins this many blocks (kept while the segment waited its turn).
         self._first_blocks = first_blocks
 
@@ -159,8 +159,8 @@ class SimulatedLive:
             index = self._blocks
             late = self._late_every and self._random.randrange(self._late_every) == 0
             arrival = index * self._block_s + (self._late_s if late else 0.0)
-            if self._stall is not None and self._stall[0] <= arrival < self._stall[0] + self._stall[1] / 1000:
-                arrival = self._stall[0] + self._stall[1] / 1000
+            if self.stall is not None and self.stall[0] <= arrival < self.stall[0] + self.stall[1] / 1000:
+                arrival = self.stall[0] + self.stall[1] / 1000
             if arrival > until:
                 return
             self._blocks += 1
@@ -216,6 +216,8 @@ def test_backlog_stays_put_while_the_clocks_drift(ppm: float) -> None:
     expected = ppm * 1e-6 * drift.samples_in
     assert abs(drift.dropped - drift.inserted - drift.placed - expected) <= 2 * BLOCK + 0.05 * abs(expected)
     assert drift.ppm == pytest.approx(ppm, abs=2 * BLOCK / drift.samples_in * 1e6 + 0.05 * abs(ppm))
+    # ...to within the error it reports (120 s: 50 ppm).
+    assert abs(drift.ppm - ppm) <= drift.fields()["drift_ppm_error"] == pytest.approx(50, abs=1)
 
 
 @pytest.mark.parametrize("phase_s", [0.001, 0.004, 0.0065, 0.009, 0.0123])
@@ -283,14 +285,32 @@ def test_a_card_that_stalls_now_and_then_raises_the_margin_until_underruns_stop(
     assert live.underrun_frames == 0
 
 
+def test_a_card_that_keeps_stalling_has_its_margin_taken_off_ever_more_rarely(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same card for ten minutes, with ``RELAX_AFTER_S`` shortened to 20 s: each step off the
+    margin starves a frame again, and doubles the wait before the next step, so after the first
+    minute frames starve at most five times (20 + 40 + 80 + 160 s), not every 20 s."""
+    monkeypatch.setattr(drift_control, "RELAX_AFTER_S", 20.0)
+    live = SimulatedLive(0, late_ms=9, late_every=400, seed=3)
+    live.run(60)
+    margin, early = live.drift.margin_ms, live.underrun_frames
+    live.run(600)
+    assert 1 <= live.underrun_frames - early <= 5
+    assert live.drift.margin_ms == margin
+
+
 def test_the_margin_an_underrun_raised_comes_back_once_the_card_keeps_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stall of the card (30 ms) starves frames and widens the margin; once the card has kept
     time for ``RELAX_AFTER_S`` (shortened here), the margin steps back, and nothing starves."""
     monkeypatch.setattr(drift_control, "RELAX_AFTER_S", 20.0)
     live = SimulatedLive(0, stall=(10.0, 30.0))
     live.run(12)
-    assert live.underrun_frames >= 1 and live.drift.margin_ms > drift_control.MARGIN_MS
+    live.stall = (12.0, 30.0)  # a second stall, in a later window: a second step
+    live.run(14)
+    assert live.drift.margin_ms == drift_control.MARGIN_MS + 2 * drift_control.JITTER_STEP_MS
     starved = live.underrun_frames
+    live.run(40)
+    assert live.drift.margin_ms == drift_control.MARGIN_MS + drift_control.JITTER_STEP_MS
     live.run(60)
     assert live.drift.margin_ms == drift_control.MARGIN_MS
     assert live.underrun_frames == starved
@@ -359,6 +379,7 @@ def test_a_lone_late_frame_moves_nothing() -> None:
         feed.run(0.74, ahead_ms=1)
         feed.run(0.01, ahead_ms=-4.5)  # one frame
     assert feed.drift.inserted == feed.drift.dropped == 0
+    feed.run(0.1, ahead_ms=1)
     feed.run(0.03, ahead_ms=-4.5)
     feed.run(1, ahead_ms=1)
     assert feed.drift.inserted > 0

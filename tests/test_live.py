@@ -100,16 +100,18 @@ def test_live_streams_what_the_card_plays(jack_env: dict[str, str], tmp_path: Pa
     latency = started + first * 0.010 - session.tone_at  # frames are handed one per 10 ms tick
     assert -0.02 < latency < 0.1, latency
     assert events[-1]["event"] == "stream_finished" and events[-1]["underruns"] <= 1
-    # The drift control ran on the real stream: the latest frame came within the deadline (5 ms
-    # after it was asked for) less the margin, and within a block and a bit of that (start-up
-    # slack aside); nothing overflowed.
+    # The drift control ran on the real stream: the latest frame of the last half second came
+    # within the deadline (5 ms after it was asked for; the margin before it may be taken by a
+    # stall), and none a block and a bit earlier than the margin asks (start-up slack aside);
+    # nothing overflowed.
     (finished,) = [e for e in events if e["event"] == "item_finished"]
     live = finished["live"]
     assert live["overflows"] == 0 and live["underruns"] <= 1 and live["peak_ms"] <= 40
-    assert live["ahead_ms"] is not None and live["margin_ms"] - 5 <= live["ahead_ms"] <= live["margin_ms"] + 5, live
+    assert live["ahead_ms"] is not None and -5 <= live["ahead_ms"] <= live["margin_ms"] + 5, live
     # The closing line (PortAudio may report an input overflow of its own on a loaded machine).
-    assert re.search(r"clock drift [+-]\d+ ppm \(\d+ samples dropped, \d+ repeated, [+-]\d+ of them placing the "
-                     r"frames\), \d+ blocks dropped \(overflow\), \d+ overruns in the device, [01] underruns",
+    assert re.search(r"clock drift [+-]\d+ ppm \(to within \d+ ppm; \d+ samples dropped, \d+ repeated, "
+                     r"[+-]\d+ of them placing the frames\), \d+ blocks dropped \(overflow\), "
+                     r"\d+ overruns in the device, [01] underruns",
                      stderr), stderr
 
 

@@ -52,9 +52,9 @@ MIN_LATENCY_S = -0.03
 MAX_STEP = 10
 MAX_UNACCOUNTED = 24
 BLOCK_SAMPLES = round(PLAY_RATE * BLOCK_MS / 1000)  # what an overflow drops: one capture block
-CLOSING_LINE = re.compile(r"clock drift ([+-]\d+) ppm \((\d+) samples dropped, (\d+) repeated, ([+-]\d+) of them "
-                          r"placing the frames\), (\d+) blocks dropped \(overflow\), (\d+) overruns in the device, "
-                          r"(\d+) underruns")
+CLOSING_LINE = re.compile(r"clock drift ([+-]\d+) ppm \(to within (\d+) ppm; (\d+) samples dropped, (\d+) repeated, "
+                          r"([+-]\d+) of them placing the frames\), (\d+) blocks dropped \(overflow\), "
+                          r"(\d+) overruns in the device, (\d+) underruns")
 
 
 @pytest.fixture
@@ -332,8 +332,9 @@ def test_capture_runs_continuously_and_every_gap_is_reported(pulse_env: dict[str
     closing = CLOSING_LINE.search(stderr)
     assert closing, stderr
     # The closing line rounds the drift to whole ppm, item_finished to a tenth.
-    ppm, *counts = [int(g) for g in closing.groups()]
+    ppm, error, *counts = [int(g) for g in closing.groups()]
     assert abs(ppm - live_fields["drift_ppm"]) <= 0.55, (ppm, live_fields)
+    assert abs(error - live_fields["drift_ppm_error"]) <= 0.55 and 0 < error < 1e3, (error, live_fields)
     assert counts == [live_fields["samples_dropped"], live_fields["samples_inserted"], live_fields["placement_samples"],
                       overflows, 0, live_fields["underruns"]]
 
@@ -407,7 +408,7 @@ def test_a_stall_of_the_whole_process_is_not_taken_for_a_lost_device(pulse_env: 
     closing = CLOSING_LINE.search(stderr)
     assert closing, stderr
     print(f"figures: {closing.group(0)}")
-    overflows, device_overruns = int(closing.group(5)), int(closing.group(6))
+    overflows, device_overruns = int(closing.group(6)), int(closing.group(7))
     assert 150 <= overflows <= 200 and device_overruns == 0, closing.group(0)
     (finished,) = [e for e in events if e["event"] == "item_finished"]
     # It played on after the stall, to the end of --duration (wall time, the stopped second in it).

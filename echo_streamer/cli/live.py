@@ -73,10 +73,10 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
 
 def _report_drift(name: str, report: dict[str, float]) -> None:
     """One line: how the card's clock compared with playout and what it cost."""
-    say(f"echo-streamer: {name}: clock drift {report['ppm']:+.0f} ppm ({report['samples_dropped']} samples dropped, "
-        f"{report['samples_inserted']} repeated, {report['placement_samples']:+d} of them placing the frames), "
-        f"{report['overflows']} blocks dropped (overflow), {report['device_overflows']} overruns in the device, "
-        f"{report['underruns']} underruns")
+    say(f"echo-streamer: {name}: clock drift {report['ppm']:+.0f} ppm (to within {report['ppm_error']:.0f} ppm; "
+        f"{report['samples_dropped']} samples dropped, {report['samples_inserted']} repeated, "
+        f"{report['placement_samples']:+d} of them placing the frames), {report['overflows']} blocks dropped "
+        f"(overflow), {report['device_overflows']} overruns in the device, {report['underruns']} underruns")
 
 
 @click.command()

@@ -73,9 +73,11 @@ RELEASE_S = 5.0
 # Frames too close to their deadline one after another count once, as one stall delays them all,
 # unless there are this many in a row: then they are late for good, not from a stall.
 SUSTAINED_FRAMES = 3
-# Kept between the latest frame and its deadline, for scheduling jitter; every underrun adds
-# JITTER_STEP_MS, up to MAX_MARGIN_MS, and each RELAX_AFTER_S without one takes a step off again
-# (a stall of the machine now and then does not add latency for the rest of a long session).
+# Kept between frames (but those of one stall) and their deadline, for scheduling jitter; every
+# underrun adds JITTER_STEP_MS, up to MAX_MARGIN_MS. Each RELAX_AFTER_S with no underrun takes a
+# step off again, so that a stall of the machine does not add latency for the rest of a long
+# session; an underrun within as long after such a step doubles the wait for the next one, so
+# a card that stalls every few minutes keeps the margin it needs, tried ever more rarely.
 # A wider margin also costs less CPU: while the SDK holds no frame (one asked for and not handed
 # yet), its sender thread polls about every millisecond, so each millisecond a frame comes after
 # its request wakes it once more (~30 us each on this project's VM).
@@ -89,6 +91,13 @@ def drift_ppm(net_dropped: int, samples_in: int) -> float:
     """A card's clock relative to playout from the samples dropped less those repeated for it,
     the placements left out (positive: faster)."""
     return 1e6 * net_dropped / samples_in if samples_in else 0.0
+
+
+def drift_ppm_error(band_ms: float, samples_in: int, in_rate: int) -> float:
+    """How far :func:`drift_ppm` may be off: the corrections follow the clocks only to within the
+    band frames are kept in (``band_ms``, summed over the segments), over ``samples_in`` samples
+    at ``in_rate`` Hz (a 60 s run: about 100 ppm; ten minutes: 10). 0 with no input."""
+    return 1e3 * band_ms * in_rate / samples_in if samples_in else 0.0
 
 
 class DriftControl:
@@ -138,7 +147,8 @@ class DriftControl:
         self._force_at = math.inf
         self._window_ends: float | None = None
         self._underruns_seen = 0
-        self._margin_set_at = -math.inf
+        self._margin_set_at = self._relaxed_at = -math.inf
+        self._relax_after_s = RELAX_AFTER_S
         self._moved_earlier_at = -math.inf
         self._fresh_after = -math.inf
         self._clock = clock
@@ -148,14 +158,21 @@ class DriftControl:
 
     @property
     def ppm(self) -> float:
-        """The card's clock relative to playout, from the corrections that follow it (positive: faster)."""
+        """The card's clock relative to playout, from the corrections that follow it (positive:
+        faster), to within :attr:`band_ms` over the input's duration (:func:`drift_ppm_error`)."""
         return drift_ppm(self.dropped - self.inserted - self.placed, self.samples_in)
+
+    @property
+    def band_ms(self) -> float:
+        """How wide the band of leads is that frames are kept in (0 before any input)."""
+        return self._block_ms + HYSTERESIS_MS if self.samples_in else 0.0
 
     def fields(self) -> dict[str, Any]:
         return {"ahead_ms": None if self.ahead_ms is None else round(self.ahead_ms, 2), "margin_ms": self.margin_ms,
                 "peak_ms": round(self.peak_ms, 2), "samples_dropped": self.dropped,
                 "samples_inserted": self.inserted, "placement_samples": self.placed, "overflows": self.overflows,
-                "underruns": self.underruns, "drift_ppm": round(self.ppm, 1)}
+                "underruns": self.underruns, "drift_ppm": round(self.ppm, 1),
+                "drift_ppm_error": round(drift_ppm_error(self.band_ms, self.samples_in, self.in_rate), 1)}
 
     def handed(self, asked_at: float, ready_at: float) -> None:
         """A frame of this segment was handed to the SDK: playout asked for it at ``asked_at`` and
@@ -244,8 +261,8 @@ class DriftControl:
 
     @property
     def _low(self) -> float:
-        """The least lead (ms) the second-latest frame of a window may have before frames must
-        move earlier at once."""
+        """The least lead (ms) a frame may have: a frame under it came too close to its deadline
+        (``_Leads.too_close``)."""
         return self.margin_ms - self.late_ms
 
     def _allowed(self, samples: int, quiet: bool, wanted: int) -> int:
@@ -264,10 +281,12 @@ class DriftControl:
         if self.underruns > self._underruns_seen:
             self._underruns_seen = self.underruns
             self.margin_ms = min(self.margin_ms + JITTER_STEP_MS, MAX_MARGIN_MS)
+            if now - self._relaxed_at < self._relax_after_s:  # that step off was one too many
+                self._relax_after_s *= 2
             self._margin_set_at = now
-        elif self.margin_ms > MARGIN_MS and now - self._margin_set_at >= RELAX_AFTER_S:
+        elif self.margin_ms > MARGIN_MS and now - self._margin_set_at >= self._relax_after_s:
             self.margin_ms = max(self.margin_ms - JITTER_STEP_MS, MARGIN_MS)
-            self._margin_set_at = now
+            self._margin_set_at = self._relaxed_at = now
         self._leads = _Leads(self._low)
         least, too_close = leads.least, leads.too_close
         self._window_ends = now + WINDOW_S
@@ -305,8 +324,8 @@ class _Leads:
     a row (fewer in a row count once: one stall delays them all). Leads are added one at a time,
     in the order the frames are handed (playout notes them under the streamer's lock, from
     whichever thread hands the frame); the capture's thread starts the next window by replacing
-    the object, so a lead noted as a window ends goes to the window it belongs to, never into
-    the next one."""
+    the object, so a lead noted as a window ends goes to the window it belongs to (or, noted
+    after that window was judged, is not counted), never into the next one."""
 
     __slots__ = ("least", "_low", "_close_calls", "_in_a_row")
 

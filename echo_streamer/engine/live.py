@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from ..errors import InputError
 from ..sources.live import SILENT_DEVICE_S, SILENT_POLL_S, LiveInput, SilenceWatch
-from .drift import drift_ppm
+from .drift import drift_ppm, drift_ppm_error
 from .segment import Segment
 from .streamer import Streamer
 from .waiting import unless
@@ -111,8 +111,9 @@ class LiveSession:
         """How the card's clock compared with playout, over every segment, and what it cost."""
         controls = [segment.drift for segment in self.segments if segment.drift is not None]
         dropped, inserted = sum(c.dropped for c in controls), sum(c.inserted for c in controls)
-        placed = sum(c.placed for c in controls)
-        return {"ppm": drift_ppm(dropped - inserted - placed, sum(c.samples_in for c in controls)),
+        placed, samples_in = sum(c.placed for c in controls), sum(c.samples_in for c in controls)
+        return {"ppm": drift_ppm(dropped - inserted - placed, samples_in),
+                "ppm_error": drift_ppm_error(sum(c.band_ms for c in controls), samples_in, self.live_input.rate),
                 "samples_dropped": dropped, "samples_inserted": inserted, "placement_samples": placed,
                 "overflows": sum(c.overflows for c in controls),
                 "device_overflows": self.live_input.device_overflows,
