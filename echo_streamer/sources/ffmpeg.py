@@ -23,7 +23,9 @@ from .wavheader import read_wav_header
 _DURATION = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 # A duration ffmpeg guessed from the bitrate (ADTS AAC, some MP3s) is no header's promise.
 _GUESSED_DURATION = b"Estimating duration from bitrate"
-_ERROR_LINE = re.compile(rb"^\[(?:error|fatal|panic)\] (.*)$", re.MULTILINE)
+# ffmpeg's own errors ("[error] ..."), and those of a demuxer or decoder, which name it first
+# ("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55a5...] [error] moov atom not found").
+_ERROR_LINE = re.compile(rb"^(\[[^\]\n]+ @ 0x[0-9a-f]+\] )?\[(?:error|fatal|panic)\] (.*)$", re.MULTILINE)
 
 
 class FfmpegSource:
@@ -92,7 +94,7 @@ class FfmpegSource:
             if len(block):
                 yield block
         self._process.wait()
-        if self._process.returncode != 0 or self._logged_errors():
+        if self._process.returncode != 0 or self._logged_an_error():
             default = f"ffmpeg exited with status {self._process.returncode}"
             raise self._failure(f"corrupt audio data ({self._ffmpeg_reason(default)})")
         check_complete(self.name, decoded / self.rate, self._declared_duration)
@@ -114,20 +116,31 @@ class FfmpegSource:
         return InputError(self.name, reason)
 
     def _ffmpeg_reason(self, default: str) -> str:
-        """The last error ffmpeg logged, without the input path it often starts with."""
+        """The last error ffmpeg logged, without the input path it often starts with; after the
+        demuxer's or decoder's error just before it, which says more ("moov atom not found;
+        Invalid data found when processing input")."""
         self._stop()
-        errors = self._logged_errors()
-        if not errors:
+        component = last = cause = None
+        for match in _ERROR_LINE.finditer(self._log_text()):
+            text = match[2].decode(errors="replace").strip()
+            if match[1]:
+                component = text
+            else:
+                last, cause, component = text, component, None
+        if last is None:
             return default
         prefix = f"{self._input}: "
-        return errors[-1][len(prefix):] if errors[-1].startswith(prefix) else errors[-1]
+        last = last.removeprefix(prefix)
+        return f"{cause}; {last}" if cause else last
 
     def _log_text(self) -> bytes:
         self._log.seek(0)
         return self._log.read()
 
-    def _logged_errors(self) -> list[str]:
-        return [m.decode(errors="replace").strip() for m in _ERROR_LINE.findall(self._log_text())]
+    def _logged_an_error(self) -> bool:
+        """Whether ffmpeg logged an error of its own (a demuxer's or decoder's alone, as for a
+        damaged frame it skipped, does not fail the input)."""
+        return any(not match[1] for match in _ERROR_LINE.finditer(self._log_text()))
 
 
 def _logged_duration(log: bytes) -> float | None:
