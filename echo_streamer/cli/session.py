@@ -101,7 +101,8 @@ _STREAM_OPTIONS = [
     click.option("--join-timeout", type=click.FloatRange(0.1, 600), default=20.0, show_default=True,
                  help="Seconds to wait for the room join."),
     click.option("--capture", type=OutputPath(wav=True), metavar="PATH",
-                 help="Write exactly the PCM handed to the SDK to this WAV file."),
+                 help="Write exactly the PCM the microphone sent (handed to the SDK, and the SDK's own "
+                      "silence while resting) to this WAV file."),
     click.option("--events", "events_path", type=OutputPath(), metavar="PATH",
                  help="Write events as JSON lines to this file."),
     click.option("--sdk-log", type=OutputPath(), metavar="PATH",

@@ -74,10 +74,11 @@ RELEASE_S = 5.0
 # unless there are this many in a row: then they are late for good, not from a stall.
 SUSTAINED_FRAMES = 3
 # Kept between frames (but those of one stall) and their deadline, for scheduling jitter; every
-# underrun adds JITTER_STEP_MS, up to MAX_MARGIN_MS. Each RELAX_AFTER_S with no underrun takes a
-# step off again, so that a stall of the machine does not add latency for the rest of a long
-# session; an underrun within as long after such a step doubles the wait for the next one, so
-# a card that stalls every few minutes keeps the margin it needs, tried ever more rarely.
+# half-second window with an underrun adds JITTER_STEP_MS, up to MAX_MARGIN_MS. Each
+# RELAX_AFTER_S with no underrun takes a step off again, so that a stall of the machine does
+# not add latency for the rest of a long session; an underrun within as long after such a step
+# doubles the wait for the next one, so a card that stalls every few minutes keeps the margin
+# it needs, tried ever more rarely.
 # A wider margin also costs less CPU: while the SDK holds no frame (one asked for and not handed
 # yet), its sender thread polls about every millisecond, so each millisecond a frame comes after
 # its request wakes it once more (~30 us each on this project's VM).
