@@ -111,8 +111,8 @@ class DriftControl:
     how late after its request playout still takes a frame. ``clock`` gives the time in seconds
     (``time.monotonic``, or a simulated one). Counters: ``dropped`` / ``inserted`` samples,
     ``overflows`` (whole blocks dropped above ``max_ms``, and frames a full queue had no room
-    for), ``underruns`` (counted by playout, each raising ``margin_ms`` for ``RELAX_AFTER_S`` at
-    least); ``ahead_ms`` is the last half second's smallest lead (negative: the latest frame),
+    for), ``underruns`` (counted by playout; a half second with any raises ``margin_ms``, for
+    ``RELAX_AFTER_S`` at least); ``ahead_ms`` is the last half second's smallest lead (negative: the latest frame),
     ``peak_ms`` the highest backlog seen once the segment plays. ``placed``: the samples dropped
     (negative: repeated) by the first correction, which places the segment's frames against
     playout's requests, and by those that work off the backlog a stall left (frames more than a
