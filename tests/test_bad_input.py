@@ -20,6 +20,7 @@ from conftest import read_events, run, tone, wav_header
 
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render
+from echo_streamer.sources.ffmpeg import logged_errors, logged_reason
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 OFFLINE_LINE = "echo-streamer: no room URL given"
@@ -267,3 +268,34 @@ def test_a_wav_whose_data_size_was_never_filled_in_plays_what_follows(cli: Cli, 
     assert result.returncode == 0 and result.stderr == "", result.stderr
     rendered, _rate = soundfile.read(out, dtype="int16")
     np.testing.assert_array_equal(rendered, samples)
+
+
+# An MP3 with a hole, decoded by ffmpeg 5.1 (Debian 12, this project's CI) and, in the form
+# ffmpeg 6.1 and later log it (fftools/ffmpeg_dec.c: its decoder logs under the input stream's
+# context), by a newer one; and an MP4 cut before its index, opened by a newer one.
+FFMPEG_5_HOLE = (b"[info] Input #0, mp3, from 'holes.mp3':\n"
+                 b"[mp3float @ 0x56546d081980] [error] Header missing\n"
+                 b"[error] Error while decoding stream #0:0: Invalid data found when processing input\n")
+FFMPEG_7_HOLE = (b"[info] Input #0, mp3, from 'holes.mp3':\n"
+                 b"[mp3float @ 0x5618c4a0b2c0] [error] Header missing\n"
+                 b"[aist#0:0/mp3 @ 0x5618c49f1e40] [dec:mp3float @ 0x5618c4a09f00] [error] Decoding error: "
+                 b"Invalid data found when processing input\n")
+FFMPEG_7_CUT = (b"[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d0c8e1f100] [error] moov atom not found\n"
+                b"[in#0 @ 0x55d0c8e1ee80] [error] Error opening input: Invalid data found when processing input\n"
+                b"[error] Error opening input file cut.m4a.\n"
+                b"[error] Error opening input files: Invalid data found when processing input\n")
+
+
+@pytest.mark.parametrize(("log", "reason"), [
+    (FFMPEG_5_HOLE, "Header missing; Error while decoding stream #0:0: Invalid data found when processing input"),
+    (FFMPEG_7_HOLE, "Header missing; Decoding error: Invalid data found when processing input"),
+    (FFMPEG_7_CUT, "moov atom not found; Error opening input files: Invalid data found when processing input"),
+])
+def test_ffmpeg_errors_of_its_own_fail_an_input_and_a_librarys_lead_the_reason(log: bytes, reason: str) -> None:
+    """ffmpeg's own errors, with a context (6.1 and later) or without (5.1), are what fail an input;
+    a demuxer's or decoder's error alone is not (a damaged frame it skipped), but leads the reason."""
+    own = [flag for flag, _text in logged_errors(log)]
+    assert own[0] is False and all(own[1:]), own
+    assert logged_reason(log, "cut.m4a") == reason
+    assert logged_reason(b"[mp3float @ 0x5618c4a0b2c0] [error] Header missing\n", "holes.mp3") is None
+

@@ -23,9 +23,14 @@ from .wavheader import read_wav_header
 _DURATION = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 # A duration ffmpeg guessed from the bitrate (ADTS AAC, some MP3s) is no header's promise.
 _GUESSED_DURATION = b"Estimating duration from bitrate"
-# ffmpeg's own errors ("[error] ..."), and those of a demuxer or decoder, which name it first
-# ("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55a5...] [error] moov atom not found").
-_ERROR_LINE = re.compile(rb"^(\[[^\]\n]+ @ 0x[0-9a-f]+\] )?\[(?:error|fatal|panic)\] (.*)$", re.MULTILINE)
+# An error line: the log contexts that name who logged it, if any ("[mov,mp4,m4a,3gp,3g2,mj2 @
+# 0x55a5...] [error] moov atom not found"), then the message.
+_ERROR_LINE = re.compile(rb"^((?:\[[^\]\n]+ @ 0x[0-9a-f]+\] )*)\[(?:error|fatal|panic)\] (.*)$", re.MULTILINE)
+# ffmpeg's own contexts (its input files and streams, decoders, ...), which ffmpeg 6.1 and later
+# name where 5.1 logged with none ("[aist#0:0/mp3 @ 0x...] [dec:mp3float @ 0x...] [error]
+# Decoding error: ...", in 5.1 "[error] Error while decoding stream #0:0: ..."); not a
+# library's demuxer or decoder ("[mp3float @ 0x...]").
+_OWN_CONTEXT = re.compile(rb"^\[(?:in#|out#|[a-z]?ist#|[a-z]?ost#|dec[\d:]|enc[\d:])")
 
 
 class FfmpegSource:
@@ -116,22 +121,9 @@ class FfmpegSource:
         return InputError(self.name, reason)
 
     def _ffmpeg_reason(self, default: str) -> str:
-        """The last error ffmpeg logged, without the input path it often starts with; after the
-        demuxer's or decoder's error just before it, which says more ("moov atom not found;
-        Invalid data found when processing input")."""
+        """What ffmpeg said went wrong (:func:`logged_reason`), or ``default`` if it said nothing."""
         self._stop()
-        component = last = cause = None
-        for match in _ERROR_LINE.finditer(self._log_text()):
-            text = match[2].decode(errors="replace").strip()
-            if match[1]:
-                component = text
-            else:
-                last, cause, component = text, component, None
-        if last is None:
-            return default
-        prefix = f"{self._input}: "
-        last = last.removeprefix(prefix)
-        return f"{cause}; {last}" if cause else last
+        return logged_reason(self._log_text(), self._input) or default
 
     def _log_text(self) -> bytes:
         self._log.seek(0)
@@ -140,7 +132,29 @@ class FfmpegSource:
     def _logged_an_error(self) -> bool:
         """Whether ffmpeg logged an error of its own (a demuxer's or decoder's alone, as for a
         damaged frame it skipped, does not fail the input)."""
-        return any(not match[1] for match in _ERROR_LINE.finditer(self._log_text()))
+        return any(own for own, _text in logged_errors(self._log_text()))
+
+
+def logged_errors(log: bytes) -> list[tuple[bool, str]]:
+    """The errors in an ffmpeg log written with ``-loglevel level+...``, in order: whether ffmpeg
+    itself logged it (not a library's demuxer or decoder), and the message."""
+    return [(not match[1] or bool(_OWN_CONTEXT.match(match[1])), match[2].decode(errors="replace").strip())
+            for match in _ERROR_LINE.finditer(log)]
+
+
+def logged_reason(log: bytes, input_path: str) -> str | None:
+    """ffmpeg's last error of its own, less the ``input_path`` it often starts with, after the last
+    demuxer's or decoder's error before it, which says more ("moov atom not found; Invalid data
+    found when processing input"); None when ffmpeg logged no error of its own."""
+    cause = last = component = None
+    for own, text in logged_errors(log):
+        if own:
+            last, cause = text.removeprefix(f"{input_path}: "), component
+        else:
+            component = text
+    if last is None:
+        return None
+    return f"{cause}; {last}" if cause else last
 
 
 def _logged_duration(log: bytes) -> float | None:
