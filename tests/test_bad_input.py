@@ -271,8 +271,8 @@ def test_a_wav_whose_data_size_was_never_filled_in_plays_what_follows(cli: Cli, 
 
 
 # An MP3 with a hole, decoded by ffmpeg 5.1 (Debian 12, this project's CI) and, in the form
-# ffmpeg 6.1 and later log it (fftools/ffmpeg_dec.c: its decoder logs under the input stream's
-# context), by a newer one; and an MP4 cut before its index, opened by a newer one.
+# ffmpeg's current source logs it (fftools/ffmpeg_dec.c: its decoder logs under the input
+# stream's context), by a newer one; and an MP4 cut before its index, opened by a newer one.
 FFMPEG_5_HOLE = (b"[info] Input #0, mp3, from 'holes.mp3':\n"
                  b"[mp3float @ 0x56546d081980] [error] Header missing\n"
                  b"[error] Error while decoding stream #0:0: Invalid data found when processing input\n")
@@ -292,7 +292,7 @@ FFMPEG_7_CUT = (b"[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d0c8e1f100] [error] moov atom n
     (FFMPEG_7_CUT, "moov atom not found; Error opening input files: Invalid data found when processing input"),
 ])
 def test_ffmpeg_errors_of_its_own_fail_an_input_and_a_librarys_lead_the_reason(log: bytes, reason: str) -> None:
-    """ffmpeg's own errors, with a context (6.1 and later) or without (5.1), are what fail an input;
+    """ffmpeg's own errors, with a context (newer ffmpeg) or without (5.1), are what fail an input;
     a demuxer's or decoder's error alone is not (a damaged frame it skipped), but leads the reason."""
     own = [flag for flag, _text in logged_errors(log)]
     assert own[0] is False and all(own[1:]), own
