@@ -27,9 +27,9 @@ _GUESSED_DURATION = b"Estimating duration from bitrate"
 # 0x55a5...] [error] moov atom not found"), then the message.
 _ERROR_LINE = re.compile(rb"^((?:\[[^\]\n]+ @ 0x[0-9a-f]+\] )*)\[(?:error|fatal|panic)\] (.*)$", re.MULTILINE)
 # ffmpeg's own contexts (its input files and streams, decoders, ...), which newer ffmpeg (its
-# current source, fftools/) names where 5.1 logged with none ("[aist#0:0/mp3 @ 0x...] [dec:mp3float @ 0x...] [error]
-# Decoding error: ...", in 5.1 "[error] Error while decoding stream #0:0: ..."); not a
-# library's demuxer or decoder ("[mp3float @ 0x...]").
+# current source, fftools/) names where 5.1 logged with none: "[aist#0:0/mp3 @ 0x...]
+# [dec:mp3float @ 0x...] [error] Decoding error: ...", in 5.1 "[error] Error while decoding
+# stream #0:0: ...". Not a library's demuxer or decoder ("[mp3float @ 0x...]").
 _OWN_CONTEXT = re.compile(rb"^\[(?:in#|out#|[a-z]?ist#|[a-z]?ost#|dec[\d:]|enc[\d:])")
 
 
