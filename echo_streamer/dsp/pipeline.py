@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .convert import to_pcm16
+from .convert import downmix, to_pcm16
 from .framer import Framer
 from .pauses import PauseDetector
 from .resample import QUALITY, StreamResampler
@@ -56,7 +56,7 @@ class Conditioner:
         self.name = name
         self.channels = channels
         self.output = output
-        self._resampler = StreamResampler(in_rate, output.rate, quality, channels)
+        self._resampler = StreamResampler(in_rate, output.rate, quality)
         self._framer = Framer(output.frame_samples)
         self.samples = 0
         self.clipped = 0
@@ -64,9 +64,9 @@ class Conditioner:
     def push(self, block: np.ndarray) -> np.ndarray:
         if block.ndim != 2 or block.shape[1] != self.channels:
             raise ValueError(f"{self.name}: a block of shape {block.shape} in a stream of {self.channels} channels")
-        # Infinities make NaN in the filter's sums, which numpy would warn about on stderr; to_pcm16 tells them.
+        # Infinities make NaN in the sums, which numpy would warn about on stderr; to_pcm16 tells them.
         with np.errstate(invalid="ignore", over="ignore"):
-            return self._frame(self._resampler.process(block))
+            return self._frame(self._resampler.process(downmix(block)))
 
     def finish(self) -> np.ndarray:
         with np.errstate(invalid="ignore", over="ignore"):

@@ -9,10 +9,7 @@ L times the input rate and the output lines up with the input exactly.
 The output comes in periods of L samples, each computed from a window of input that moves by M
 samples: one matrix product per block computes every complete period, and the first outputs of
 a period whose input is already there come out at once. A stream therefore holds back no more
-than the filter's half length (D / L input samples), whatever the ratio. A stereo stream is
-downmixed by that same product (its bank holds each tap once per channel, halved): one matrix
-product per block, no separate downmix. Streams of more channels are averaged first, since such
-a bank grows with the channel count.
+than the filter's half length (D / L input samples), whatever the ratio.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .convert import downmix
 
 
 @dataclass(frozen=True)
@@ -48,9 +44,6 @@ STREAM_SPEC = FilterSpec(passband=0.925, stopband=0.985, attenuation_db=90.0)
 # needs 640 at most (11025 -> 16000 Hz: a 2.5 MB bank, designed in about 25 ms). An odd rate
 # such as 44101 Hz would need L = 24000, M = 44101: two million taps and a bank of gigabytes.
 MAX_PERIOD = 1000
-# The most channels whose mean the filter's own product takes (a bank per channel count, each
-# that many times the mono bank); a stream of more is downmixed before it is filtered.
-FUSED_MAX_CHANNELS = 2
 
 
 def ratio(in_rate: int, out_rate: int) -> tuple[int, int]:
@@ -116,12 +109,11 @@ def resample_poly(samples: np.ndarray, in_rate: int, out_rate: int, spec: Filter
 
 
 @functools.lru_cache(maxsize=16)
-def _polyphase_bank(up: int, down: int, spec: FilterSpec, channels: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """The filter rearranged for :class:`PolyphaseResampler`, designed once per ratio, spec and
-    channel count (up to 15 ms at 22050 -> 16000 Hz, which would delay the start of every stream):
-    the bank (span x L, read-only; the span counts interleaved samples, each tap once per channel),
-    the interleaved input samples each of a period's outputs needs, and the silence (in
-    interleaved samples) before the first input sample that the first windows reach."""
+def _polyphase_bank(up: int, down: int, spec: FilterSpec) -> tuple[np.ndarray, np.ndarray, int]:
+    """The filter rearranged for :class:`PolyphaseResampler`, designed once per ratio and spec
+    (up to 15 ms at 22050 -> 16000 Hz, which would delay the start of every stream): the bank
+    (span x L, read-only), the input samples each of a period's outputs needs, and the silence
+    (in samples) before the first input sample that the first windows reach."""
     taps = lowpass(up, down, spec)
     delay = (len(taps) - 1) // 2
     # Output n = j L + r is the sum over s of x[M j + s] * taps[M r + D - L s]. Column r of the
@@ -130,46 +122,39 @@ def _polyphase_bank(up: int, down: int, spec: FilterSpec, channels: int) -> tupl
     last = (down * (up - 1) + delay) // up
     index = down * np.arange(up)[:, None] + delay - up * np.arange(first, last + 1)[None, :]
     valid = (index >= 0) & (index < len(taps))
-    bank = np.where(valid, taps[np.clip(index, 0, len(taps) - 1)], 0).T.astype(np.float64)
-    bank = np.ascontiguousarray(np.repeat(bank, channels, axis=0) / channels)  # the mean of the channels
+    bank = np.ascontiguousarray(np.where(valid, taps[np.clip(index, 0, len(taps) - 1)], 0).T, dtype=np.float64)
     bank.flags.writeable = False
     # Input samples, from the start of its period's window, that output r of a period needs.
-    needed = channels * ((down * np.arange(up) + delay) // up - first + 1)
+    needed = (down * np.arange(up) + delay) // up - first + 1
     needed.flags.writeable = False
-    return bank, needed, -first * channels
+    return bank, needed, -first
 
 
 class PolyphaseResampler:
-    """Resamples a float32 stream of ``channels`` channels by L/M into mono, block by block,
-    emitting each output sample as soon as the input its window ends on has arrived.
+    """Resamples a mono float32 stream by L/M, block by block, emitting each output sample as soon
+    as the input its window ends on has arrived.
 
     The concatenation of every :meth:`process` result and the final :meth:`flush` equals
-    :func:`resample_poly` of the whole signal's channel mean within float32 rounding (the sums run
+    :func:`resample_poly` of the whole signal within float32 rounding (the sums run
     in another order). The sums run in float64, so that how the stream is cut into blocks, which
     changes how the matrix library orders them, does not change one float32 output sample in
     practice. The input still needed waits in a buffer of at most a window's length.
     """
 
-    def __init__(self, in_rate: int, out_rate: int, spec: FilterSpec, channels: int = 1) -> None:
+    def __init__(self, in_rate: int, out_rate: int, spec: FilterSpec) -> None:
         self.up, self.down = ratio(in_rate, out_rate)
-        fused = channels if channels <= FUSED_MAX_CHANNELS else 1
-        self._mean_first = fused != channels
-        self._bank, self._needed, self._history = _polyphase_bank(self.up, self.down, spec, fused)
-        self._step = self.down * fused  # interleaved samples from one period's window to the next
+        self._bank, self._needed, self._history = _polyphase_bank(self.up, self.down, spec)
         self.clear()
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        """Take one block (``(frames, channels)``, or a vector when mono); return every output
-        sample whose window it completes (maybe none)."""
+        """Take one block (a vector); return every output sample whose window it completes (maybe none)."""
         self._taken += len(samples)
-        if self._mean_first:
-            samples = downmix(samples)
-        return self._emit(np.concatenate((self._buffer, samples.reshape(-1)), dtype=np.float64))
+        return self._emit(np.concatenate((self._buffer, samples), dtype=np.float64))
 
     def flush(self) -> np.ndarray:
         """Emit the outputs still held back (their windows end in silence), then start afresh."""
         missing = output_length(self._taken, self.up, self.down) - self._emitted
-        padding = np.zeros(len(self._bank) + self._step)  # completes the last window
+        padding = np.zeros(len(self._bank) + self.down)  # completes the last window
         tail = self._emit(np.concatenate((self._buffer, padding)))[:missing]
         self.clear()
         return tail
@@ -190,8 +175,8 @@ class PolyphaseResampler:
             if self._row < self.up:
                 self._buffer = buffer
                 return self._joined(parts)
-            buffer, self._row = buffer[self._step :], 0
-        span, step = len(self._bank), self._step
+            buffer, self._row = buffer[self.down :], 0
+        span, step = len(self._bank), self.down
         count = (len(buffer) - span) // step + 1
         if count > 0:
             # Row j is buffer[M j : M j + span] (a view: the rows overlap); one matrix product.

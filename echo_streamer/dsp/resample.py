@@ -33,7 +33,6 @@ from typing import Protocol
 import numpy as np
 import soxr
 
-from .convert import downmix
 from .polyphase import LIVE_SPEC, STREAM_SPEC, FilterSpec, PolyphaseResampler, resample_poly, supported
 
 QUALITY = "HQ"  # files
@@ -60,27 +59,23 @@ def resample(samples: np.ndarray, in_rate: int, out_rate: int, quality: str = QU
 
 
 class StreamResampler:
-    """Resamples a float32 stream of ``channels`` channels into mono, block by block; its filter
-    state carries across blocks.
+    """Resamples a mono float32 stream block by block; its filter state carries across blocks.
 
     The concatenation of every ``process()`` result and the final ``flush()`` equals
-    :func:`resample` of the whole signal's channel mean (:func:`~echo_streamer.dsp.convert.downmix`)
-    with the same ``quality``. Our polyphase filters average the channels in the product that
-    filters them; soxr's streams take the mean first. When the rates are equal, the mean (mono:
-    the samples themselves) passes through untouched.
+    :func:`resample` of the whole signal with the same ``quality``. When the rates are equal,
+    the samples pass through untouched.
     """
 
-    def __init__(self, in_rate: int, out_rate: int, quality: str = QUALITY, channels: int = 1) -> None:
+    def __init__(self, in_rate: int, out_rate: int, quality: str = QUALITY) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
-        self._stream: _Stream | None = None if in_rate == out_rate else _open_stream(in_rate, out_rate, quality,
-                                                                                      channels)
+        self._stream: _Stream | None = None if in_rate == out_rate else _open_stream(in_rate, out_rate, quality)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        """Resample one block (``(frames, channels)``, or a vector when mono); returns the mono
-        output the filter can emit so far (possibly nothing)."""
+        """Resample one block (a float32 vector); returns the output the filter can emit so far
+        (possibly nothing)."""
         if self._stream is None:
-            return downmix(samples)
+            return samples
         return self._stream.process(samples)
 
     def flush(self) -> np.ndarray:
@@ -101,10 +96,10 @@ def _effective_quality(quality: str, in_rate: int, out_rate: int) -> str:
     return quality if quality not in FIR_SPECS or supported(in_rate, out_rate) else "HQ"
 
 
-def _open_stream(in_rate: int, out_rate: int, quality: str, channels: int) -> _Stream:
+def _open_stream(in_rate: int, out_rate: int, quality: str) -> _Stream:
     quality = _effective_quality(quality, in_rate, out_rate)
     if quality in FIR_SPECS:
-        return PolyphaseResampler(in_rate, out_rate, FIR_SPECS[quality], channels)
+        return PolyphaseResampler(in_rate, out_rate, FIR_SPECS[quality])
     return _SoxrStream(in_rate, out_rate, quality)
 
 
@@ -121,7 +116,7 @@ class _SoxrStream:
         self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        return self._stream.resample_chunk(downmix(samples))
+        return self._stream.resample_chunk(samples)
 
     def flush(self) -> np.ndarray:
         return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
