@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import read_events, run, tone, wav_header
+from conftest import cli_command, offline_env, read_events, run, tone, wav_header
 
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render
@@ -181,6 +181,16 @@ def test_bad_stdin_is_one_line(case: str, data: bytes, reason: str, cli: Cli, tm
     result = cli("render", "-", "-o", out, stdin=data)
     assert_one_line_about(result, "render", "-", reason)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["render", "play"])
+def test_closed_stdin_is_one_line(command: str, tmp_path: Path) -> None:
+    """``-`` with standard input closed (``<&-`` in a shell: Python has no ``sys.stdin`` then)
+    is one line naming ``-``, not a traceback."""
+    args = ("render", "-", "-o", tmp_path / "out.wav") if command == "render" else ("play", "-", "--gap-ms", "0")
+    result = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=60, env=offline_env(),
+                            preexec_fn=lambda: os.close(0))
+    assert_one_line_about(result, command, "-", r"^standard input is closed$")
 
 
 @pytest.mark.parametrize("source", ["/dev/null", "empty file", "empty FIFO"])

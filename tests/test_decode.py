@@ -121,6 +121,49 @@ def test_declared_duration_is_close(kind: str, encoded: Callable[[str], Path]) -
     assert duration == pytest.approx(3.0, abs=0.05)  # the fixture is 3 s long
 
 
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050])
+def test_short_low_rate_mp3_declares_what_it_decodes(rate: int, tmp_path: Path) -> None:
+    """A 1 s MP3 at a telephone or TTS rate decodes in full and is not called truncated: ffmpeg's
+    ``Duration`` counts the encoder delay the decoder trims (its ``start``, 0.14 s at 8 kHz) and
+    whole frames of 576 samples at these rates (72 ms at 8 kHz), the last one's padding included."""
+    path = tmp_path / "short.mp3"
+    run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-ar", str(rate), path)
+    source = open_audio(str(path))
+    try:
+        blocks = list(source.blocks())
+        duration = source.duration
+    finally:
+        source.close()
+    assert_matches_ffmpeg(blocks, rate, 1, path)
+    assert sum(len(block) for block in blocks) == rate
+    assert duration is not None and 1.0 <= duration <= 1.0 + 576 / rate
+
+
+def test_a_tag_that_reads_like_a_duration_is_not_taken_for_one(tmp_path: Path) -> None:
+    """ffmpeg prints tags before the real ``Duration`` line: a comment "Duration: 00:10:00.00"
+    neither sets the length nor makes the file look truncated."""
+    path = tmp_path / "tagged.mp3"
+    run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", "-metadata", "comment=Duration: 00:10:00.00",
+        path)
+    source = open_audio(str(path))
+    try:
+        blocks = list(source.blocks())
+        assert source.duration == pytest.approx(1.0, abs=0.05)
+    finally:
+        source.close()
+    assert sum(len(block) for block in blocks) == pytest.approx(44100, abs=100)
+
+
+@pytest.mark.parametrize("kind", ["mp3", "m4a-aac", "wav-pcm16"])
+def test_a_name_with_a_colon_is_a_file_name(kind: str, encoded: Callable[[str], Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """"take:1.mp3", given relative as users type it, is the file, not ffmpeg's protocol "take"."""
+    (tmp_path / f"take:1{encoded(kind).suffix}").write_bytes(encoded(kind).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    blocks, rate, channels = decode_all(f"take:1{encoded(kind).suffix}")
+    assert_matches_ffmpeg(blocks, rate, channels, encoded(kind))
+
+
 def test_adts_aac_whose_length_ffmpeg_guesses_decodes_in_full(speech: Path, tmp_path: Path) -> None:
     """A raw ADTS AAC stream declares no length: ffmpeg estimates one from the bitrate (for this
     sentence at 24 kbit/s, 4.95 s of 4.23), which is no sign of a truncated file."""

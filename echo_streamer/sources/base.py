@@ -52,9 +52,12 @@ def checked(source: AudioSource) -> AudioSource:
     return source
 
 
-def check_complete(name: str, decoded_seconds: float, declared_seconds: float | None) -> None:
-    """Raise if the stream ended well before the length its header declared (a truncated file)."""
-    if declared_seconds is not None and decoded_seconds < declared_seconds * 0.99 - 0.05:
+def check_complete(name: str, decoded_seconds: float, declared_seconds: float | None, *,
+                   padding_seconds: float = 0.0) -> None:
+    """Raise if the stream ended well before the length its header declared (a truncated file):
+    more than 1 % + 50 ms short, and ``padding_seconds`` more for a codec whose declared length
+    may count padding its decoder trims."""
+    if declared_seconds is not None and decoded_seconds < declared_seconds * 0.99 - 0.05 - padding_seconds:
         raise InputError(
             name, f"truncated: the header declares {declared_seconds:.2f} s, the data ends at {decoded_seconds:.2f} s"
         )

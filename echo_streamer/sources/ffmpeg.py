@@ -20,7 +20,12 @@ from .base import check_complete
 from .rawpcm import SampleDecoder
 from .wavheader import read_wav_header
 
-_DURATION = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+# The input's duration and start (the line, not a tag whose value reads "Duration: ...").
+_DURATION = re.compile(rb"^(?:\[info\] )?  Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)(?:, start: (-?[\d.]+))?",
+                       re.MULTILINE)
+# A lossy codec's frame, in samples, at most (MP3's 1152; AAC's 1024): an MP3's declared length
+# counts whole frames, the last one's padding included (up to 72 ms at 8 kHz), which its decoder trims.
+_CODEC_FRAME = 1152
 # A duration ffmpeg guessed from the bitrate (ADTS AAC, some MP3s) is no header's promise.
 _GUESSED_DURATION = b"Estimating duration from bitrate"
 # An error line: the log contexts that name who logged it, if any ("[mov,mp4,m4a,3gp,3g2,mj2 @
@@ -48,7 +53,8 @@ class FfmpegSource:
     def __init__(self, path: str, block_seconds: float, stdin: BinaryIO | None = None, *, name: str | None = None,
                  streaming: bool = False) -> None:
         self.name = name or path
-        self._input = "pipe:0" if path == "-" else path
+        # file: keeps a name such as "take:1.mp3" from being read as a protocol ("take").
+        self._input = "pipe:0" if path == "-" else f"file:{path}"
         self._streaming = streaming
         self._log = tempfile.TemporaryFile()
         low_delay = ["-probesize", "512"] if streaming else []
@@ -65,9 +71,11 @@ class FfmpegSource:
                 stdout=subprocess.PIPE,
                 stderr=self._log,
             )
-        except FileNotFoundError as error:
+        except OSError as error:
             self._log.close()
-            raise InputError(path, "needs ffmpeg, which is not installed") from error
+            missing = isinstance(error, FileNotFoundError)
+            raise InputError(path, "needs ffmpeg, which is not installed" if missing
+                             else f"cannot run ffmpeg: {error.strerror or error}") from error
         assert isinstance(self._process.stdout, io.BufferedReader)
         self._stdout = self._process.stdout
         try:
@@ -102,7 +110,8 @@ class FfmpegSource:
         if self._process.returncode != 0 or self._logged_an_error():
             default = f"ffmpeg exited with status {self._process.returncode}"
             raise self._failure(f"corrupt audio data ({self._ffmpeg_reason(default)})")
-        check_complete(self.name, decoded / self.rate, self._declared_duration)
+        check_complete(self.name, decoded / self.rate, self._declared_duration,
+                       padding_seconds=_CODEC_FRAME / self.rate)
         if not decoded:
             raise self._failure("no audio in it: not one sample")
 
@@ -158,9 +167,12 @@ def logged_reason(log: bytes, input_path: str) -> str | None:
 
 
 def _logged_duration(log: bytes) -> float | None:
+    """The decoded audio's duration as ffmpeg's log states it: its ``Duration`` less its
+    ``start``, which an MP3's encoder delay makes up to 0.14 s (at 8 kHz) that the decoder trims
+    and the duration counts."""
     match = _DURATION.search(log)
     if match is None:
         return None
-    hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    hours, minutes, seconds, start = match.groups()
+    return max(0.0, int(hours) * 3600 + int(minutes) * 60 + float(seconds) - max(0.0, float(start or 0)))
 

@@ -33,6 +33,8 @@ def open_audio(path: str, *, stdin: BinaryIO | None = None, block_seconds: float
 
 def _open_decoder(path: str, stdin: BinaryIO | None, block_seconds: float) -> AudioSource:
     if path == "-":
+        if stdin is None and sys.stdin is None:
+            raise InputError(path, "standard input is closed")
         return _stream_decoder(stdin or sys.stdin.buffer, path, block_seconds, close=False)
     head = _check_file(path)
     if head is None:  # a FIFO, /dev/stdin, a <(process substitution): read once, as it comes, like stdin
