@@ -31,18 +31,23 @@ def feeders() -> list[threading.Thread]:
 
 
 class BlockingChunks:
-    """A generator of two tone chunks that then blocks until ``release`` is set (a TTS whose
-    producer went away), then raises ``then_raise`` if given; notes whether it was closed."""
+    """A generator of 0.4 s of tone (at once, or ``paced`` in real time in 10 ms chunks, as a
+    live feed comes) that then blocks until ``release`` is set (a producer that went away), then
+    raises ``then_raise`` if given; notes whether it was closed."""
 
-    def __init__(self, then_raise: Exception | None = None) -> None:
+    def __init__(self, then_raise: Exception | None = None, paced: bool = False) -> None:
         self.release = threading.Event()
         self.closed = threading.Event()
         self.then_raise = then_raise
+        self.paced = paced
         self.blocked = threading.Event()
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
-            yield from chunked(tone(IN_RATE, 0.4)[:, 0], 4410)
+            for chunk in chunked(tone(IN_RATE, 0.4)[:, 0], IN_RATE // 100 if self.paced else 4410):
+                yield chunk
+                if self.paced:
+                    time.sleep(0.01)
             self.blocked.set()
             self.release.wait(20)
             if self.then_raise is not None:
@@ -52,10 +57,12 @@ class BlockingChunks:
             self.closed.set()
 
 
-def test_a_source_blocked_when_cut_does_not_hold_up_what_follows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("live", [False, True], ids=["stream", "live-stream"])
+def test_a_source_blocked_when_cut_does_not_hold_up_what_follows(live: bool, tmp_path: Path) -> None:
     """A generator blocked for its next chunk is cut: the segments queued after the cut play at
-    once, and the generator is closed (in the decoder it blocked) once it returns."""
-    chunks = BlockingChunks()
+    once, and the generator is closed (in the decoder it blocked) once it returns; a live one
+    (``stream(..., live=True)``: a network feed on a clock of its own) too."""
+    chunks = BlockingChunks(paced=live)
     wav = tmp_path / "after.wav"
     soundfile.write(wav, tone(IN_RATE, 0.3), IN_RATE, subtype="PCM_16")
     events: list[Event] = []
@@ -63,7 +70,7 @@ def test_a_source_blocked_when_cut_does_not_hold_up_what_follows(tmp_path: Path)
     async def session() -> tuple[str, str, float, bool]:
         async with Streamer(StreamerConfig(gap_ms=50)) as streamer:
             streamer.add_listener(events.append)
-            blocked = streamer.stream(iter(chunks), IN_RATE, name="blocked")
+            blocked = streamer.stream(iter(chunks), IN_RATE, name="blocked", live=live)
             while not chunks.blocked.is_set() or blocked.state != "playing":
                 await asyncio.sleep(0.01)
             await streamer.interrupt("now").wait()

@@ -626,9 +626,9 @@ class Streamer:
         in the source: a new one takes over the queue, and this one ends (closing the source in its
         own thread) once the source returns."""
         with self._lock:
-            # Not for live input: it never blocks past LiveInput.SILENT_DEVICE_S, and a second
+            # Not for a sound card (live()): it never blocks past SILENT_DEVICE_S, and a second
             # reader of the same card would take blocks meant for the segment after the cut.
-            if self._feeding is segment and segment.drift is None and not self._stopping:
+            if self._feeding is segment and segment.capture is None and not self._stopping:
                 self._start_feeder()
 
     def _release_unfed(self) -> None:
