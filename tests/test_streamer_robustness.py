@@ -94,6 +94,28 @@ def test_a_source_blocked_when_cut_does_not_hold_up_what_follows(live: bool, tmp
     assert not feeders()
 
 
+def test_drain_returns_when_the_streamer_is_closed_meanwhile(tmp_path: Path) -> None:
+    """A task waiting in drain() while another closes the streamer gets its answer once the
+    shutdown has cut the segment (whose gap the shutdown never writes), not never."""
+    wav = tmp_path / "long.wav"
+    soundfile.write(wav, tone(IN_RATE, 5.0), IN_RATE, subtype="PCM_16")
+
+    async def session() -> tuple[str, float]:
+        streamer = Streamer(StreamerConfig(gap_ms=300))
+        await streamer.start()
+        segment = streamer.play(str(wav))
+        draining = asyncio.create_task(streamer.drain())
+        while segment.state != "playing":
+            await asyncio.sleep(0.01)
+        began = time.monotonic()
+        await streamer.close()
+        await asyncio.wait_for(draining, 2)
+        return segment.state, time.monotonic() - began
+
+    state, took = arun(session())
+    assert state == "interrupted" and took < 3, took
+
+
 def test_a_source_that_raises_after_its_cut_is_not_a_failure() -> None:
     """The caller's generator, cancelled with the cut, raises (a closed TTS socket): the segment
     stays interrupted, with no error event and no last_error."""

@@ -258,6 +258,8 @@ class Streamer:
                 self._emit("stream_finished", time.monotonic(), self.stats())
             self._event_feed.close(time.monotonic())
         finally:
+            if self._idle is not None:  # a drain() meanwhile: a cut's gap is never written once stopping
+                self._idle.set()
             if self._started:
                 _FAST_SWITCHING.release()
 
@@ -419,7 +421,8 @@ class Streamer:
         return AwaitedIterator(items, self._loop) if isinstance(items, AsyncIterable) else items
 
     async def drain(self) -> None:
-        """Wait until every queued segment has played and the trailing gap has gone out."""
+        """Wait until every queued segment has played and the trailing gap has gone out, or the
+        streamer is closed (what played is in the segments' states)."""
         self._require_running()
         assert self._idle is not None
         for segment in list(self._segments):
