@@ -21,6 +21,8 @@ from test_streamer import IN_RATE, chunked, nonzero_frames, reference
 
 from echo_streamer import Streamer, StreamerConfig
 from echo_streamer.dsp.pipeline import OutputFormat
+from echo_streamer.errors import JoinError
+from echo_streamer.output.daily import DailyMicrophone
 
 Event = dict[str, Any]
 OUTPUT = OutputFormat(24000, 10)
@@ -114,6 +116,38 @@ def test_drain_returns_when_the_streamer_is_closed_meanwhile(tmp_path: Path) -> 
 
     state, took = arun(session())
     assert state == "interrupted" and took < 3, took
+
+
+def test_a_join_given_up_on_reports_nothing_when_the_sdk_ends_it_later() -> None:
+    """A join abandoned at its timeout goes on in the SDK, which ends it ~19 s later for an
+    unreachable room, "left" among its events: that is no news of the streamer's call. (Closing
+    the SDK stops it; here a second microphone keeps the SDK up, as another streamer in the
+    process would.) That microphone, joining the same room without a timeout, shows when the
+    SDK's failure has come."""
+    unreachable = "https://nonexistent.invalid/room"
+    events: list[Event] = []
+
+    async def session() -> tuple[list[str], str | None]:
+        witness = DailyMicrophone(24_000)
+        streamer = Streamer(StreamerConfig(room_url=unreachable, join_timeout=0.5))
+        streamer.add_listener(events.append)
+        with pytest.raises(JoinError):
+            await streamer.start()
+        before = [event["event"] for event in events]
+        try:
+            await witness.join(unreachable, 60)
+        except JoinError as error:
+            failure: str | None = str(error)
+        else:
+            failure = None
+        finally:
+            await witness.close()
+        await asyncio.sleep(1.0)
+        return before, failure
+
+    before, failure = arun(session(), timeout=90)
+    assert failure is not None and "nonexistent.invalid" in failure
+    assert before == ["error"] and [event["event"] for event in events] == before, events
 
 
 def test_a_source_that_raises_after_its_cut_is_not_a_failure() -> None:

@@ -82,6 +82,12 @@ class DailyMicrophone:
                                                           non_blocking=True)
             self._mic_settings = {"deviceId": _VIRTUAL_MIC_NAME, "customConstraints": _PROCESSING_OFF}
 
+    def _forward_event(self, name: str, fields: dict[str, Any]) -> None:
+        # A client abandoned mid-join (see close) reports its join's end up to ~20 s later
+        # ("left" among it), which is no news of this microphone's call any more.
+        if self._source is not None:
+            self._on_event(name, fields)
+
     @property
     def sends_silence_when_idle(self) -> bool:
         """Whether the SDK keeps the microphone alive with silence while nothing is written
@@ -102,7 +108,7 @@ class DailyMicrophone:
         def on_join(_data: Any, error: str | None) -> None:
             loop.call_soon_threadsafe(resolve_once, joined, error)
 
-        self._client = CallClient(event_handler=_make_event_handler(self._on_event))
+        self._client = CallClient(event_handler=_make_event_handler(self._forward_event))
         self._client.join(url, meeting_token=meeting_token, client_settings=self.client_settings(), completion=on_join)
         try:
             error = await asyncio.wait_for(joined, timeout)
