@@ -150,6 +150,26 @@ def test_a_join_given_up_on_reports_nothing_when_the_sdk_ends_it_later() -> None
     assert before == ["error"] and [event["event"] for event in events] == before, events
 
 
+@pytest.mark.parametrize("option", ["capture_path", "message_log"])
+def test_a_start_that_fails_on_an_output_file_shuts_the_sdk_down(option: str, tmp_path: Path,
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    """``async with`` never closes a streamer whose start raised: the start itself undoes what it
+    made (in a room it would have joined), so the SDK's users count down again, and nothing is
+    said on stderr."""
+    from echo_streamer.output import daily
+
+    users = daily._daily_users
+
+    async def session() -> None:
+        with pytest.raises(FileNotFoundError):
+            async with Streamer(StreamerConfig(**{option: str(tmp_path / "missing" / "out")})):
+                pass
+
+    arun(session())
+    assert daily._daily_users == users
+    assert capfd.readouterr().err == ""
+
+
 def test_a_source_that_raises_after_its_cut_is_not_a_failure() -> None:
     """The caller's generator, cancelled with the cut, raises (a closed TTS socket): the segment
     stays interrupted, with no error event and no last_error."""

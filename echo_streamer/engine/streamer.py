@@ -170,19 +170,18 @@ class Streamer:
         if config.room_url is None and config.transport == "virtual-mic":
             raise ValueError("the virtual-mic transport drops audio until a room is joined: give a room URL")
         self._output = DailyMicrophone(self._format.rate, config.transport, config.bitrate, self._sdk_event)
-        if config.room_url is not None:
-            try:
+        try:
+            if config.room_url is not None:
                 await self._output.join(config.room_url, config.join_timeout, config.meeting_token)
-            except BaseException as error:
-                await self._output.close()
-                self._output = None
-                if isinstance(error, JoinError):
-                    self._emit("error", time.monotonic(), {"id": None, "item": config.room_url, "message": str(error)})
-                raise
-        if config.capture_path is not None:
-            self._capture = WavCapture(config.capture_path, self._format.rate)
-        if config.message_log is not None:
-            self._message_log = EventLog(config.message_log)
+            if config.capture_path is not None:
+                self._capture = WavCapture(config.capture_path, self._format.rate)
+            if config.message_log is not None:
+                self._message_log = EventLog(config.message_log)
+        except BaseException as error:
+            await self._abandon_start()
+            if isinstance(error, JoinError):
+                self._emit("error", time.monotonic(), {"id": None, "item": config.room_url, "message": str(error)})
+            raise
         if config.transport == "app-message":
             self._echo = AppMessageEcho(self._send_soon, config.tavus_conversation_id, self._format.rate,
                                         self._format.frame_bytes)
@@ -196,6 +195,18 @@ class Streamer:
         with self._lock:
             for _ in range(config.lead_frames):
                 self._write_next(time.monotonic())
+
+    async def _abandon_start(self) -> None:
+        """Undo what a start that failed (a join, an output file) had made: leave the room if it
+        was joined, and shut the SDK down (``async with`` does not close a streamer whose start
+        failed)."""
+        for output in (self._capture, self._message_log):
+            if output is not None:
+                output.close()
+        self._capture = self._message_log = None
+        assert self._output is not None
+        await self._output.close()
+        self._output = None
 
     async def close(self) -> None:
         """Fade out what is playing, drop the queue, wait for the SDK to consume what it holds,

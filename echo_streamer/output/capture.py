@@ -18,7 +18,9 @@ class WavCapture:
     """
 
     def __init__(self, path: str, rate: int) -> None:
-        self._wav = wave.open(path, "wb")
+        # Opened here, not by wave.open(path), whose half-made writer complains on stderr when
+        # the open fails (Python 3.11: "Exception ignored in: Wave_write.__del__").
+        self._wav = wave.open(open(path, "wb"), "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(rate)
