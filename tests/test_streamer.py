@@ -517,6 +517,37 @@ def test_a_block_after_the_request_leaves_the_frame_to_the_next_one() -> None:
     assert before["underruns"] == 0 and after["underruns"] == 0, (before, after)
 
 
+def test_a_card_that_stalls_is_an_underrun() -> None:
+    """A card that delivers nothing for 60 ms: the SDK fills the gap with silence of its own
+    while the frame's write waits for the card, and that gap is one underrun of the segment
+    (event, counters, the drift control's count), not passed over because the frame came at last."""
+    card = PausableCard()
+    events: list[dict[str, Any]] = []
+
+    async def session() -> tuple[dict[str, Any], dict[str, Any], Segment]:
+        async with Streamer(StreamerConfig()) as streamer:
+            live = streamer.live(card)  # type: ignore[arg-type]
+            await asyncio.sleep(0.5)
+            streamer.add_listener(events.append)
+            before = streamer.stats()
+            card.paused = True
+            await asyncio.sleep(0.06)
+            card.paused = False
+            await asyncio.sleep(0.3)
+            after = streamer.stats()
+            await streamer.interrupt("now").wait()
+            return before, after, live
+
+    try:
+        before, after, live = arun(session())
+    finally:
+        card.close()
+    underruns = [event for event in events if event["event"] == "underrun"]
+    assert after["underruns"] - before["underruns"] == len(underruns) == 1, (before, after)
+    assert after["underrun_frames"] - before["underrun_frames"] >= 4
+    assert live.drift is not None and live.drift.underruns >= 1
+
+
 # -- underruns -----------------------------------------------------------------------------
 
 

@@ -175,14 +175,15 @@ class Playout:
         self.frames_rested += frames
         return frames
 
-    def filled_by_sdk(self, frames: int) -> None:
+    def filled_by_sdk(self, frames: int, now: float) -> None:
         """The SDK sent ``frames`` of its own silence while a write of ours was late (a card that
-        stalled): counted in ``frames_rested`` (the SDK's silence) and ``underrun_frames`` (the
-        segment had nothing), and on the playout clock, which they kept going."""
+        stalled): counted in ``frames_rested`` (the SDK's silence) and on the playout clock, which
+        they kept going, and as an underrun of the current segment (it had nothing)."""
         self.frames_rested += frames
-        self.underrun_frames += frames
         if self._clock_start is not None:
             self._clock_frames += frames
+        if self._current is not None:
+            self._underrun(self._current, now, frames)
 
     def ready_to_wake(self) -> bool:
         """Whether the stream, resting, should wake for the current segment: a file's once the
@@ -405,16 +406,20 @@ class Playout:
         return _CUT, segment, self._silence
 
     def _starved(self, segment: Segment, now: float) -> bytes:
+        self._underrun(segment, now, 1)
+        return self._silence
+
+    def _underrun(self, segment: Segment, now: float, frames: int) -> None:
+        """``segment`` had nothing for ``frames`` frames: one underrun until it has a frame again."""
         # Before its first frame a segment is still starting (decoder start-up), not starving.
         if segment.handed_frames:
-            self.underrun_frames += 1
+            self.underrun_frames += frames
             if not self._starving:
                 self._starving = True
                 self.underruns += 1
                 if segment.drift is not None:
                     segment.drift.underruns += 1
                 self._emit("underrun", now, {"id": segment.id, "item": segment.name}, None)
-        return self._silence
 
     def _track_clock(self, now: float) -> None:
         """How far the SDK's consumption lags the wall clock since the first completion after the

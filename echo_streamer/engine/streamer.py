@@ -598,7 +598,7 @@ class Streamer:
         missed = math.floor((now - due) / self._playout.frame_seconds)
         assert self._output is not None
         if missed and self._output.sends_silence_when_idle:
-            self._playout.filled_by_sdk(missed)
+            self._playout.filled_by_sdk(missed, now)
             if self._capture is not None:
                 self._capture.write_silence(missed * self._format.frame_bytes)
         self._write_next(now, due)
