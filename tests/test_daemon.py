@@ -587,10 +587,13 @@ def test_a_path_swapped_for_a_symlink_after_it_was_queued_is_not_followed(daemon
     assert finished["samples"] == 0 and "changed since it was queued" in finished["error"], finished
 
 
-def test_a_busy_port_is_one_line_and_status_2(daemon: Daemon) -> None:
+@pytest.mark.parametrize("events", [False, True], ids=["plain", "with-events-log"])
+def test_a_busy_port_is_one_line_and_status_2(events: bool, daemon: Daemon, tmp_path: Path) -> None:
+    """Also with ``--events``, whose writer waits for the event feed to end (it hung here once)."""
     port = daemon.url.rsplit(":", 1)[1]
-    result = subprocess.run(cli_command("daemon", "--listen", f"127.0.0.1:{port}"), capture_output=True, text=True,
-                            env=offline_env(), timeout=30)
+    log = ["--events", tmp_path / "events.jsonl"] if events else []
+    result = subprocess.run(cli_command("daemon", "--listen", f"127.0.0.1:{port}", *log), capture_output=True,
+                            text=True, env=offline_env(), timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"echo-streamer: cannot listen on 127.0.0.1:{port}: "
                                                   "Address already in use"], result.stderr

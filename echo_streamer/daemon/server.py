@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -57,6 +58,7 @@ async def serve(daemon: Daemon, host: str, port: int, token: str | None, limits:
     finally:
         await runner.cleanup()
         if log_task is not None:
+            daemon.events.close(time.monotonic())  # run() closes it, unless it never ran or failed
             await log_task
 
 

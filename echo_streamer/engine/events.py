@@ -36,7 +36,10 @@ class EventFeed:
             subscriber.put_nowait(event)
 
     def close(self, t: float) -> None:
-        """End every subscription (an event named ``closed`` ends them), and those made later at once."""
+        """End every subscription (an event named ``closed`` ends them), and those made later at
+        once; closing again does nothing."""
+        if self._closed:
+            return
         self._closed = True
         self.publish({"t": t, "event": CLOSED})
 
