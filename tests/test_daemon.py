@@ -277,6 +277,20 @@ def test_live_start_refuses_a_device_or_field_of_the_wrong_type(daemon: Daemon, 
     assert status == 400 and "must be" in answer["error"], answer
 
 
+@pytest.mark.parametrize("path", ["/v1/play", "/v1/interrupt", "/send_text_message",
+                                  "/v1/stream?format=s16le&rate=24000&channels=1"])
+def test_a_body_its_content_encoding_does_not_decode_is_a_bad_request(daemon: Daemon, path: str) -> None:
+    """A body declared gzip that is not: 400 with the reason (not a 500), on JSON routes and
+    uploads alike; an upload's segment fails with it in an error event."""
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    status, answer = daemon.request("POST", path, data=b'{"path": "short.wav"}', headers=headers)
+    assert status == 400 and "the body cannot be read" in answer["error"], answer
+    if path.startswith("/v1/stream"):
+        daemon.wait_for("item_finished")
+        (error,) = [event for event in daemon.events() if event["event"] == "error"]
+        assert "the body cannot be read" in error["message"], error
+
+
 def test_odd_charsets_and_symlink_loops_are_bad_requests(daemon: Daemon, audio_dir: Path) -> None:
     headers = {"Content-Type": "application/json; charset=bogus"}
     status, answer = daemon.request("POST", "/v1/play", data=b'{"path": "short.wav"}', headers=headers)

@@ -276,6 +276,8 @@ async def _json_object(request: web.Request, optional: bool = False) -> dict[str
         body = await request.json()
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, "the JSON body is too large") from None
+    except web.RequestPayloadError as error:  # a body its Content-Encoding does not decode, say
+        raise ApiError(400, f"the body cannot be read: {error}") from None
     # Not JSON, not text in its charset (or an unknown charset), or nested too deep to parse.
     except (ValueError, LookupError, RecursionError) as error:
         raise ApiError(400, f"malformed JSON: {error}") from None

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, Iterator
 
+from aiohttp import web
+
 from ..engine.segment import Segment
 from ..errors import InputError
 
 
 class UploadError(Exception):
-    """The upload broke a limit; ``status`` is the HTTP status to answer with."""
+    """The upload broke a limit, or its body cannot be read; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -48,8 +50,9 @@ class Upload:
     async def pump(self, body: AsyncIterable[bytes], segment: Segment, max_bytes: int, idle_s: float) -> None:
         """Read ``body`` to its end, passing it on while the segment lasts.
 
-        Raises :class:`UploadError` (413) past ``max_bytes`` and (408) when nothing arrives for
-        ``idle_s`` seconds, throwing away what the worker has not read and failing the segment
+        Raises :class:`UploadError` (413) past ``max_bytes``, (408) when nothing arrives for
+        ``idle_s`` seconds and (400) for a body that cannot be read (its ``Content-Encoding``
+        does not decode it), throwing away what the worker has not read and failing the segment
         with the same reason; and :class:`UploadLost` when the connection is lost, after the
         worker's stream has ended with what arrived.
         """
@@ -68,6 +71,8 @@ class Upload:
                     break
                 except TimeoutError:
                     raise self._fail(segment, UploadError(408, f"no bytes for {idle_s:g} s")) from None
+                except web.RequestPayloadError as error:  # a body its Content-Encoding does not decode
+                    raise self._fail(segment, UploadError(400, f"the body cannot be read: {error}")) from None
                 self.received += len(chunk)
                 if self.received > max_bytes:
                     raise self._fail(segment, UploadError(413, f"the body is larger than {max_bytes} bytes"))
