@@ -645,6 +645,30 @@ def test_sigterm_while_playing_uploading_and_watched_exits_0_within_3_s(daemon: 
     assert events[-1]["state"] == "stopped"
 
 
+def test_counters_never_go_back_while_the_daemon_stops(daemon: Daemon) -> None:
+    """Status polled without pause through a SIGTERM while a file plays: the streamer's fade,
+    drain and leave take a while, and its frames stay counted all along (Prometheus reads a
+    counter that drops as a reset)."""
+    assert daemon.request("POST", "/v1/play", {"path": "one.wav"})[0] == 202
+    daemon.wait_for("item_started")
+    seen: list[int] = []
+
+    def poll() -> None:
+        while True:
+            try:
+                seen.append(daemon.request("GET", "/v1/status", timeout=5)[1]["counters"]["frames_sent"])
+            except (OSError, TypeError):  # the daemon is gone (or answers no more JSON)
+                return
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    time.sleep(0.2)
+    code, _took, stderr = daemon.stop()
+    poller.join(10)
+    assert code == 0, stderr
+    assert len(seen) > 20 and seen == sorted(seen), seen
+
+
 @pytest.mark.parametrize("delay_s", [0.15, 0.4])
 def test_sigterm_while_the_daemon_starts_exits_0(delay_s: float) -> None:
     """Held until its handlers are in place (not fatal by default action), then acted on."""

@@ -26,7 +26,7 @@ _GAUGES = {
     "lead_frames": "Frames handed to the SDK ahead of playout.",
     "lag_ms": "How far the SDK's consumption lags the wall clock, in ms.",
     "resting": "1 while idle with nothing handed to the SDK, which sends its own silence.",
-    "event_subscribers": "Clients reading /v1/events.",
+    "event_subscribers": "Readers of the event feed: clients of /v1/events, and the --events log if any.",
 }
 
 

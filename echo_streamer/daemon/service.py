@@ -63,6 +63,7 @@ class Daemon:
         self.events = EventFeed()
         self.paths = AllowedPaths(config.allow_dirs)
         self.streamer: Streamer | None = None
+        self._retiring: Streamer | None = None  # one closing: its counters are not in totals yet
         self.call_state = "starting"
         self.call_error: str | None = None
         self.join_attempts = 0
@@ -128,12 +129,13 @@ class Daemon:
         return self._stop
 
     async def _close_streamer(self, streamer: Streamer) -> None:
-        self.streamer = None
+        self.streamer, self._retiring = None, streamer
         self.participants.clear()
         await self.live_stop()
         await streamer.close()
         stats = streamer.stats()
         self.totals.update({name: stats[name] for name in _STREAMER_COUNTERS})
+        self._retiring = None
 
     # -- requests --------------------------------------------------------------------------
 
@@ -252,7 +254,8 @@ class Daemon:
     def counters(self) -> dict[str, Any]:
         """Totals since the daemon started (across rejoins), the current lead and lag, the last error."""
         stats = self.streamer.stats() if self.streamer else {}
-        totals = {name: self.totals[name] + stats.get(name, 0) for name in _STREAMER_COUNTERS}
+        retiring = self._retiring.stats() if self._retiring else {}  # counters never go back while it closes
+        totals = {name: self.totals[name] + stats.get(name, 0) + retiring.get(name, 0) for name in _STREAMER_COUNTERS}
         return {**totals, "segments_finished": self.totals["segments_finished"],
                 "segments_interrupted": self.totals["segments_interrupted"],
                 "segments_failed": self.totals["segments_failed"], "segments_dropped": self.totals["segments_dropped"],
