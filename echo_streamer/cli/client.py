@@ -231,7 +231,8 @@ def interrupt(soft: bool, keep_queue: bool, max_wait_ms: int, daemon: _Daemon) -
       echo-streamer interrupt --soft --keep-queue
     """
     answer = daemon.call("POST", "/v1/interrupt", {
-        "mode": "next_pause" if soft else "now", "clear_queue": not keep_queue, "max_wait_ms": max_wait_ms})
+        "mode": "next_pause" if soft else "now", "clear_queue": not keep_queue, "max_wait_ms": max_wait_ms},
+        timeout=CALL_S + max_wait_ms / 1000)  # the daemon answers once the cut has played
     if answer["noop"]:
         click.echo("nothing was playing")
         return
