@@ -308,8 +308,9 @@ def test_a_device_that_goes_away_ends_with_one_line(jack_env: dict[str, str], tm
 
 def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_path: Path) -> None:
     """Through the daemon's API: live input streams the card (two starts at once open it once: one
-    is refused), an interrupt mutes it, a second start unmutes it, stop ends it with the drift
-    figures; a missing device is refused in one line and the daemon streams on."""
+    is refused; its segment's id is taken), an interrupt mutes it, a second start unmutes it,
+    stop ends it with the drift figures; a missing device is refused in one line and the daemon
+    streams on."""
     from test_daemon import Daemon
 
     daemon = Daemon(tmp_path, env=jack_env)
@@ -325,6 +326,9 @@ def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_p
         card = subprocess.Popen([sys.executable, str(CARD), input_port, "440", "0.5", "0.5"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=jack_env, text=True)
         daemon.wait_for("item_started")
+        # The live segment's id is held like a file's: an upload may not take it.
+        status, taken = daemon.request("POST", "/v1/stream?format=s16le&rate=24000&channels=1&id=seg-1", data=b"\0\0")
+        assert status == 409 and "still queued or playing" in taken["error"], taken
         time.sleep(1.0)
         assert daemon.request("POST", "/v1/live/start", {"device": "system"})[0] == 409
         cut = daemon.request("POST", "/v1/interrupt", {})[1]

@@ -187,8 +187,7 @@ class Daemon:
                 live_input = await asyncio.to_thread(LiveInput, device, rate, channels)
             except InputError as error:
                 raise ApiError(400, str(error)) from None
-            session = self.live = LiveSession(streamer, live_input, self.config.mute_ms,
-                                              new_id=lambda: self._new_id(None))
+            session = self.live = LiveSession(streamer, live_input, self.config.mute_ms, new_id=self._live_id)
             self._live_task = asyncio.ensure_future(self._run_live(session))
             return session
 
@@ -281,6 +280,12 @@ class Daemon:
         if requested in self._active_ids:
             raise ApiError(409, f"segment {requested!r} is still queued or playing")
         return requested
+
+    def _live_id(self) -> str:
+        """The next automatic id, held (as :meth:`_track` holds a file's) for a live segment."""
+        segment_id = self._new_id(None)
+        self._active_ids.add(segment_id)
+        return segment_id
 
     def _track(self, segment: Segment) -> Segment:
         self._active_ids.add(segment.id)
