@@ -963,11 +963,14 @@ def test_unknown_paths_and_methods_are_answered_in_json(daemon: Daemon) -> None:
 
 def test_send_text_message_names_the_conversation_given_else_the_rooms() -> None:
     """--conversation-id reaches the daemon's /send_text_message without --tavus-interrupt; without
-    it the room URL's last path segment is the conversation, and offline there is none."""
+    it the room URL's last path segment is the conversation, and offline (or for a URL without
+    a path: a 500 once) there is none."""
     room = StreamerConfig(room_url="https://tavus.daily.co/c123")
     assert service.Daemon(service.DaemonConfig(room)).conversation_id == "c123"
     assert service.Daemon(service.DaemonConfig(room, conversation_id="c9")).conversation_id == "c9"
     assert service.Daemon(service.DaemonConfig(StreamerConfig())).conversation_id is None
+    pathless = StreamerConfig(room_url="https://tavus.daily.co/")
+    assert service.Daemon(service.DaemonConfig(pathless)).conversation_id is None
 
 
 def test_metrics_print_counters_in_full() -> None:

@@ -229,12 +229,16 @@ class Daemon:
 
     @property
     def conversation_id(self) -> str | None:
-        """The Tavus conversation: as configured, else the room URL's last path segment."""
+        """The Tavus conversation: as configured, else the room URL's last path segment (None
+        offline, or for a room URL without a path)."""
         config = self.config.streamer
         configured = self.config.conversation_id or config.tavus_conversation_id
         if configured or config.room_url is None:
             return configured
-        return conversation_id_from_url(config.room_url)
+        try:
+            return conversation_id_from_url(config.room_url)
+        except ValueError:
+            return None
 
     def status(self) -> dict[str, Any]:
         streamer = self.streamer
