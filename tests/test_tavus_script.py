@@ -282,7 +282,8 @@ def test_api_url_must_be_http() -> None:
     assert_one_line_error(result, "create-persona", "TAVUS_API_URL 'file:///etc/passwd' is not an http(s) URL")
 
 
-@pytest.mark.parametrize("args", [["create-conversation"], ["create-persona", "--timeout", "0"], ["no-such-command"]])
+@pytest.mark.parametrize("args", [["create-conversation"], ["create-persona", "--timeout", "0"],
+                                  ["create-persona", "--timeout", "inf"], ["no-such-command"]])
 def test_usage_error_exits_2_and_sends_nothing(tavus_api: StandInTavus, args: list[str]) -> None:
     result = tavus(tavus_api.url, *args)
     assert result.returncode == 2, result
