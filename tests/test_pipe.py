@@ -134,6 +134,24 @@ def test_a_chunk_after_the_data_is_not_played(pad: int) -> None:
     np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), pcm16_tone(0.1, 440.0))
 
 
+@pytest.mark.parametrize("pad", [0, 1], ids=["even-data", "odd-data"])
+def test_wavs_back_to_back_with_chunks_after_their_data_all_play(pad: int) -> None:
+    """WAVs of real sizes, each with a LIST chunk after its data (ffmpeg writes them so), sent
+    one after another on one stream: every WAV's samples play, no chunk is heard, and a second
+    chunk after the first is skipped too."""
+    tags = b"LIST" + struct.pack("<I", 26) + b"INFOISFT" + struct.pack("<I", 14) + b"Lavf60.16.100\0"
+    odd_chunk = b"junk" + struct.pack("<I", 3) + b"abc\0"
+    tones = [pcm16_tone(0.1, freq) for freq in (440.0, 660.0, 880.0)]
+    stream = b""
+    for index, pcm in enumerate(tones):
+        data = pcm.tobytes() + b"\x07" * pad
+        stream += wav_header(rate=RATE, data_bytes=len(data)) + data + b"\0" * pad + tags
+        stream += odd_chunk if index == 1 else b""
+    samples, _rate, _channels = decode_all(pieces(stream, [7, 300]))
+    # An odd-sized data chunk's stray byte is half a sample: dropped with its WAV.
+    np.testing.assert_array_equal(np.rint(samples[:, 0] * 32768).astype(np.int16), np.concatenate(tones))
+
+
 def test_a_stale_size_in_8_bit_audio_runs_on_past_letter_like_bytes() -> None:
     """u8 samples that happen to read as letters right where a stale data size ends (0x61-0x7A are
     ordinary samples there) are not taken for a chunk: its size field would be absurd."""

@@ -83,9 +83,10 @@ class RawStreamSource:
     latency low. A partial sample left at the end of the stream is dropped. ``data_bytes`` is a
     WAV's data size where it is not a placeholder: when a RIFF chunk (LIST, id3, ...), a raw ID3
     tag or the end of the stream follows that many bytes (and a pad byte), the samples end there;
-    otherwise the size was stale and they run on. With ``wav=True`` (the samples are a WAV's), another WAV may follow
-    (a TTS that writes one per sentence, sent back to back): its header is read, not played, and
-    its samples go on in the same stream if its format is the same, else :class:`InputError`.
+    otherwise the size was stale and they run on. With ``wav=True`` (the samples are a WAV's),
+    another WAV may follow (a TTS that writes one per sentence, sent back to back), right after
+    the data or after its chunks: its header is read, not played, and its samples go on in the
+    same stream if its format is the same, else :class:`InputError`.
     With ``block_seconds``, for a stream read as fast as it can be, blocks are that long instead
     (the last, and one before a further WAV's header, shorter).
     """
@@ -134,13 +135,28 @@ class RawStreamSource:
             if self._header_next:
                 self._read_next_header()
             # Only now look past the data (the look may wait for bytes): its audio is out already.
-            elif at_data_end:
-                after = self._reader.peek(self._pad + SIGNATURE_SIZE)[self._pad:]
-                if self._wav and starts_with_wav_signature(after):
-                    self._reader.read(self._pad)
-                    self._read_next_header()
-                elif _ends_the_samples(after):
-                    return
+            elif at_data_end and not self._samples_go_on():
+                return
+
+    def _samples_go_on(self) -> bool:
+        """At the end of a WAV's data of a real size: whether samples follow. They do when the
+        size was stale (no chunk follows), and when another WAV follows, after the chunks that
+        end this one (LIST, id3 , ...), which are skipped; its header is read."""
+        pad = self._pad
+        skipped = False
+        while True:
+            after = self._reader.peek(pad + SIGNATURE_SIZE)[pad:]
+            if self._wav and starts_with_wav_signature(after):
+                self._reader.read(pad)
+                self._read_next_header()
+                return True
+            if not _ends_the_samples(after):
+                return not skipped  # after a chunk of this WAV's, bytes that are none are no audio
+            if not self._wav or not _RIFF_CHUNK_ID.fullmatch(after[:4]):
+                return False  # the end of the stream, or a raw tag
+            size = int.from_bytes(after[4:8], "little")
+            self._reader.read(pad + 8 + size)
+            pad, skipped = size & 1, True
 
     def _next_chunk(self) -> bytes | None:
         if self._block_bytes is None:
