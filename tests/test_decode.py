@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import ffmpeg_decode, run, tone
+from conftest import ffmpeg_decode, run, tone, wav_header
 
 from echo_streamer.sources.files import open_audio
 
@@ -162,6 +162,18 @@ def test_a_name_with_a_colon_is_a_file_name(kind: str, encoded: Callable[[str], 
     monkeypatch.chdir(tmp_path)
     blocks, rate, channels = decode_all(f"take:1{encoded(kind).suffix}")
     assert_matches_ffmpeg(blocks, rate, channels, encoded(kind))
+
+
+@pytest.mark.parametrize("data_size", [0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000, 0x7FFFFFF0])
+def test_a_wav_file_with_a_streaming_writers_size_plays_in_full(data_size: int, tmp_path: Path) -> None:
+    """A WAV saved from a stream keeps the writer's placeholder size (just under 2^31, or all
+    ones): as a file it plays every sample, as it does from a pipe, and is not called truncated."""
+    pcm = (tone(16_000, 0.5)[:, 0] * 32767).astype("<i2")
+    path = tmp_path / "saved.wav"
+    path.write_bytes(wav_header(rate=16_000, data_bytes=data_size) + pcm.tobytes())
+    blocks, rate, channels = decode_all(path)
+    assert (rate, channels) == (16_000, 1)
+    np.testing.assert_array_equal(np.rint(np.concatenate(blocks)[:, 0] * 32768).astype(np.int16), pcm)
 
 
 def test_adts_aac_whose_length_ffmpeg_guesses_decodes_in_full(speech: Path, tmp_path: Path) -> None:

@@ -10,12 +10,11 @@ import soundfile
 
 from ..errors import InputError
 from .base import check_complete
+from .wavheader import is_placeholder_size
 
 # libsndfile notes a WAV data chunk (AIFF: SSND chunk) that claims more than the file holds as
 # "data : N (should be M)".
 _DATA_SIZE_MISMATCH = re.compile(r"^ *(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE)
-# Streaming writers leave these in the size fields; such files are not truncated.
-_PLACEHOLDER_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000}
 
 
 class NotForLibsndfile(Exception):
@@ -64,6 +63,6 @@ class SoundFileSource:
         if mismatch is None or self.duration is None:
             return None
         declared, actual = int(mismatch[1]), int(mismatch[2])
-        if declared in _PLACEHOLDER_SIZES or declared <= actual or actual == 0:
+        if is_placeholder_size(declared) or declared <= actual or actual == 0:  # not truncated
             return None
         return self.duration * declared / actual

@@ -65,8 +65,7 @@ def read_wav_header(stream: Readable, name: str) -> WavHeader:
         if chunk_id == b"data":
             if header is None:
                 raise InputError(name, "WAV data chunk before its fmt chunk")
-            placeholder = size == 0 or size >= _PLACEHOLDER_SIZES
-            return dataclasses.replace(header, data_bytes=None if placeholder else size)
+            return dataclasses.replace(header, data_bytes=None if is_placeholder_size(size) else size)
         if chunk_id == b"fmt ":
             if not 16 <= size <= 1024:
                 raise InputError(name, f"WAV fmt chunk of absurd size {size}")
@@ -75,6 +74,12 @@ def read_wav_header(stream: Readable, name: str) -> WavHeader:
             raise InputError(name, f"WAV chunk {chunk_id!r} of absurd size {size}")
         else:
             _read_exact(stream, size + (size & 1), name)
+
+
+def is_placeholder_size(size: int) -> bool:
+    """Whether a data size field holds what streaming writers put there (0, 0xFFFFFFFF, just
+    under 2^31) rather than the data's size."""
+    return size == 0 or size >= _PLACEHOLDER_SIZES
 
 
 def _parse_fmt(fmt: bytes, name: str) -> WavHeader:
