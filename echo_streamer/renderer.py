@@ -16,12 +16,15 @@ import numpy as np
 
 from .dsp.pipeline import Conditioner, OutputFormat, condition
 from .sources.files import open_audio
-from .sources.prefetch import prefetched
+from .sources.prefetch import Prefetched
 
 # Bigger blocks than playback uses: render has no start-up latency to protect, and libsndfile
 # decodes FLAC about 15% faster in 2 s reads than in 0.5 s ones (bench/RESULTS.md).
 BLOCK_SECONDS = 2.0
 COPY_BUFFER = 1 << 20
+# How long a render that stops early (a failed write, Ctrl-C) waits for the decoder to leave its
+# read before closing the input under it; one blocked in a pipe is left to the process's exit.
+DECODER_STOP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,17 +66,19 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
     conditioner = Conditioner(source.name, source.rate, source.channels, output)
     frames = 0
     pause_marks: list[np.ndarray] = []
+    blocks = Prefetched(source.blocks())
     try:
         with _replacing(final) as file, wave.open(file, "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)
             wav.setframerate(output.rate)
-            for block, pauses in condition(prefetched(source.blocks()), conditioner):
+            for block, pauses in condition(blocks, conditioner):
                 wav.writeframesraw(block.astype("<i2", copy=False).tobytes())
                 frames += len(block)
                 pause_marks.append(pauses)
     finally:
-        source.close()
+        if blocks.stop(DECODER_STOP_S):
+            source.close()
     points = pause_points(np.concatenate(pause_marks) if pause_marks else np.zeros(0, dtype=bool), output.frame_ms)
     end_ms = frames * output.frame_ms
     points.append(InterruptPoint(end_ms, "end", end_ms))

@@ -6,14 +6,16 @@ import io
 import json
 import math
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-from conftest import ffmpeg_decode, run, tone
+from conftest import cli_command, ffmpeg_decode, run, tone, wav_header
 
 from echo_streamer.dsp.convert import to_pcm16
 from echo_streamer.dsp.pipeline import OutputFormat
@@ -297,3 +299,37 @@ def test_two_outputs_naming_one_file_is_a_usage_error(make_wav: Callable[..., Pa
     result = cli("render", make_wav(tone(16000, 0.1), 16000), "-o", same, "--points", same)
     assert result.returncode == 2 and "--output and --points name the same file" in result.stderr, result.stderr
     assert not same.exists()
+
+
+def handles(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler installed for ``signum`` (its SigCgt mask)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) >> (signum - 1) & 1)
+
+
+@pytest.mark.parametrize("stage", ["before-the-header", "mid-data"])
+def test_sigterm_while_render_waits_on_a_pipe_leaves_the_output_as_it_was(stage: str, tmp_path: Path) -> None:
+    """SIGTERM (as Ctrl-C) while render waits on a writer that stalls: one line, status 130 within
+    about a second (the decoder blocked in its read is left to the exit, which does not wait for
+    it), and the output as it was: an existing file unchanged, no partial file beside it."""
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"what was there")
+    process = subprocess.Popen(cli_command("render", "-", "-o", out), stdin=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdin is not None
+    if stage == "mid-data":
+        process.stdin.write(wav_header(rate=16_000, data_bytes=0xFFFFFFFF) + bytes(32_000))
+        process.stdin.flush()
+    deadline = time.monotonic() + 20
+    while not handles(process.pid, signal.SIGTERM):
+        assert time.monotonic() < deadline and process.poll() is None, "render never got going"
+        time.sleep(0.02)
+    time.sleep(0.3)  # into its wait for the pipe
+    began = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _stdout, stderr = process.communicate(timeout=10)
+    took = time.monotonic() - began
+    assert process.returncode == 130 and took < 2.0, (process.returncode, took, stderr)
+    assert stderr.decode().splitlines() == [f"echo-streamer: -: render interrupted; {out} is as it was"], stderr
+    assert out.read_bytes() == b"what was there" and list(tmp_path.iterdir()) == [out]

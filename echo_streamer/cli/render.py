@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import click
 
-from .session import EXIT_BAD_INPUT, OutputPath, frame_option, rate_option, refuse_overwriting, say
+from .session import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, OutputPath, exit_with, frame_option, rate_option,
+                      refuse_overwriting, say)
 
 
 @click.command()
@@ -36,11 +39,17 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     from ..renderer import render as render_file
 
     refuse_overwriting((input_path,), {"--output": output_path, "--points": points_path})
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the partial output is removed
     try:
         result = render_file(input_path, output_path, OutputFormat(int(rate), int(frame_ms)))
     except InputError as error:
         say(f"echo-streamer: {error}")
         sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        say(f"echo-streamer: {input_path}: render interrupted; {output_path} is as it was")
+        # Not finalised: the decoder may be blocked reading a pipe, and Python's shutdown would
+        # wait for that read's lock (and abort).
+        exit_with(EXIT_INTERRUPTED, skip_finalisation=True)
     if result.clipped:
         say(f"echo-streamer: {input_path}: {result.clipped} samples clipped at full scale")
     if points_path is not None:
@@ -50,3 +59,7 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
         with open(points_path, "w", encoding="utf-8") as points:
             json.dump([dataclasses.asdict(point) for point in result.points], points, indent=1)
             points.write("\n")
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

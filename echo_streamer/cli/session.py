@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 EXIT_BAD_INPUT = 1
 EXIT_JOIN_FAILED = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process SIGINT ended
 
 # work(streamer, segments): queue audio, append each segment queued to ``segments``, return when done.
 Work = Callable[["Streamer", "list[Segment]"], Awaitable[None]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -17,43 +17,52 @@ class _Raised:
         self.error = error
 
 
-def prefetched(items: Iterator[T], depth: int = 4) -> Iterator[T]:
-    """Yield ``items`` while a worker thread produces up to ``depth`` of them ahead.
+class Prefetched(Generic[T]):
+    """Iterates ``items`` while a worker thread produces up to ``depth`` of them ahead.
 
     Decoding (libsndfile, ffmpeg pipes) releases the GIL, so it overlaps with whatever the
-    consumer does. Exceptions raised by ``items`` are re-raised in the consumer. If the consumer
-    stops early, the worker stops at its next item.
+    consumer does. Exceptions raised by ``items`` are re-raised in the consumer. A consumer that
+    stops early calls :meth:`stop` before it closes what ``items`` reads: the worker may be in
+    the middle of a read.
     """
-    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
-    abandoned = threading.Event()
 
-    def offer(item: object) -> bool:
-        while not abandoned.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def __init__(self, items: Iterator[T], depth: int = 4) -> None:
+        self._items = items
+        self._handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._abandoned = threading.Event()
+        self._worker = threading.Thread(target=self._produce, name="echo-streamer-decode", daemon=True)
+        self._worker.start()
 
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer(item):
-                    return
-            offer(_DONE)
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            offer(_Raised(error))
-
-    worker = threading.Thread(target=produce, name="echo-streamer-decode", daemon=True)
-    worker.start()
-    try:
+    def __iter__(self) -> Iterator[T]:
         while True:
-            item = handoff.get()
+            item = self._handoff.get()
             if item is _DONE:
                 return
             if isinstance(item, _Raised):
                 raise item.error
             yield item  # type: ignore[misc]
-    finally:
-        abandoned.set()
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the worker to stop at its next item and wait up to ``timeout`` seconds for it;
+        whether it has stopped (False: it is still blocked in ``items``, a read from a pipe, say)."""
+        self._abandoned.set()
+        self._worker.join(timeout)
+        return not self._worker.is_alive()
+
+    def _offer(self, item: object) -> bool:
+        while not self._abandoned.is_set():
+            try:
+                self._handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not self._offer(item):
+                    return
+            self._offer(_DONE)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            self._offer(_Raised(error))
