@@ -32,8 +32,8 @@ class FilterSpec:
     attenuation_db: float
 
 
-# Live input at a whole ratio (48 kHz -> 24 or 16 kHz): flat within 0.1 dB up to 5/6 of the
-# output's Nyquist frequency, >= 62.7 dB down from it up; short (about 1 ms held back) and cheap.
+# Live input, at any ratio: flat up to 5/6 of the lower Nyquist frequency, some 63 dB down from
+# it up (the measured figures: dsp.resample); short (about 1 ms held back) and cheap.
 LIVE_SPEC = FilterSpec(passband=5 / 6, stopband=1.0, attenuation_db=63.0)
 # Streams: soxr's bandwidth (its -3 dB point at 95 % of Nyquist, as for its MQ to VHQ recipes),
 # 90 dB down from 98.5 % of Nyquist up, so every image and alias lands in the stopband.
