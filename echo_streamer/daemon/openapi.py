@@ -49,11 +49,14 @@ _PLAYED = {"id": _STRING, "state": _STRING, "position_ms": _NUMBER, "interrupted
 
 
 def _operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    """Every route may answer 401 (a token is set and missing or wrong); one that reads a JSON
-    body also 400 (malformed, or a field out of range) and 413 (over 1 MB)."""
+    """Every route may answer 401 (a token is set and missing or wrong), 403 (no token is set and
+    the request comes from a web page or names another host) and 503 (over the request limit,
+    not streaming yet, or stopping); one that reads a JSON body also 400 (malformed, or a field
+    out of range) and 413 (over 1 MB)."""
     body_types = more.get("requestBody", {}).get("content", {})
     refusals = {"400": _ERROR, "413": _ERROR} if "application/json" in body_types else {}
-    return {"summary": summary, "responses": {**responses, **refusals, "401": _ERROR}, **more}
+    return {"summary": summary,
+            "responses": {**responses, **refusals, "401": _ERROR, "403": _ERROR, "503": _ERROR}, **more}
 
 
 def openapi_spec() -> dict[str, Any]:
@@ -96,7 +99,8 @@ def openapi_spec() -> dict[str, Any]:
                 "Stream a sound card (or unmute the one muted by an interrupt).",
                 {"200": _answer({"device": _STRING, "state": _STRING}), "409": _ERROR, "503": _ERROR},
                 requestBody=_json_body({"device": {"type": ["string", "integer", "null"]},
-                                        "input_rate": {"type": "integer"}, "channels": {"type": "integer"}}))},
+                                        "input_rate": {"type": "integer", "minimum": 8000, "maximum": 192000},
+                                        "channels": {"type": "integer", "minimum": 1, "maximum": 64}}))},
             "/v1/live/stop": {"post": _operation("Stop the sound card (its audio fades out).",
                                                  {"200": _answer({"stopped": _BOOL, "device": _STRING, **_DRIFT})})},
             "/v1/status": {"get": _operation("Call, participants, current segment, queue, live input, counters.",
