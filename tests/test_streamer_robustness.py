@@ -450,3 +450,29 @@ def test_a_streamer_lives_once_and_restores_the_switch_interval(tmp_path: Path) 
     refused = arun(session())
     assert all("not running" in message for message in refused)
     assert sys.getswitchinterval() == before
+
+
+def test_cancelling_a_wait_unless_stopped_cancels_its_work() -> None:
+    """``unless`` (the daemon's and the CLI's waits: a live session, an upload) passes the
+    caller's cancellation on to the work it waits for, which would otherwise run on unowned."""
+    from echo_streamer.engine.waiting import unless
+
+    async def session() -> bool:
+        work_cancelled = asyncio.Event()
+
+        async def work() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                work_cancelled.set()
+                raise
+
+        waiting = asyncio.ensure_future(unless(asyncio.Event(), work()))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.wait_for(work_cancelled.wait(), 1)
+        return work_cancelled.is_set()
+
+    assert arun(session())

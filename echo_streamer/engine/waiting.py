@@ -10,7 +10,8 @@ from typing import Any
 async def unless(stop: asyncio.Event, work: Awaitable[Any], timeout: float | None = None,
                  tick: tuple[float, Callable[[], None]] | None = None) -> bool:
     """Await ``work`` until it finishes (True; its exception, if any, is raised), or until ``stop``
-    is set or ``timeout`` seconds pass (False; ``work`` is cancelled and awaited).
+    is set or ``timeout`` seconds pass (False; ``work`` is cancelled and awaited). Cancelling the
+    caller cancels ``work`` too.
 
     ``tick=(seconds, call)`` calls ``call()`` every ``seconds`` while waiting (a progress line).
     """
@@ -27,6 +28,9 @@ async def unless(stop: asyncio.Event, work: Awaitable[Any], timeout: float | Non
             await asyncio.wait({task, stopped}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             if tick is not None:
                 tick[1]()
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
     finally:
         stopped.cancel()
     if task.done():
