@@ -476,3 +476,35 @@ def test_cancelling_a_wait_unless_stopped_cancels_its_work() -> None:
         return work_cancelled.is_set()
 
     assert arun(session())
+
+
+def test_a_capture_that_cannot_be_written_is_one_error_and_the_stream_goes_on(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """A capture file on a full disk (``/dev/full``): one ``error`` event naming it, the segment
+    plays to its end all the same, close() ends the event feed (stream_finished, then the end),
+    and nothing is said on stderr (no thread dies with a traceback)."""
+    events: list[str] = []
+    messages: list[str] = []
+
+    async def session() -> str:
+        streamer = Streamer(StreamerConfig(capture_path="/dev/full"))
+        await streamer.start()
+        feed = streamer.events()
+
+        async def follow() -> None:
+            async for event in feed:
+                events.append(event["event"])
+                if event["event"] == "error":
+                    messages.append(event["message"])
+
+        following = asyncio.ensure_future(follow())
+        segment = streamer.stream(tone(IN_RATE, 0.3)[:, 0], IN_RATE)
+        await segment.wait()
+        await streamer.close()
+        await asyncio.wait_for(following, 3)
+        return segment.state
+
+    assert arun(session()) == "finished"
+    assert events.count("error") == 1 and events[-1] == "stream_finished", events
+    assert messages == ["/dev/full: capture failed: No space left on device; the rest is not captured"]
+    assert capfd.readouterr().err == ""

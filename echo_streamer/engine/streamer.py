@@ -174,7 +174,7 @@ class Streamer:
             if config.room_url is not None:
                 await self._output.join(config.room_url, config.join_timeout, config.meeting_token)
             if config.capture_path is not None:
-                self._capture = WavCapture(config.capture_path, self._format.rate)
+                self._capture = WavCapture(config.capture_path, self._format.rate, self._capture_failed)
             if config.message_log is not None:
                 self._message_log = EventLog(config.message_log)
         except BaseException as error:
@@ -262,13 +262,13 @@ class Streamer:
                 await self._output.close()
                 self._output = None
             if self._capture is not None:
-                self._capture.close()
+                await asyncio.to_thread(self._capture.close)  # its writer thread finishes the file
             if self._message_log is not None:
                 self._message_log.close()
             if self._started:
                 self._emit("stream_finished", time.monotonic(), self.stats())
-            self._event_feed.close(time.monotonic())
         finally:
+            self._event_feed.close(time.monotonic())  # even when an output failed to close: no subscriber waits on
             if self._idle is not None:  # a drain() meanwhile: a cut's gap is never written once stopping
                 self._idle.set()
             if self._started:
@@ -765,6 +765,11 @@ class Streamer:
             self._emit(name, t, fields, resolves)
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._emit, name, t, fields, resolves)
+
+    def _capture_failed(self, message: str) -> None:
+        assert self._capture is not None
+        self._emit_threadsafe("error", time.monotonic(), {"id": None, "item": self._capture.path, "message": message},
+                              None)
 
     def _sdk_event(self, name: str, fields: dict[str, Any]) -> None:
         if self._loop is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import wave
+from collections.abc import Callable
 
 _SILENCE = memoryview(bytes(1 << 20))  # written in blocks of this size
 
@@ -14,13 +15,19 @@ class WavCapture:
     """Appends PCM16 mono frames to a WAV file from a background thread.
 
     ``write()`` and ``write_silence()`` never block (they only enqueue), so they are safe in SDK
-    callbacks. ``close()`` blocks until every frame is on disk and the header is final.
+    callbacks. ``close()`` blocks until every frame is on disk and the header is final. A write
+    that fails (a full disk) calls ``on_error(reason)`` once, on the writer thread, and what comes
+    after it is dropped rather than queued up.
     """
 
-    def __init__(self, path: str, rate: int) -> None:
+    def __init__(self, path: str, rate: int, on_error: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self._on_error = on_error
+        self._failed = False
         # Opened here, not by wave.open(path), whose half-made writer complains on stderr when
         # the open fails (Python 3.11: "Exception ignored in: Wave_write.__del__").
-        self._wav = wave.open(open(path, "wb"), "wb")
+        self._file = open(path, "wb")
+        self._wav = wave.open(self._file, "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(rate)
@@ -39,12 +46,28 @@ class WavCapture:
     def close(self) -> None:
         self._frames.put(None)
         self._writer.join()
-        self._wav.close()
+        try:
+            try:
+                self._wav.close()  # the header; the writer lets go of the file even when this fails
+            finally:
+                self._file.close()
+        except OSError as error:
+            self._fail(error)
 
     def _write_all(self) -> None:
         while (frame := self._frames.get()) is not None:
-            if isinstance(frame, int):
-                for start in range(0, frame, len(_SILENCE)):
-                    self._wav.writeframesraw(_SILENCE[:frame - start])
-            else:
-                self._wav.writeframesraw(frame)
+            if self._failed:
+                continue
+            try:
+                if isinstance(frame, int):
+                    for start in range(0, frame, len(_SILENCE)):
+                        self._wav.writeframesraw(_SILENCE[:frame - start])
+                else:
+                    self._wav.writeframesraw(frame)
+            except OSError as error:
+                self._fail(error)
+
+    def _fail(self, error: OSError) -> None:
+        if not self._failed and self._on_error is not None:
+            self._on_error(f"{self.path}: capture failed: {error.strerror or error}; the rest is not captured")
+        self._failed = True
