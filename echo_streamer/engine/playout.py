@@ -88,8 +88,13 @@ class Playout:
         """While resting nothing asks for frames: the next segment's turn comes as it is queued, or
         as the one before it is dropped (a live input passes no audio before its turn)."""
         if self.resting and self._current is None and self._gap_left == 0 and self._waiting:
-            self._current = self._waiting.popleft()
-            self._current.turn_at = now
+            self._next_turn(now)
+
+    def _next_turn(self, now: float) -> Segment:
+        """The first waiting segment becomes current: its turn is ``now``."""
+        self._current = self._waiting.popleft()
+        self._current.turn_at = now
+        return self._current
 
     @property
     def in_flight(self) -> int:
@@ -333,12 +338,9 @@ class Playout:
         if self._gap_left:
             self._gap_left -= 1
             return _GAP, None, self._silence
-        if self._current is None:
-            if not self._waiting:
-                return _IDLE, None, self._silence
-            self._current = self._waiting.popleft()
-            self._current.turn_at = now
-        segment = self._current
+        if self._current is None and not self._waiting:
+            return _IDLE, None, self._silence
+        segment = self._current or self._next_turn(now)
         try:
             item: Frame | SegmentEnd | None = None if self._held_back(segment) else segment.frames.get_nowait()
         except queue.Empty:

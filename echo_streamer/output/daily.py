@@ -7,6 +7,7 @@ handed to the caller's callbacks, which must not block.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,7 +20,6 @@ _VIRTUAL_MIC_NAME = "echo-streamer-mic"
 _PROCESSING_OFF = {name: {"exact": False} for name in ("autoGainControl", "echoCancellation", "noiseSuppression")}
 
 _daily_users = 0
-_abandoned_clients: list[Any] = []
 
 
 def _daily_init() -> None:
@@ -67,6 +67,7 @@ class DailyMicrophone:
         self._on_event = on_event or (lambda name, fields: None)
         self._client: Any = None
         self._joined = False
+        self._join_over = False  # the SDK has answered the join (whether or not we still waited)
         self._track: Any = None
         if transport != "virtual-mic":
             # While nothing is written, the source sends silence by itself (auto_silence, the
@@ -106,6 +107,7 @@ class DailyMicrophone:
         joined: asyncio.Future[str | None] = loop.create_future()
 
         def on_join(_data: Any, error: str | None) -> None:
+            self._join_over = True
             loop.call_soon_threadsafe(resolve_once, joined, error)
 
         self._client = CallClient(event_handler=_make_event_handler(self._forward_event))
@@ -130,11 +132,10 @@ class DailyMicrophone:
                 self._client.leave(completion=lambda error: loop.call_soon_threadsafe(resolve_once, left, error))
                 await left
                 self._client.release()
+            elif self._join_over:  # a join that failed: it left by itself
+                self._client.release()
             else:
-                # A join still in progress makes leave(), release() and even the client's
-                # destructor wait for it (~20 s for an unreachable room). Nothing was written
-                # yet, so the client is parked, never destroyed, and the process may exit.
-                _abandoned_clients.append(self._client)
+                _park(self._client)
             self._client = None
         self._track = None
         self._source = None
@@ -166,6 +167,14 @@ class DailyMicrophone:
                                "sendSettings": {"channelConfig": "mono", "bitrate": self._bitrate}},
             },
         }
+
+
+def _park(client: Any) -> None:
+    """Keep ``client``, whose join we gave up on, alive for good. Its join still runs: leave(),
+    release() and even its destructor would wait for it (~20 s for an unreachable room), and once
+    ``Daily.deinit()`` has run, destroying it aborts the process (a Rust panic, seen at exit).
+    Nothing was written through it, so it is never destroyed, and the process may exit."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(client))
 
 
 def resolve_once(future: asyncio.Future[str | None], value: str | None) -> None:
