@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from conftest import arun, locate, read_pcm, run, tone
+from conftest import arun, frames_of, locate, read_pcm, run, tone
 from software_card import SoftwareCard
 
 from echo_streamer import Segment, Streamer, StreamerConfig
@@ -588,6 +588,39 @@ def test_stalled_generator_underruns_then_resumes(speech_file: Path, tmp_path: P
     wanted = np.concatenate((nonzero_frames(expected, output.frame_samples),
                              nonzero_frames(speech_pcm, output.frame_samples)))
     np.testing.assert_array_equal(sent, wanted)
+
+
+@pytest.mark.parametrize("quiet_s", [0.6, 0.15], ids=["quiet-longer-than-the-gap", "quiet-shorter"])
+def test_silence_a_stream_ends_with_counts_toward_the_gap(quiet_s: float, tmp_path: Path) -> None:
+    """A stream whose writer goes quiet before it ends (a TTS that keeps its pipe open after a
+    sentence) has carried silence all that time: the next segment starts as soon as it ends, or
+    once the gap is complete, not a whole gap later. Between the two, never less than the gap.
+    (At the output rate: a resampled stream's last few ms come out of the resampler as it ends,
+    after the quiet, and the whole gap follows them.)"""
+    output = OutputFormat(24000, 10)
+    capture = tmp_path / "capture.wav"
+
+    def quiet_at_the_end() -> Iterator[np.ndarray]:
+        yield tone(output.rate, 0.2, 440.0)[:, 0]
+        time.sleep(0.2 + quiet_s)  # asked for its next chunk as its first one starts to play
+
+    async def session() -> tuple[Segment, Segment]:
+        config = StreamerConfig(gap_ms=300, capture_path=str(capture))
+        async with Streamer(config) as streamer:
+            first = streamer.stream(quiet_at_the_end(), output.rate, name="first")
+            second = streamer.stream(tone(output.rate, 0.2, 660.0)[:, 0], output.rate, name="second")
+            await streamer.drain()
+            return first, second
+
+    first, second = arun(session())
+    assert first.finished_at is not None and second.started_at is not None
+    waited = second.started_at - first.finished_at
+    assert waited < max(0.3 - quiet_s, 0) + 0.06, waited
+    frames = frames_of(read_pcm(capture), output.frame_samples)
+    audible = np.flatnonzero(np.abs(frames).max(axis=1) > 0)
+    jumps = np.diff(audible)
+    silent_between = int(jumps.max()) - 1  # the one run of silent frames between the two tones
+    assert silent_between >= 30 and silent_between * 10 < max(300, 1000 * quiet_s) + 60, silent_between
 
 
 # -- events --------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class Playout:
         self._current: Segment | None = None
         self._gap_left = 0
         self._starving = False
+        self._silent_run = 0  # frames of silence the current segment has had since its last audio
         self._last_kind = _IDLE
         self._in_flight: deque[tuple[int, Segment | None]] = deque()
         self._idle_reported = True
@@ -354,6 +355,7 @@ class Playout:
         self._starving = False
         if isinstance(item, SegmentEnd):
             return self._end(segment)
+        self._silent_run = 0
         if not segment.handed_frames:
             segment.first_handed_at = now
         segment.handed_frames += 1
@@ -362,9 +364,12 @@ class Playout:
         return _AUDIO, segment, item.pcm
 
     def _end(self, segment: Segment) -> tuple[int, Segment | None, bytes]:
-        """The silent frame after a segment's last one; with it, the gap begins (if it played)."""
+        """The silent frame after a segment's last one; with it, the gap begins (if it played).
+        Silence the segment already ended with (a writer that went quiet before it closed: an
+        underrun) counts toward the gap, which would otherwise only hold up the next segment."""
         self._current = None
-        self._gap_left = self._gap_frames - 1 if segment.handed_frames else 0
+        self._gap_left = max(0, self._gap_frames - 1 - self._silent_run) if segment.handed_frames else 0
+        self._silent_run = 0
         return _END, segment, self._silence
 
     def _held_back(self, segment: Segment) -> bool:
@@ -401,6 +406,7 @@ class Playout:
         self._starving = False
         if isinstance(item, SegmentEnd):
             return self._end(segment)
+        self._silent_run = 0
         segment.discard()
         self._gap_left = self._gap_frames
         if item is not None and self._last_kind == _AUDIO:
@@ -416,6 +422,7 @@ class Playout:
         # Before its first frame a segment is still starting (decoder start-up), not starving.
         if segment.handed_frames:
             self.underrun_frames += frames
+            self._silent_run += frames
             if not self._starving:
                 self._starving = True
                 self.underruns += 1
