@@ -23,7 +23,7 @@ from ..dsp.resample import LIVE_QUALITY, QUALITY, STREAM_QUALITY
 from ..errors import InputError, JoinError
 from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
-from ..output.daily import DEFAULT_BITRATE, DailyMicrophone, resolve_once
+from ..output.daily import DEFAULT_BITRATE, DailyMicrophone, sdk_answer
 from ..output.eventlog import EventLog
 from ..output.tavus import interrupt_message
 from ..sources.arrays import ArraySource
@@ -812,12 +812,7 @@ class Streamer:
         if self._output is None:
             raise RuntimeError("the streamer is not running")
         assert self._loop is not None
-        sent: asyncio.Future[str | None] = self._loop.create_future()
-        loop = self._loop
-
-        def on_sent(error: str | None) -> None:
-            loop.call_soon_threadsafe(resolve_once, sent, error)
-
+        sent, on_sent = sdk_answer(self._loop)
         self._send_message(message, on_sent)
         if (error := await sent) is not None:
             raise RuntimeError(error)

@@ -103,12 +103,11 @@ class DailyMicrophone:
         """Join ``url`` with our track as the microphone; raise :class:`JoinError` on failure or timeout."""
         from daily import CallClient
 
-        loop = asyncio.get_running_loop()
-        joined: asyncio.Future[str | None] = loop.create_future()
+        joined, answered = sdk_answer(asyncio.get_running_loop())
 
         def on_join(_data: Any, error: str | None) -> None:
             self._join_over = True
-            loop.call_soon_threadsafe(resolve_once, joined, error)
+            answered(error)
 
         self._client = CallClient(event_handler=_make_event_handler(self._forward_event))
         self._client.join(url, meeting_token=meeting_token, client_settings=self.client_settings(), completion=on_join)
@@ -127,9 +126,8 @@ class DailyMicrophone:
         """
         if self._client is not None:
             if self._joined:
-                loop = asyncio.get_running_loop()
-                left: asyncio.Future[str | None] = loop.create_future()
-                self._client.leave(completion=lambda error: loop.call_soon_threadsafe(resolve_once, left, error))
+                left, answered = sdk_answer(asyncio.get_running_loop())
+                self._client.leave(completion=answered)
                 await left
                 self._client.release()
             elif self._join_over:  # a join that failed: it left by itself
@@ -177,10 +175,19 @@ def _park(client: Any) -> None:
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(client))
 
 
-def resolve_once(future: asyncio.Future[str | None], value: str | None) -> None:
-    """Set ``future``'s result unless it is already done; call it on the future's loop."""
-    if not future.done():
-        future.set_result(value)
+def sdk_answer(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[str | None], Callable[[str | None], None]]:
+    """A future for an SDK call's answer, and the completion to hand the SDK: called on any
+    thread with the error (None: done), it resolves the future on ``loop``, once."""
+    answer: asyncio.Future[str | None] = loop.create_future()
+
+    def resolve(error: str | None) -> None:
+        if not answer.done():
+            answer.set_result(error)
+
+    def complete(error: str | None) -> None:
+        loop.call_soon_threadsafe(resolve, error)
+
+    return answer, complete
 
 
 def _make_event_handler(on_event: Callable[[str, dict[str, Any]], None]) -> Any:
