@@ -139,6 +139,19 @@ def test_short_low_rate_mp3_declares_what_it_decodes(rate: int, tmp_path: Path) 
     assert duration is not None and 1.0 <= duration <= 1.0 + 576 / rate
 
 
+def test_an_mpeg_ts_declares_its_span(tmp_path: Path) -> None:
+    """An MPEG-TS starts 1.4 s into its timestamps; ffmpeg's ``Duration`` is the span already (no
+    encoder delay in it to take off, as for an MP3), so the duration is the audio's length."""
+    path = tmp_path / "audio.ts"
+    run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "mp2", "-f", "mpegts", path)
+    source = open_audio(str(path))
+    try:
+        decoded_seconds = sum(len(block) for block in source.blocks()) / source.rate
+        assert source.duration == pytest.approx(decoded_seconds, abs=0.05)
+    finally:
+        source.close()
+
+
 def test_a_tag_that_reads_like_a_duration_is_not_taken_for_one(tmp_path: Path) -> None:
     """ffmpeg prints tags before the real ``Duration`` line: a comment "Duration: 00:10:00.00"
     neither sets the length nor makes the file look truncated."""

@@ -333,3 +333,31 @@ def test_sigterm_while_render_waits_on_a_pipe_leaves_the_output_as_it_was(stage:
     assert process.returncode == 130 and took < 2.0, (process.returncode, took, stderr)
     assert stderr.decode().splitlines() == [f"echo-streamer: -: render interrupted; {out} is as it was"], stderr
     assert out.read_bytes() == b"what was there" and list(tmp_path.iterdir()) == [out]
+
+
+def test_an_output_that_cannot_be_written_is_one_line_while_the_input_stalls(tmp_path: Path) -> None:
+    """The output file cannot grow (a file size limit: as a full disk, EFBIG) while the writer on
+    standard input has stalled: one line, status 1, at once (not a traceback, nor a hang on the
+    decoder blocked in its read), and no partial file left."""
+    import resource
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    out = tmp_path / "out.wav"
+    process = subprocess.Popen(cli_command("render", "-", "-o", out), stdin=subprocess.PIPE,
+                               stderr=subprocess.PIPE, preexec_fn=limited)
+    assert process.stdin is not None
+    process.stdin.write(wav_header(rate=24_000, data_bytes=0xFFFFFFFF) + bytes(96_000))  # 2 s
+    process.stdin.flush()
+    try:
+        process.wait(timeout=20)  # stdin still open: the writer has stalled, not closed
+    finally:
+        process.stdin.close()
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    assert process.returncode == 1, stderr
+    assert stderr.decode().splitlines() == [f"echo-streamer: {out}: cannot write it: File too large; "
+                                            "it is as it was"], stderr
+    assert list(tmp_path.iterdir()) == []

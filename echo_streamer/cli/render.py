@@ -45,11 +45,14 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     except InputError as error:
         say(f"echo-streamer: {error}")
         sys.exit(EXIT_BAD_INPUT)
+    # Neither is finalised: the decoder may be blocked reading a pipe, and Python's shutdown
+    # would wait for that read's lock (and abort).
     except KeyboardInterrupt:
         say(f"echo-streamer: {input_path}: render interrupted; {output_path} is as it was")
-        # Not finalised: the decoder may be blocked reading a pipe, and Python's shutdown would
-        # wait for that read's lock (and abort).
         exit_with(EXIT_INTERRUPTED, skip_finalisation=True)
+    except OSError as error:  # the output could not be written (a full disk, a file size limit)
+        say(f"echo-streamer: {output_path}: cannot write it: {error.strerror or error}; it is as it was")
+        exit_with(EXIT_BAD_INPUT, skip_finalisation=True)
     if result.clipped:
         say(f"echo-streamer: {input_path}: {result.clipped} samples clipped at full scale")
     if points_path is not None:

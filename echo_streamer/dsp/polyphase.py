@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class FilterSpec:
     """Band edges as fractions of the lower Nyquist frequency of input and output, and the

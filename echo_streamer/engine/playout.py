@@ -184,7 +184,8 @@ class Playout:
     def filled_by_sdk(self, frames: int, now: float) -> None:
         """The SDK sent ``frames`` of its own silence while a write of ours was late (a card that
         stalled): counted in ``frames_rested`` (the SDK's silence) and on the playout clock, which
-        they kept going, and as an underrun of the current segment (it had nothing)."""
+        they kept going, and as an underrun of the current segment once it has played (before
+        its first frame it is starting, not starving: nothing is counted)."""
         self.frames_rested += frames
         if self._clock_start is not None:
             self._clock_frames += frames

@@ -7,6 +7,7 @@ handed to the caller's callbacks, which must not block.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import re
 from collections.abc import Callable, Mapping
@@ -185,7 +186,8 @@ def sdk_answer(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[str | No
             answer.set_result(error)
 
     def complete(error: str | None) -> None:
-        loop.call_soon_threadsafe(resolve, error)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits any more
+            loop.call_soon_threadsafe(resolve, error)
 
     return answer, complete
 

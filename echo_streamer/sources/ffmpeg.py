@@ -23,6 +23,7 @@ from .wavheader import read_wav_header
 # The input's duration and start (the line, not a tag whose value reads "Duration: ...").
 _DURATION = re.compile(rb"^(?:\[info\] )?  Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)(?:, start: (-?[\d.]+))?",
                        re.MULTILINE)
+_MP3_INPUT = b"Input #0, mp3, "
 # A lossy codec's frame, in samples, at most (MP3's 1152; AAC's 1024): an MP3's declared length
 # counts whole frames, the last one's padding included (up to 72 ms at 8 kHz), which its decoder trims.
 _CODEC_FRAME = 1152
@@ -167,12 +168,12 @@ def logged_reason(log: bytes, input_path: str) -> str | None:
 
 
 def _logged_duration(log: bytes) -> float | None:
-    """The decoded audio's duration as ffmpeg's log states it: its ``Duration`` less its
-    ``start``, which an MP3's encoder delay makes up to 0.14 s (at 8 kHz) that the decoder trims
-    and the duration counts."""
+    """The decoded audio's duration as ffmpeg's log states it: its ``Duration``, less, for an MP3,
+    its ``start``: the encoder delay, up to 0.14 s (at 8 kHz), that the decoder trims and the
+    duration counts. (Elsewhere ``start`` is a timestamp: 1.4 s into an MPEG-TS, say.)"""
     match = _DURATION.search(log)
     if match is None:
         return None
     hours, minutes, seconds, start = match.groups()
-    return max(0.0, int(hours) * 3600 + int(minutes) * 60 + float(seconds) - max(0.0, float(start or 0)))
-
+    delay = max(0.0, float(start or 0)) if _MP3_INPUT in log else 0.0
+    return max(0.0, int(hours) * 3600 + int(minutes) * 60 + float(seconds) - delay)
