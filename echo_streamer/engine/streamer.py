@@ -178,7 +178,7 @@ class Streamer:
             if config.message_log is not None:
                 self._message_log = EventLog(config.message_log)
         except BaseException as error:
-            await self._abandon_start()
+            await self._close_outputs()
             if isinstance(error, JoinError):
                 self._emit("error", time.monotonic(), {"id": None, "item": config.room_url, "message": str(error)})
             raise
@@ -196,17 +196,18 @@ class Streamer:
             for _ in range(config.lead_frames):
                 self._write_next(time.monotonic())
 
-    async def _abandon_start(self) -> None:
-        """Undo what a start that failed (a join, an output file) had made: leave the room if it
-        was joined, and shut the SDK down (``async with`` does not close a streamer whose start
-        failed)."""
-        for output in (self._capture, self._message_log):
-            if output is not None:
-                output.close()
+    async def _close_outputs(self) -> None:
+        """Leave the room (if joined) and shut the SDK down, then finish the capture and the
+        message log. Also what undoes a start that failed (a join, an output file): ``async
+        with`` does not close a streamer whose start failed."""
+        if self._output is not None:
+            await self._output.close()
+            self._output = None
+        if self._capture is not None:
+            await asyncio.to_thread(self._capture.close)  # its writer thread finishes the file
+        if self._message_log is not None:
+            self._message_log.close()
         self._capture = self._message_log = None
-        assert self._output is not None
-        await self._output.close()
-        self._output = None
 
     async def close(self) -> None:
         """Fade out what is playing, drop the queue, wait for the SDK to consume what it holds,
@@ -258,13 +259,7 @@ class Streamer:
                     await asyncio.to_thread(self._release_unfed)  # callers' close() may block
             if self._deadline is not None:
                 await asyncio.to_thread(self._deadline.close)
-            if self._output is not None:
-                await self._output.close()
-                self._output = None
-            if self._capture is not None:
-                await asyncio.to_thread(self._capture.close)  # its writer thread finishes the file
-            if self._message_log is not None:
-                self._message_log.close()
+            await self._close_outputs()
             if self._started:
                 self._emit("stream_finished", time.monotonic(), self.stats())
         finally:
