@@ -57,7 +57,9 @@ class Playout:
         self._current: Segment | None = None
         self._gap_left = 0
         self._starving = False
-        self._silent_run = 0  # frames of silence the current segment has had since its last audio
+        # Frames of silence since the last audio frame (reset by each; counted only once a
+        # segment has played, so it is the current segment's own by the time its end reads it).
+        self._silent_run = 0
         self._last_kind = _IDLE
         self._in_flight: deque[tuple[int, Segment | None]] = deque()
         self._idle_reported = True
@@ -370,7 +372,6 @@ class Playout:
         underrun) counts toward the gap, which would otherwise only hold up the next segment."""
         self._current = None
         self._gap_left = max(0, self._gap_frames - 1 - self._silent_run) if segment.handed_frames else 0
-        self._silent_run = 0
         return _END, segment, self._silence
 
     def _held_back(self, segment: Segment) -> bool:
@@ -407,7 +408,6 @@ class Playout:
         self._starving = False
         if isinstance(item, SegmentEnd):
             return self._end(segment)
-        self._silent_run = 0
         segment.discard()
         self._gap_left = self._gap_frames
         if item is not None and self._last_kind == _AUDIO:
