@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable
 
 from ..errors import InputError
-from ..sources.live import SILENT_DEVICE_S, SILENT_POLL_S, LiveInput, SilenceWatch
+from ..sources.live import SILENT_POLL_S, LiveInput, SilenceWatch
 from .drift import drift_ppm, drift_ppm_error
 from .segment import Segment
 from .streamer import Streamer
@@ -101,11 +101,11 @@ class LiveSession:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._unmute.wait(), SILENT_POLL_S)
                 return
-            if watch.silent():
-                gone = InputError(self.live_input.name, f"no audio for {SILENT_DEVICE_S:g} s while muted: the "
-                                                        "device stopped or went away")
+            try:
+                watch.check(muted=True)
+            except InputError as gone:
                 self.error = str(gone)
-                raise gone
+                raise
 
     def drift_report(self) -> dict[str, float]:
         """How the card's clock compared with playout, over every segment, and what it cost."""

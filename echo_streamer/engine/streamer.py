@@ -32,7 +32,7 @@ from ..sources.base import AudioSource
 from ..sources.bytestream import open_byte_stream
 from ..sources.files import open_audio
 from ..sources.formats import AUTO, RAW_FORMATS
-from ..sources.live import SILENT_DEVICE_S, SILENT_POLL_S, LiveInput, SilenceWatch
+from ..sources.live import SILENT_POLL_S, LiveInput, SilenceWatch
 from .deadline import Deadline
 from .drift import DriftControl
 from .events import Event, EventFeed
@@ -720,9 +720,7 @@ class Streamer:
                     if feed.error is not None:
                         raise feed.error
                     return  # the segment was cut or dropped
-                if watch.silent():
-                    raise InputError(capture.name, f"no audio for {SILENT_DEVICE_S:g} s: the device stopped, went "
-                                                   "away, or delivers in bursts further apart than that")
+                watch.check()
                 # A card that stalls leaves its frame's write waiting: silence goes out in its place.
                 self._settle_late(segment)
         finally:

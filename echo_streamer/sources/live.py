@@ -150,8 +150,8 @@ class LiveInput:
 
 class SilenceWatch:
     """Tells a device that stopped delivering (no callback for ``SILENT_DEVICE_S``) from a process
-    that was stopped as a whole (the machine stalled, a laptop slept): :meth:`silent` is asked
-    about every ``SILENT_POLL_S``, and each time between two asks counts for at most twice that."""
+    that was stopped as a whole (the machine stalled, a laptop slept): :meth:`check` is called
+    about every ``SILENT_POLL_S``, and each time between two calls counts for at most twice that."""
 
     def __init__(self, live_input: LiveInput) -> None:
         self._input = live_input
@@ -159,7 +159,9 @@ class SilenceWatch:
         self._asked = time.monotonic()
         self._silent_s = 0.0
 
-    def silent(self) -> bool:
+    def check(self, *, muted: bool = False) -> None:
+        """Raise :class:`InputError` naming the device (and marking it lost) once it has been silent
+        that long; ``muted``: nothing reads it meanwhile, which the message says."""
         now = time.monotonic()
         if self._input.callbacks != self._seen:
             self._seen, self._silent_s = self._input.callbacks, 0.0
@@ -168,8 +170,9 @@ class SilenceWatch:
         self._asked = now
         if self._silent_s >= SILENT_DEVICE_S:
             self._input.lost = True
-            return True
-        return False
+            raise InputError(self._input.name, f"no audio for {SILENT_DEVICE_S:g} s{' while muted' if muted else ''}: "
+                                               "the device stopped, went away, or delivers in bursts further apart "
+                                               "than that")
 
 
 def _reason(error: Exception) -> str:
