@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
     from ..engine.segment import Segment
     from ..engine.streamer import Streamer
     from ..sources.pipe import PipeReader
-
-T = TypeVar("T")
 
 
 @click.command()
@@ -119,11 +115,12 @@ def _check_input(path: str, follow: bool) -> None:
 
 
 async def _opened(path: str | None, split_wav: bool, follow: bool) -> PipeReader:
+    from ..engine.waiting import in_daemon_thread
     from ..sources.pipe import PipeReader
 
     if path is None:
         return PipeReader.stdin(split_wav)
-    return await _in_thread(lambda: PipeReader.open(path, split_wav, fifo=follow))
+    return await in_daemon_thread(lambda: PipeReader.open(path, split_wav, fifo=follow))
 
 
 async def _utterance_over(reader: PipeReader, segment: Segment) -> None:
@@ -131,38 +128,13 @@ async def _utterance_over(reader: PipeReader, segment: Segment) -> None:
     (cut, dropped or failed), read and drop the rest so that the writer is never blocked."""
     import asyncio
 
-    over: asyncio.Future[Any] = _in_thread(reader.utterance_over.wait)
+    from ..engine.waiting import in_daemon_thread
+
+    over: asyncio.Future[Any] = in_daemon_thread(reader.utterance_over.wait)
     done: asyncio.Future[Any] = asyncio.ensure_future(segment.wait())
     try:
         await asyncio.wait({over, done}, return_when=asyncio.FIRST_COMPLETED)
         if not reader.utterance_over.is_set():
-            await _in_thread(reader.discard_utterance)
+            await in_daemon_thread(reader.discard_utterance)
     finally:
         done.cancel()
-
-
-def _in_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-    """Run a blocking call in a daemon thread (it may block on a pipe forever and must not hold up exit)."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def run() -> None:
-        outcome: tuple[Callable[[Any], None], Any]
-        try:
-            outcome = (future.set_result, function(*args))
-        except BaseException as error:  # handed to the awaiting task
-            outcome = (future.set_exception, error)
-        try:
-            loop.call_soon_threadsafe(_settle, future, *outcome)
-        except RuntimeError:  # the loop has closed: nobody is waiting any more
-            pass
-
-    threading.Thread(target=run, daemon=True).start()
-    return future
-
-
-def _settle(future: asyncio.Future[Any], setter: Callable[[Any], None], value: Any) -> None:
-    if not future.done():
-        setter(value)

@@ -1,10 +1,13 @@
-"""Waiting for work unless something stops it first."""
+"""Waiting for work unless something stops it first; blocking calls that must not hold up the exit."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def unless(stop: asyncio.Event, work: Awaitable[Any], timeout: float | None = None,
@@ -39,3 +42,31 @@ async def unless(stop: asyncio.Event, work: Awaitable[Any], timeout: float | Non
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     return False
+
+
+def in_daemon_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run a blocking call in a daemon thread of its own, for calls that may block for ever (a
+    pipe no one writes, a sound server that hangs): unlike ``asyncio.to_thread``, whose threads
+    the interpreter waits for at exit, it never holds up the exit. Cancelling the future leaves
+    the call running; its outcome is then dropped."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        outcome: tuple[Callable[[Any], None], Any]
+        try:
+            outcome = (future.set_result, function(*args))
+        except BaseException as error:  # handed to the awaiting task
+            outcome = (future.set_exception, error)
+        try:
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            pass
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
+def _settle(future: asyncio.Future[Any], setter: Callable[[Any], None], value: Any) -> None:
+    if not future.done():
+        setter(value)
