@@ -360,19 +360,42 @@ def test_opening_a_fifo_finds_what_a_writer_left_while_no_one_was_opening_it(tmp
     assert utterances(opened[0]) == [b"left behind"]
 
 
+@pytest.mark.parametrize("replaced", [False, True], ids=["removed", "replaced"])
+def test_a_fifo_removed_while_waiting_for_its_writer_is_one_clear_error(replaced: bool, tmp_path: Path) -> None:
+    """--follow waits for the FIFO's next writer: the FIFO removed (or replaced by a new one, which
+    its writers then open) meanwhile ends the wait with an error naming it, not a wait for ever;
+    nothing is left blocked behind."""
+    fifo = tmp_path / "say"
+    os.mkfifo(fifo)
+    before = set(threading.enumerate())
+    failure: list[BaseException] = []
+    opener = threading.Thread(target=lambda: failure.append(pytest.raises(InputError, PipeReader.open, str(fifo),
+                                                                          fifo=True).value), daemon=True)
+    opener.start()
+    time.sleep(0.3)
+    fifo.unlink()
+    if replaced:
+        os.mkfifo(fifo)
+    opener.join(2)
+    assert failure and str(failure[0]) == f"{fifo}: removed or replaced while waiting for a writer"
+    time.sleep(0.2)
+    assert not [thread for thread in set(threading.enumerate()) - before if thread.name == "echo-streamer-fifo-open"]
+
+
 def test_discarding_an_utterance_stops_at_the_next_header() -> None:
     """After a cut, the rest of the current utterance is dropped, the next one is kept whole, and a
-    late read for the dropped utterance gets nothing from the next."""
+    late read for the dropped utterance gets nothing from the next: also one whose reading had
+    not begun yet (a segment dropped before its decoder's first read)."""
     first, second = (wav_header(rate=RATE, data_bytes=0) + pcm16_tone(0.05, freq).tobytes() for freq in (330.0, 550.0))
     read_end, write_end = os.pipe()
     os.write(write_end, first[:100])
     reader = PipeReader(read_end, "pipe", split_wav=True)
-    stale = reader.utterance()
+    stale, unread = reader.utterance(), reader.utterance()
     assert next(stale) == first[:100]
     write_in_a_thread(write_end, first[100:] + second, [])
     reader.discard_utterance()
     assert reader.utterance_over.is_set() and reader.next_utterance()
-    assert list(stale) == []
+    assert list(stale) == [] and list(unread) == []
     assert b"".join(reader.utterance()) == second
 
 

@@ -14,6 +14,7 @@ from .wavheader import SIGNATURE_SIZE, find_wav_signature
 READ_SIZE = 65536
 # Read ahead of the consumer at most this much (6 minutes of 22 kHz s16); beyond it the writer waits.
 MAX_BUFFERED = 16 << 20
+FIFO_CHECK_MS = 250  # how often a FIFO waited on is checked for having been removed or replaced
 
 
 class PipeReader:
@@ -80,9 +81,12 @@ class PipeReader:
         return cls(fd, "-", split_wav)
 
     def utterance(self) -> Iterator[bytes]:
-        """The current utterance's bytes, as they arrive, until its end; raises
-        :class:`InputError` at the end when reading failed (rather than the writer closing)."""
-        utterance = self._utterance
+        """The current utterance's bytes (current now, not when first iterated), as they arrive,
+        until its end; raises :class:`InputError` at the end when reading failed (rather than
+        the writer closing)."""
+        return self._utterance_bytes(self._utterance)
+
+    def _utterance_bytes(self, utterance: int) -> Iterator[bytes]:
         while data := self._next(utterance):
             yield data
         if self.read_error is not None and self.ended.is_set():
@@ -178,18 +182,25 @@ def _fifo_with_a_writer(path: str) -> int:
     leave the open waiting for the writer after it. So the FIFO is also held open without
     blocking (keeping what such a writer leaves) and watched for bytes; whichever comes first.
     When the bytes do, the blocking open is left to the next writer, and closes what it opens.
+    A FIFO removed or replaced meanwhile (no writer could reach it any more) raises
+    :class:`InputError` within ``FIFO_CHECK_MS``.
     """
     holding = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    fifo = os.fstat(holding)
     woken_read, woken_write = os.pipe()
     guard = threading.Lock()
     outcome: list[int | OSError] = []
     abandoned = False
 
+    through = os.dup(holding)  # the thread's way to this FIFO, whatever the path names by the time it opens
+
     def open_blocking() -> None:
         try:
-            opened: int | OSError = os.open(path, os.O_RDONLY)
+            opened: int | OSError = os.open(f"/proc/self/fd/{through}", os.O_RDONLY)
         except OSError as error:
             opened = error
+        finally:
+            os.close(through)
         with guard:
             if abandoned and isinstance(opened, int):
                 os.close(opened)
@@ -207,9 +218,13 @@ def _fifo_with_a_writer(path: str) -> int:
     watch.register(holding, select.POLLIN)
     watch.register(woken_read, select.POLLIN)
     try:
-        watch.poll()
+        while not (woke := watch.poll(FIFO_CHECK_MS)) and _same_file(path, fifo):
+            pass
         with guard:
             abandoned = not outcome
+        if abandoned and not woke:  # gone: let the blocking open return (a writer of our own) and end
+            os.close(os.open(f"/proc/self/fd/{holding}", os.O_WRONLY | os.O_NONBLOCK))
+            raise InputError(path, "removed or replaced while waiting for a writer")
         if abandoned:  # bytes first: a writer came, wrote and went; read them where they wait
             os.set_blocking(holding, True)
             chosen, holding = holding, -1
@@ -221,3 +236,11 @@ def _fifo_with_a_writer(path: str) -> int:
         if holding != -1:
             os.close(holding)
         os.close(woken_read)
+
+
+def _same_file(path: str, opened: os.stat_result) -> bool:
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
