@@ -81,6 +81,13 @@ def wait_for_event(path: Path, name: str, process: subprocess.Popen[Any], count:
         time.sleep(0.02)
 
 
+def handles(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler installed for ``signum`` (its SigCgt mask)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) >> (signum - 1) & 1)
+
+
 def run(*command: str | Path, stdin: bytes | None = None) -> bytes:
     """Run a tool, fail the test with its stderr if it fails, return its stdout."""
     result = subprocess.run([str(part) for part in command], input=stdin, capture_output=True)

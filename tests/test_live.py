@@ -279,6 +279,22 @@ def test_live_with_no_sound_server_says_there_is_no_default_input(tmp_path: Path
 
 
 @pytest.mark.parametrize(("args", "says"), [
+    (["--conversation-id", "c123"], "--conversation-id is used only by --tavus-interrupt"),
+    (["--tavus-interrupt"], "--tavus-interrupt and --transport app-message need --room or --conversation-id"),
+    (["--transport", "virtual-mic"], "--transport virtual-mic needs --room"),
+], ids=["conversation-id", "tavus-interrupt", "virtual-mic"])
+def test_option_errors_come_before_the_card_is_opened(tmp_path: Path, args: list[str], says: str) -> None:
+    """A usage error (status 2) is found before the card is touched: with no sound server at all,
+    it is what is said, not the missing input."""
+    env = {**offline_env(), "PULSE_SERVER": f"unix:{tmp_path}/no-pulse", "XDG_RUNTIME_DIR": str(tmp_path),
+           "JACK_DEFAULT_SERVER": "echo-streamer-no-such-server", "JACK_NO_START_SERVER": "1"}
+    result = subprocess.run([sys.executable, "-m", "echo_streamer", "live", *args], capture_output=True, text=True,
+                            env=env, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "live input" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
     (["--device", "no-such-card"], "live input 'no-such-card': No input device matching 'no-such-card'"),
     (["--device", "99"], "live input 99: no device with index 99 (`echo-streamer devices` lists the inputs)"),
     # The JACK server runs at 48 kHz, and PortAudio's JACK host API takes no other rate.

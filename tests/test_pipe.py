@@ -7,6 +7,7 @@ for bit; real espeak-ng output checks the usual 22050 Hz case.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import (arun, cli_command, frames_of, locate, offline_env, read_events, read_pcm, run, tone,
-                      wait_for_event, wav_header)
+from conftest import (arun, cli_command, frames_of, handles, locate, offline_env, read_events, read_pcm, run,
+                      tone, wait_for_event, wav_header)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -544,6 +545,37 @@ def test_hard_interrupt_drops_the_rest_of_what_the_writer_sends(tmp_path: Path) 
 
 
 
+def test_an_interrupt_while_pipe_starts_cuts_nothing(tmp_path: Path) -> None:
+    """SIGUSR1 while pipe is still starting (held up here opening an --events FIFO) is carried out
+    before its first segment: it finds nothing to cut, and what standard input brings plays whole
+    (unlike play, whose held interrupt cuts the files it was given)."""
+    fifo, capture, source = tmp_path / "events.fifo", tmp_path / "capture.wav", tmp_path / "tone.wav"
+    os.mkfifo(fifo)
+    sent = pcm16_tone(0.3, 440.0)
+    source.write_bytes(wav_header(rate=RATE, data_bytes=sent.nbytes) + sent.tobytes())
+    with open(source, "rb") as stdin:
+        process = subprocess.Popen(cli_command("pipe", "--events", fifo, "--capture", capture), stdin=stdin,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
+    try:
+        while not handles(process.pid, signal.SIGUSR1):
+            time.sleep(0.01)
+        process.send_signal(signal.SIGUSR1)
+        with open(fifo, encoding="utf-8") as feed:  # the start goes on once the events file opens
+            logged = [json.loads(line) for line in feed]
+        _stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    names = [event["event"] for event in logged]
+    assert names.index("interrupt_done") < names.index("item_started"), names
+    done = logged[names.index("interrupt_done")]
+    assert done["cut"] is None and done["dropped"] == [], done
+    assert logged[names.index("item_finished")]["interrupted"] is False
+    played = read_pcm(capture)
+    np.testing.assert_array_equal(played[played != 0], sent[sent != 0])
+
+
 def test_interrupt_before_the_first_bytes_cancels_that_writers_utterance(tmp_path: Path) -> None:
     """Barge-in during a TTS engine's first-byte latency: with --follow, a writer has opened the
     FIFO (its segment is current) but sent nothing yet when SIGUSR1 comes. Nothing was playing,
@@ -602,13 +634,40 @@ def test_bad_pipe_input_is_one_line_and_exit_1(args: tuple[str, ...], stdin: byt
 @pytest.mark.parametrize(("args", "complaint"), [
     (("--format", "s16le"), "--format s16le needs --input-rate"),
     (("--follow",), "--follow needs --input PATH"),
-    (("--input", "/nonexistent/fifo"), "No such file or directory"),
+    (("--input", "/dev/null", "--follow"), "/dev/null: --follow needs a named FIFO (mkfifo), not a device"),
     (("--input-rate", "22050"), "--input-rate and --channels describe raw input"),
     (("--channels", "2"), "--input-rate and --channels describe raw input"),
-], ids=["raw-without-rate", "follow-stdin", "missing-input", "auto-with-rate", "auto-with-channels"])
+], ids=["raw-without-rate", "follow-stdin", "follow-a-device", "auto-with-rate", "auto-with-channels"])
 def test_pipe_option_errors(args: tuple[str, ...], complaint: str, cli: Cli) -> None:
     result = cli("pipe", *args, stdin=b"")
     assert result.returncode == 2 and complaint in result.stderr
+
+
+@pytest.mark.parametrize(("path", "complaint"), [
+    ("/nonexistent/fifo", "/nonexistent/fifo: cannot open it: No such file or directory"),
+    ("/", "/: is a directory"),
+], ids=["missing", "directory"])
+def test_an_input_that_cannot_be_read_is_one_line_and_exit_1(path: str, complaint: str, cli: Cli) -> None:
+    """As for play's files (and for --follow's FIFO gone between two writers): bad input, not a usage error."""
+    result = cli("pipe", "--input", path, stdin=b"")
+    assert (result.returncode, result.stderr) == (1, f"echo-streamer: {complaint}\n")
+
+
+def test_a_terminal_on_standard_input_is_one_line_and_exit_1() -> None:
+    """Run by hand with nothing piped in, pipe would wait on the keyboard (and hand what is typed
+    to ffmpeg): it says what it needs instead."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(cli_command("pipe"), stdin=terminal, capture_output=True, text=True,
+                                env=offline_env(), timeout=30)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("echo-streamer: -: standard input is a terminal: ") and \
+        result.stderr.count("\n") == 1, result.stderr
 
 
 def test_follow_refuses_a_regular_file(cli: Cli, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import cli_command, ffmpeg_decode, run, tone, wav_header
+from conftest import cli_command, ffmpeg_decode, handles, run, tone, wav_header
 
 from echo_streamer.dsp.convert import to_pcm16
 from echo_streamer.dsp.pipeline import OutputFormat
@@ -299,13 +299,6 @@ def test_two_outputs_naming_one_file_is_a_usage_error(make_wav: Callable[..., Pa
     result = cli("render", make_wav(tone(16000, 0.1), 16000), "-o", same, "--points", same)
     assert result.returncode == 2 and "--output and --points name the same file" in result.stderr, result.stderr
     assert not same.exists()
-
-
-def handles(pid: int, signum: int) -> bool:
-    """Whether process ``pid`` has a handler installed for ``signum`` (its SigCgt mask)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
-    return bool(int(caught, 16) >> (signum - 1) & 1)
 
 
 @pytest.mark.parametrize("stage", ["before-the-header", "mid-data"])

@@ -46,12 +46,15 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
     from ..errors import InputError
     from ..sources.live import LiveInput
 
-    try:
-        live_input = LiveInput(int(device) if device is not None and device.isdigit() else device, input_rate,
-                               channels)
-    except InputError as error:
-        say(f"echo-streamer: {error}")
-        sys.exit(EXIT_BAD_INPUT)
+    cards: list[LiveInput] = []  # the one card, opened once the options are known to be good
+
+    def open_card() -> None:
+        try:
+            cards.append(LiveInput(int(device) if device is not None and device.isdigit() else device, input_rate,
+                                   channels))
+        except InputError as error:
+            say(f"echo-streamer: {error}")
+            sys.exit(EXIT_BAD_INPUT)
 
     async def live_segments(streamer: Streamer, segments: list[Segment]) -> None:
         import asyncio
@@ -59,6 +62,7 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
 
         from ..engine.live import LiveSession
 
+        (live_input,) = cards
         session = LiveSession(streamer, live_input, mute_ms)
         asyncio.get_running_loop().add_signal_handler(signal.SIGCONT, session.resume)
         try:
@@ -68,7 +72,8 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
             await asyncio.to_thread(live_input.close)
             _report_drift(live_input.name, session.drift_report())
 
-    run_streaming(options, live_segments, hard_exit=lambda: live_input.lost)
+    run_streaming(options, live_segments, prepare=open_card, hard_exit=lambda: any(card.lost for card in cards),
+                  interrupts_wait_for_work=False)
 
 
 def _report_drift(name: str, report: dict[str, float]) -> None:

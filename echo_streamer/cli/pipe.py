@@ -60,13 +60,19 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
                                "auto they come from the stream")
     if sample_format != AUTO:
         channels = channels or 1
-    if input_path is not None:
-        _check_input(input_path, follow)
-    elif follow:
+    if follow and input_path is None:
         raise click.UsageError("--follow needs --input PATH (a named FIFO to reopen)")
-    elif sys.stdin is None:  # closed as we started: descriptor 0 may be another file's by now
-        say("echo-streamer: -: standard input is closed")
-        sys.exit(EXIT_BAD_INPUT)
+
+    def check_input() -> None:
+        if input_path is not None:
+            _check_input(input_path, follow)
+        elif sys.stdin is None:  # closed as we started: descriptor 0 may be another file's by now
+            say("echo-streamer: -: standard input is closed")
+            sys.exit(EXIT_BAD_INPUT)
+        elif sys.stdin.isatty():
+            say("echo-streamer: -: standard input is a terminal: pipe audio in (espeak-ng --stdout Hi | "
+                "echo-streamer pipe) or give --input")
+            sys.exit(EXIT_BAD_INPUT)
 
     async def pipe_segments(streamer: Streamer, segments: list[Segment]) -> None:
         split_wav = sample_format == AUTO
@@ -95,19 +101,24 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
         await streamer.drain()
 
     run_streaming({**options, "stream_start_ms": start_ms}, pipe_segments,
-                  inputs=() if input_path is None else (input_path,))
+                  inputs=() if input_path is None else (input_path,), prepare=check_input,
+                  interrupts_wait_for_work=False)
 
 
 def _check_input(path: str, follow: bool) -> None:
+    """Exit with one line (status 1) for an input that cannot be read; a usage error (status 2)
+    for --follow on what is no named FIFO."""
     try:
         mode = os.stat(path).st_mode
     except OSError as error:
-        raise click.BadParameter(f"{path}: {error.strerror}", param_hint="--input") from None
+        say(f"echo-streamer: {path}: cannot open it: {error.strerror}")
+        sys.exit(EXIT_BAD_INPUT)
     if stat.S_ISDIR(mode):
-        raise click.BadParameter(f"{path}: is a directory", param_hint="--input")
+        say(f"echo-streamer: {path}: is a directory")
+        sys.exit(EXIT_BAD_INPUT)
     if follow and not stat.S_ISFIFO(mode):
-        raise click.BadParameter(f"{path}: --follow needs a named FIFO (mkfifo), not a regular file",
-                                 param_hint="--input")
+        kind = "a regular file" if stat.S_ISREG(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise click.BadParameter(f"{path}: --follow needs a named FIFO (mkfifo), not {kind}", param_hint="--input")
     # /dev/stdin or /dev/fd/N on a shell's pipe: a FIFO too, but reopening it finds its end again at once.
     if follow and os.path.basename(os.path.realpath(path)).startswith("pipe:["):
         raise click.BadParameter(f"{path}: --follow needs a named FIFO (mkfifo), not an anonymous pipe",

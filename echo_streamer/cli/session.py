@@ -145,10 +145,16 @@ def streaming_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def run_streaming(options: dict[str, Any], work: Work, *, inputs: tuple[str, ...] = (),
-                  hard_exit: Callable[[], bool] = lambda: False) -> None:
+                  prepare: Callable[[], None] = lambda: None, hard_exit: Callable[[], bool] = lambda: False,
+                  interrupts_wait_for_work: bool = True) -> None:
     """Check ``options`` (from :func:`streaming_options`; no output option may name one of the
-    ``inputs``), stream until ``work`` is done or a signal stops it, and exit with the status: 0,
-    1 (a segment failed) or 2 (no join).
+    ``inputs``), call ``prepare()`` (opening what ``work`` needs, such as a sound card: never left
+    open by a usage error), stream until ``work`` is done or a signal stops it, and exit with the
+    status: 0, 1 (a segment failed) or 2 (no join).
+
+    An interrupt signal that came while starting is carried out once ``work`` has queued what it
+    had at once (``play``'s files: they are cut); with ``interrupts_wait_for_work=False`` (``pipe``,
+    ``live``: their segments come as input arrives), before ``work`` begins, finding nothing to cut.
 
     Exits without interpreter finalisation (:func:`exit_with`) when the join failed or
     ``hard_exit()`` says so."""
@@ -161,8 +167,9 @@ def run_streaming(options: dict[str, Any], work: Work, *, inputs: tuple[str, ...
         raise click.UsageError("--conversation-id is used only by --tavus-interrupt and --transport app-message")
     progress = options["progress"]
     show_progress = sys.stderr.isatty() if progress is None else progress
+    prepare()
     divert_native_stderr(options["sdk_log"])
-    interrupts = _InterruptSignals(options["keep_queue"], options["max_wait_ms"])
+    interrupts = _InterruptSignals(options["keep_queue"], options["max_wait_ms"], interrupts_wait_for_work)
     status = asyncio.run(_session(config, options["events_path"], show_progress, interrupts, work))
     # The SDK still finishing a failed join on its own threads would call back into a finalising
     # interpreter (a Rust panic on stderr).
@@ -271,6 +278,8 @@ async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts
     segments: list[Segment] = []
 
     async def working() -> None:
+        if not interrupts.wait_for_work:
+            interrupts.ready(streamer)
         queueing = asyncio.ensure_future(work(streamer, segments))
         await asyncio.sleep(0)  # it queues what it has before its first wait
         interrupts.ready(streamer)
@@ -333,14 +342,15 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 class _InterruptSignals:
-    """SIGUSR1: interrupt now; SIGUSR2: interrupt at the next pause. One that comes before the
-    work has queued its first items (while the command starts, or joins) is held until then, so
-    that what it would have cut is cut; one that comes while the stream stops is ignored, with a
-    line saying so."""
+    """SIGUSR1: interrupt now; SIGUSR2: interrupt at the next pause. One that comes while the
+    command starts (or joins) is held until the work begins, or with ``wait_for_work`` until it
+    has queued its first items, so that what it would have cut is cut; one that comes while the
+    stream stops is ignored, with a line saying so."""
 
-    def __init__(self, keep_queue: bool, max_wait_ms: int) -> None:
+    def __init__(self, keep_queue: bool, max_wait_ms: int, wait_for_work: bool) -> None:
         self.keep_queue = keep_queue
         self.max_wait_ms = max_wait_ms
+        self.wait_for_work = wait_for_work
         self._held: list[str] | None = []  # None once ready
 
     def install(self, streamer: Streamer) -> None:
@@ -351,7 +361,8 @@ class _InterruptSignals:
             loop.add_signal_handler(signum, self.request, streamer, mode)
 
     def ready(self, streamer: Streamer) -> None:
-        """The work has queued what it had: carry out the requests held until now."""
+        """The work begins (or, with ``wait_for_work``, has queued what it had): carry out the
+        requests held until now; from here on each is carried out as it comes."""
         held, self._held = self._held or [], None
         for mode in held:
             self.request(streamer, mode)
