@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from conftest import arun, read_pcm, tone
+from conftest import arun, locate, read_pcm, tone
 from test_streamer import IN_RATE, chunked, nonzero_frames, reference
 
 from echo_streamer import Streamer, StreamerConfig
@@ -508,3 +508,35 @@ def test_a_capture_that_cannot_be_written_is_one_error_and_the_stream_goes_on(
     assert events.count("error") == 1 and events[-1] == "stream_finished", events
     assert messages == ["/dev/full: capture failed: No space left on device; the rest is not captured"]
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("before", ["capture", "unfinished capture", "other rate", "not a wav", "none"])
+def test_capture_append_continues_only_a_capture_of_the_same_format(before: str, tmp_path: Path) -> None:
+    """``capture_append`` (the daemon's rejoins): a second streamer's capture goes on after the
+    first's, one WAV in order, also when the first never wrote its sizes (its disk filled up)
+    and ended in part of a sample; a file that is no capture at this rate is replaced."""
+    path = tmp_path / "capture.wav"
+    first, second = tone(IN_RATE, 0.3, 440)[:, 0], tone(IN_RATE, 0.3, 660)[:, 0]
+
+    async def stream(samples: np.ndarray, rate: int, append: bool) -> None:
+        async with Streamer(StreamerConfig(rate=rate, gap_ms=50, capture_path=str(path),
+                                           capture_append=append)) as streamer:
+            await streamer.stream(samples, IN_RATE).wait()
+
+    if before in ("capture", "unfinished capture", "other rate"):
+        arun(stream(first, 16_000 if before == "other rate" else 24_000, append=False))
+    if before == "unfinished capture":
+        with open(path, "r+b") as unfinished:
+            unfinished.seek(4)
+            unfinished.write(bytes(4))
+            unfinished.seek(40)
+            unfinished.write(bytes(4))
+            unfinished.seek(0, 2)
+            unfinished.write(b"\x01")
+    elif before == "not a wav":
+        path.write_bytes(b"RIFF" + bytes(60))
+    arun(stream(second, 24_000, append=True))
+    capture = read_pcm(path, 24_000)
+    assert path.stat().st_size == 44 + 2 * len(capture), "the header's size is the file's"
+    played = [first, second] if before.endswith("capture") else [second]
+    locate(capture, [reference(samples, IN_RATE, OUTPUT)[0] for samples in played], OUTPUT.frame_samples)

@@ -65,6 +65,15 @@ def test_each_segment_goes_out_whole_under_one_inference_id(rate: int, frame_ms:
         "offline, no message can be sent, and each failure is counted"
 
 
+def test_the_message_log_is_appended_to(speech: Path, tmp_path: Path) -> None:
+    """--message-log adds to what the file holds (as --sdk-log does): a second run's messages
+    follow the first's."""
+    first, _events = run_play(tmp_path, speech)
+    both, _events = run_play(tmp_path, speech, "--rate", "16000")
+    assert len(both) > len(first) and both[:len(first)] == first
+    assert {message["properties"]["sample_rate"] for message in both[len(first):]} == {16_000}
+
+
 def test_a_cut_sends_conversation_interrupt_and_no_more_audio(speech: Path, tmp_path: Path) -> None:
     messages_path, events_path = tmp_path / "messages.jsonl", tmp_path / "events.jsonl"
     process = subprocess.Popen(cli_command("play", speech, "--transport", "app-message", "--conversation-id",

@@ -75,6 +75,8 @@ class StreamerConfig:
     Tavus ``conversation.echo`` audio messages (for ``tavus_conversation_id``) as they are
     handed to the SDK, which still paces them, and a cut sends ``conversation.interrupt`` at once.
     ``message_log`` appends every app message sent (or tried) to that file as JSON lines.
+    ``capture_path`` is written anew, or with ``capture_append`` continued where a streamer
+    before left it (one capture across the daemon's rejoins).
     """
 
     room_url: str | None = None
@@ -88,6 +90,7 @@ class StreamerConfig:
     bitrate: int = DEFAULT_BITRATE
     join_timeout: float = 20.0
     capture_path: str | None = None
+    capture_append: bool = False
     tavus_conversation_id: str | None = None
     stream_start_ms: int = 0
     message_log: str | None = None
@@ -169,14 +172,16 @@ class Streamer:
         config = self.config
         if config.room_url is None and config.transport == "virtual-mic":
             raise ValueError("the virtual-mic transport drops audio until a room is joined: give a room URL")
-        self._output = DailyMicrophone(self._format.rate, config.transport, config.bitrate, self._sdk_event)
         try:
+            # The files first: one that cannot be opened fails the start before the room sees us.
+            if config.capture_path is not None:
+                self._capture = WavCapture(config.capture_path, self._format.rate, self._capture_failed,
+                                           append=config.capture_append)
+            if config.message_log is not None:
+                self._message_log = EventLog(config.message_log, append=True)
+            self._output = DailyMicrophone(self._format.rate, config.transport, config.bitrate, self._sdk_event)
             if config.room_url is not None:
                 await self._output.join(config.room_url, config.join_timeout, config.meeting_token)
-            if config.capture_path is not None:
-                self._capture = WavCapture(config.capture_path, self._format.rate, self._capture_failed)
-            if config.message_log is not None:
-                self._message_log = EventLog(config.message_log)
         except BaseException as error:
             await self._close_outputs()
             if isinstance(error, JoinError):
