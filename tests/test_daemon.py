@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import (cli_command, frames_of, offline_env, read_events, read_pcm, run, tone, unused_port,
-                      wait_for_event, wav_header)
+from conftest import (arun, cli_command, frames_of, locate, offline_env, read_events, read_pcm, rendered, run, tone,
+                      unused_port, wait_for_event, wav_header)
 
 from echo_streamer import StreamerConfig
 from echo_streamer.daemon import service
@@ -134,6 +134,14 @@ def test_automatic_ids_skip_those_clients_chose(daemon: Daemon) -> None:
     ids = [daemon.request("POST", "/v1/play", body)[1]["id"] for body in (
         {"path": "one.wav", "id": "seg-2"}, {"path": "short.wav"}, {"path": "short.wav"})]
     assert ids == ["seg-2", "seg-1", "seg-3"]
+
+
+def test_automatic_ids_skip_those_clients_chose_also_once_played(daemon: Daemon) -> None:
+    """Event history never holds two segments under one automatic id."""
+    assert daemon.request("POST", "/v1/play", {"path": "short.wav", "id": "seg-3"})[0] == 202
+    daemon.wait_for("item_finished")
+    ids = [daemon.request("POST", "/v1/play", {"path": "short.wav"})[1]["id"] for _ in range(3)]
+    assert ids == ["seg-1", "seg-2", "seg-4"]
 
 
 def test_status_reports_call_queue_and_counters(daemon: Daemon) -> None:
@@ -718,6 +726,63 @@ def test_an_unreachable_room_is_retried_and_reported(tmp_path: Path) -> None:
         code, took, stderr = daemon.stop()
     assert code == 0 and took < 3.0, (code, took, stderr)
     assert "panicked" not in stderr
+
+
+def test_a_rejoin_goes_on_with_the_capture(tmp_path: Path, audio_dir: Path) -> None:
+    """A call that drops is rejoined by a new stream whose capture goes on after the first's (one
+    WAV, in order); an output that cannot be opened at a rejoin is retried as a failed join is.
+    The drop is the SDK's unasked "left", which only a remote room sends: handed to the daemon
+    as the streamer forwards it."""
+    import asyncio
+
+    capture, kept = tmp_path / "capture.wav", tmp_path / "kept.wav"
+    retried: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        daemon = service.Daemon(service.DaemonConfig(StreamerConfig(capture_path=str(capture)), (str(audio_dir),),
+                                                     retry_s=(0.2, 0.2)))
+        events = daemon.events.subscribe()
+        running = asyncio.ensure_future(daemon.run())
+
+        async def until(wanted: Any) -> dict[str, Any]:
+            async for event in events:
+                if event is not None and wanted(event):
+                    return event
+            raise AssertionError("the event feed closed")
+
+        async def streaming(before: object = None) -> None:
+            while daemon.streamer is None or daemon.streamer is before:
+                await asyncio.sleep(0.01)
+
+        async def played(name: str) -> None:
+            segment_id = daemon.play(name).id
+            await until(lambda event: event["event"] == "item_finished" and event["id"] == segment_id)
+
+        def drop() -> object:
+            dropped = daemon.streamer
+            daemon._on_streamer_event({"t": time.monotonic(), "event": "call_state", "state": "left"})
+            return dropped
+
+        await streaming()
+        await played("one.wav")
+        await streaming(drop())
+        await played("short.wav")
+        capture.rename(kept)  # the stream writes on into it; a directory is in the way of the next one
+        capture.mkdir()
+        dropped = drop()
+        retried.append(await until(lambda event: event["event"] == "call_state" and event["state"] == "retrying"))
+        capture.rmdir()
+        await streaming(dropped)
+        await played("one.wav")
+        daemon.stop()
+        await running
+
+    arun(scenario(), timeout=60)
+    output = OutputFormat(RATE, 10)
+    one, short = (rendered(audio_dir / name, output)[0].ravel() for name in ("one.wav", "short.wav"))
+    locate(read_pcm(kept, RATE), [one, short], FRAME)
+    locate(read_pcm(capture, RATE), [one], FRAME)
+    assert retried[0]["error"] == f"{capture}: cannot open it: Is a directory", retried
 
 
 # -- client commands -----------------------------------------------------------------------------

@@ -379,6 +379,66 @@ def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_p
     assert [e["event"] for e in daemon.events()].count("live_stopped") == 1
 
 
+def test_daemon_closes_a_card_its_request_gave_up_opening(jack_env: dict[str, str], tmp_path: Path) -> None:
+    """The sound server hangs while /v1/live/start opens the card (jackd stopped), past the
+    request's time limit: 503, and once the card opens it is closed, not held by no one; the
+    next start (here at once, while the first still waits) opens it once, after that close. A
+    stop sent while a start opens the card stops it once open."""
+    from test_daemon import Daemon
+
+    server = f"jackd -n {jack_env['JACK_DEFAULT_SERVER']}"
+    daemon = Daemon(tmp_path, "--request-timeout", "2", env=jack_env)
+    try:
+        before = ports(jack_env)
+        subprocess.run(["pkill", "-STOP", "-f", server], check=True)
+        try:
+            status, answer = daemon.request("POST", "/v1/live/start", {"device": "system", "channels": 1})
+            assert status == 503 and "took longer than 2 s" in answer["error"], answer
+        finally:
+            subprocess.run(["pkill", "-CONT", "-f", server], check=True)
+        status, answer = daemon.request("POST", "/v1/live/start", {"device": "system", "channels": 1})
+        assert status == 200, answer
+        opened = {port for port in ports(jack_env) - before if ":in_" in port}  # one port per open: in_0, in_1...
+        assert len(opened) == 1, f"one card open, not the abandoned one too: {opened}"
+        assert daemon.request("POST", "/v1/live/stop")[1]["stopped"] is True
+        assert not {port for port in ports(jack_env) - before if ":in_" in port}
+        subprocess.run(["pkill", "-STOP", "-f", server], check=True)
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                starting = pool.submit(daemon.request, "POST", "/v1/live/start", {"device": "system", "channels": 1})
+                time.sleep(0.3)  # it waits on the stopped server, the stop after it
+                stopping = pool.submit(daemon.request, "POST", "/v1/live/stop")
+                time.sleep(0.3)
+                subprocess.run(["pkill", "-CONT", "-f", server], check=True)
+                assert starting.result()[0] == 200 and stopping.result()[1]["stopped"] is True
+        finally:
+            subprocess.run(["pkill", "-CONT", "-f", server], check=True)
+        assert daemon.request("GET", "/v1/status")[1]["live"] is None
+    finally:
+        code, _took, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert [e["event"] for e in daemon.events()].count("live_stopped") == 2
+
+
+def test_daemon_sigterm_while_the_sound_server_hangs_a_card_open_exits_0_within_3_s(jack_env: dict[str, str],
+                                                                                   tmp_path: Path) -> None:
+    """A start waits on a card that never opens (jackd stopped for good): SIGTERM still ends the
+    daemon, status 0, within 3 s; the open is left to its thread."""
+    from test_daemon import Daemon
+
+    server = f"jackd -n {jack_env['JACK_DEFAULT_SERVER']}"
+    daemon = Daemon(tmp_path, env=jack_env)
+    subprocess.run(["pkill", "-STOP", "-f", server], check=True)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(daemon.request, "POST", "/v1/live/start", {"device": "system", "channels": 1}, timeout=10)
+            time.sleep(0.5)
+            code, took, stderr = daemon.stop()
+    finally:
+        subprocess.run(["pkill", "-CONT", "-f", server], check=True)
+    assert code == 0 and took < 3.0, (code, took, stderr)
+
+
 def test_daemon_reports_a_card_that_goes_away_and_streams_on(jack_env: dict[str, str], tmp_path: Path) -> None:
     """The card dies under the daemon's live input: an error event and a failed segment naming the
     input, status without live input, and the daemon still plays what it is given afterwards."""

@@ -90,5 +90,5 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
     except ListenError as error:
         say(f"echo-streamer: {error}")
         sys.exit(EXIT_CANNOT_LISTEN)
-    exit_with(0, skip_finalisation=daemon.device_lost)
+    exit_with(0, skip_finalisation=daemon.device_lost or daemon.card_opening)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..engine.events import Event, EventFeed
@@ -15,11 +16,13 @@ from ..engine.interrupt import Interruption
 from ..engine.live import LiveSession
 from ..engine.segment import Segment
 from ..engine.streamer import Streamer, StreamerConfig
-from ..engine.waiting import unless
+from ..engine.waiting import in_daemon_thread, unless
 from ..errors import InputError, JoinError
 from ..output.tavus import conversation_id_from_url, received_event
+from ..sources.live import LiveInput
 from .paths import AllowedPaths, PathInvalid, PathRefused
 
+_AUTOMATIC_ID = re.compile(r"seg-[0-9]+")  # the form of the ids the daemon picks
 # Counters carried across rejoins (a new Streamer starts from zero).
 _STREAMER_COUNTERS = ("frames_sent", "frames_played", "frames_rested", "underruns", "underrun_frames", "interrupts",
                       "late_completions", "app_messages_sent", "app_messages_failed")
@@ -76,8 +79,11 @@ class Daemon:
         self.started_at = time.monotonic()
         self._active_ids: set[str] = set()  # segments queued or playing, whose ids are taken
         self._segment_ids = itertools.count(1)
+        self._chosen_ids: set[str] = set()  # those of the automatic form (seg-N) clients chose
         self._live_task: asyncio.Task[None] | None = None
         self._live_starting = asyncio.Lock()  # two starts at once must not open the card twice
+        self._opening: asyncio.Future[LiveInput] | None = None  # the card's latest open, in its thread
+        self._abandoned_card: asyncio.Future[None] | None = None  # opened for a request that gave up: closing
         self._stop = asyncio.Event()
         self._dropped = asyncio.Event()
 
@@ -91,8 +97,10 @@ class Daemon:
         """Stream until :meth:`stop`: join (retrying), stream, rejoin when the call drops."""
         first, longest = self.config.retry_s
         delay = first
+        started = False  # once one has, the next streamer continues its capture
         while not self._stop.is_set():
-            streamer = Streamer(self.config.streamer)
+            streamer = Streamer(replace(self.config.streamer, capture_append=self.config.streamer.capture_append
+                                        or started))
             streamer.add_listener(self._on_streamer_event)
             self.join_attempts += 1
             self._set_call_state("offline" if self.offline else "joining")
@@ -100,13 +108,15 @@ class Daemon:
                 if not await unless(self._stop, streamer.start()):
                     await streamer.close()
                     break
-            except JoinError as error:
-                self.call_error = str(error)
-                self._set_call_state("retrying", error=str(error), attempt=self.join_attempts, retry_in_s=delay)
+            except (JoinError, OSError) as error:  # OSError: an output file cannot be opened now
+                self.call_error = (f"{error.filename}: cannot open it: {error.strerror}"
+                                   if isinstance(error, OSError) and error.filename else str(error))
+                self._set_call_state("retrying", error=self.call_error, attempt=self.join_attempts,
+                                     retry_in_s=delay)
                 await unless(self._stop, asyncio.sleep(delay))
                 delay = min(longest, delay * 2)
                 continue
-            delay = first
+            delay, started = first, True
             self.call_error = None
             self.streamer = streamer
             if not self.offline:
@@ -131,7 +141,7 @@ class Daemon:
     async def _close_streamer(self, streamer: Streamer) -> None:
         self.streamer, self._retiring = None, streamer
         self.participants.clear()
-        await self.live_stop()
+        await self._end_live()  # a start under way sees the streamer gone and closes its card
         await streamer.close()
         stats = streamer.stats()
         self.totals.update({name: stats[name] for name in _STREAMER_COUNTERS})
@@ -175,29 +185,66 @@ class Daemon:
 
     async def live_start(self, device: int | str | None, rate: int | None, channels: int | None) -> LiveSession:
         """Start streaming a sound card, or unmute the one already open after an interrupt."""
-        from ..sources.live import LiveInput
-
         async with self._live_starting:
             streamer = self._running()
+            if self.live is not None and self.live.state == "ended" and self._live_task is not None:
+                await asyncio.shield(self._live_task)  # its card failed and is being closed: open it anew
             if self.live is not None:
                 if not self.live.resume():
                     raise ApiError(409, f"{self.live.live_input.name} is already streaming")
                 return self.live
             try:
-                live_input = await asyncio.to_thread(LiveInput, device, rate, channels)
+                live_input = await self._open_card(device, rate, channels)
             except InputError as error:
                 raise ApiError(400, str(error)) from None
+            if self.streamer is not streamer:
+                await asyncio.to_thread(live_input.close)
+                raise ApiError(503, "the stream stopped while the card was being opened")
             session = self.live = LiveSession(streamer, live_input, self.config.mute_ms, new_id=self._live_id)
             self._live_task = asyncio.ensure_future(self._run_live(session))
             return session
 
+    async def _open_card(self, device: int | str | None, rate: int | None, channels: int | None) -> LiveInput:
+        """Open the card in a thread of its own. A request that gives up first (its time limit) leaves
+        the opening to finish and the card to be closed then, not held by no one; the next start
+        waits for that close, so two openings never hold the card at once."""
+        if (closing := self._abandoned_card) is not None:
+            await asyncio.wait({closing})
+            self._abandoned_card = None
+            closing.result()  # a close that failed fails this start, once (500, said on stderr)
+        opening = self._opening = in_daemon_thread(LiveInput, device, rate, channels)
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            self._abandoned_card = asyncio.ensure_future(self._close_when_open(opening))
+            raise
+
+    async def _close_when_open(self, opening: asyncio.Future[LiveInput]) -> None:
+        try:
+            live_input = await asyncio.shield(opening)  # cancelled at exit, the open is still watched
+        except Exception:  # nothing was opened (why is for the request that gave up)
+            return
+        await asyncio.to_thread(live_input.close)
+        self.device_lost = self.device_lost or live_input.lost
+
+    @property
+    def card_opening(self) -> bool:
+        """A card is still being opened (by a sound server that hangs, perhaps): PortAudio must
+        not be shut down under it at exit."""
+        return self._opening is not None and not self._opening.done()
+
     async def live_stop(self) -> LiveSession | None:
-        """Stop the live input (its segment fades out); None when there was none."""
+        """Stop the live input (its segment fades out), also one a start under way is opening;
+        None when there was none. A request that gives up meanwhile leaves the stop to finish."""
+        async with self._live_starting:
+            return await self._end_live()
+
+    async def _end_live(self) -> LiveSession | None:
         session, task = self.live, self._live_task
         if session is None or task is None:
             return None
         session.stop()
-        await task
+        await asyncio.shield(task)
         return session
 
     async def _run_live(self, session: LiveSession) -> None:
@@ -275,14 +322,17 @@ class Daemon:
         return self.streamer
 
     def _new_id(self, requested: str | None) -> str:
-        if requested is None:  # skipping the ids clients chose themselves
-            while (automatic := f"seg-{next(self._segment_ids)}") in self._active_ids:
-                pass
+        if requested is None:  # skipping the ids clients chose themselves, now or before
+            automatic = f"seg-{next(self._segment_ids)}"
+            while automatic in self._active_ids or automatic in self._chosen_ids:
+                automatic = f"seg-{next(self._segment_ids)}"
             return automatic
         if not requested or len(requested) > 128:
             raise ApiError(400, "id must be 1 to 128 characters")
         if requested in self._active_ids:
             raise ApiError(409, f"segment {requested!r} is still queued or playing")
+        if _AUTOMATIC_ID.fullmatch(requested):
+            self._chosen_ids.add(requested)
         return requested
 
     def _live_id(self) -> str:
