@@ -7,6 +7,7 @@ pipe keeps memory flat however long the file is, and starts producing audio at o
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import tempfile
@@ -136,8 +137,10 @@ class FfmpegSource:
         return logged_reason(self._log_text(), self._input) or default
 
     def _log_text(self) -> bytes:
-        self._log.seek(0)
-        return self._log.read()
+        # Read at an offset, not by seeking: the file offset is ffmpeg's too (its stderr shares
+        # the open file), and a line it wrote after a seek to 0 would overwrite the log's start.
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0)
 
     def _logged_an_error(self) -> bool:
         """Whether ffmpeg logged an error of its own (a demuxer's or decoder's alone, as for a
