@@ -595,11 +595,15 @@ def test_a_path_swapped_for_a_symlink_after_it_was_queued_is_not_followed(daemon
                                                                           tmp_path: Path) -> None:
     """Checked when it is accepted and again just before it is opened: a directory on its way
     replaced meanwhile by a symlink leading outside the allowed directories fails the segment."""
+    import soundfile
+
     (audio_dir / "sub").mkdir()
     (audio_dir / "sub" / "x.wav").write_bytes((audio_dir / "short.wav").read_bytes())
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "x.wav").write_bytes((audio_dir / "one.wav").read_bytes())
-    daemon.request("POST", "/v1/play", {"path": "one.wav"})
+    # Longer than the decoder runs ahead (1 s): it opens the next file only ~2 s from now.
+    soundfile.write(audio_dir / "long.wav", tone(48_000, 3.0, 440), 48_000, subtype="PCM_16")
+    daemon.request("POST", "/v1/play", {"path": "long.wav"})
     status, answer = daemon.request("POST", "/v1/play", {"path": "sub/x.wav", "id": "swapped"})
     assert status == 202, answer
     (audio_dir / "sub").rename(audio_dir / "sub.old")
