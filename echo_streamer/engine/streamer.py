@@ -122,6 +122,9 @@ class Streamer:
     ``buffer_ms``; the SDK is kept ``lead_ms`` ahead from its completion callbacks, so pacing
     does not depend on the event loop. Events (dicts with ``t`` = ``time.monotonic()`` and
     ``event``) reach listeners on the event loop and :meth:`events` subscribers.
+
+    Call its methods from the event loop's thread. While any streamer runs, the process's
+    ``sys.setswitchinterval`` is at most ``SWITCH_INTERVAL_S`` (restored after the last closes).
     """
 
     def __init__(self, config: StreamerConfig | None = None) -> None:
@@ -390,12 +393,13 @@ class Streamer:
     async def cancel(self, segment: Segment) -> None:
         """End ``segment`` alone: dropped if it is still queued, faded out (``interrupt("now",
         keep_queue=True)``) if it is playing; returns once it is done."""
-        with self._lock:
+        with self._lock:  # held from the check to the cut: the segment after it must not be cut instead
             if self._playout.cancel_waiting(segment, time.monotonic()):
                 return
-            playing = self._playout.current is segment
-        if playing:
-            await self.interrupt("now", keep_queue=True).wait()
+            cut = (self._interrupt("now", True, DEFAULT_MAX_WAIT_MS)
+                   if self._playout.current is segment and not self._closed else None)
+        if cut is not None:
+            await cut.wait()
         await segment.wait()
 
     def stream_bytes(self, chunks: Iterable[bytes] | AsyncIterable[bytes] | bytes, *, sample_format: str = "auto",
@@ -433,7 +437,9 @@ class Streamer:
 
     async def drain(self) -> None:
         """Wait until every queued segment has played and the trailing gap has gone out, or the
-        streamer is closed (what played is in the segments' states)."""
+        streamer is closed (what played is in the segments' states; after close, at once)."""
+        if self._closed:
+            return
         self._require_running()
         assert self._idle is not None
         for segment in list(self._segments):
@@ -467,7 +473,9 @@ class Streamer:
         return self._started and not self._closed
 
     def _require_running(self) -> None:
-        if not self._started or self._closed:
+        if self._closed:
+            raise RuntimeError("the streamer is closed: a streamer runs once, make a new one")
+        if not self._started:
             raise RuntimeError("the streamer is not running: use 'async with Streamer(...)' or await start()")
 
     @property
