@@ -541,3 +541,63 @@ def test_capture_append_continues_only_a_capture_of_the_same_format(before: str,
     assert path.stat().st_size == 44 + 2 * len(capture), "the header's size is the file's"
     played = [first, second] if before.endswith("capture") else [second]
     locate(capture, [reference(samples, IN_RATE, OUTPUT)[0] for samples in played], OUTPUT.frame_samples)
+
+
+@pytest.mark.parametrize("kind", ["arrays", "bytes"])
+def test_a_cut_async_source_waiting_for_its_next_chunk_stops_at_once(kind: str) -> None:
+    """A TTS that waits for more text when the cut comes: its wait is cancelled there and then
+    (its ``finally`` runs, while the stream goes on), not left hanging until a chunk comes or
+    the streamer closes; the reply queued after the cut plays."""
+    stopped: list[tuple[str, float]] = []
+    more_text = asyncio.Event()  # never set
+    pcm = tone(IN_RATE, 0.3)[:, 0]
+
+    async def tts() -> AsyncIterator[Any]:
+        try:
+            yield pcm if kind == "arrays" else np.rint(pcm * 32767).astype("<i2").tobytes()
+            await more_text.wait()
+        except asyncio.CancelledError:
+            stopped.append(("cancelled", time.monotonic()))
+            raise
+        finally:
+            stopped.append(("finally", time.monotonic()))
+
+    async def session() -> tuple[str, str, float]:
+        async with Streamer(StreamerConfig(gap_ms=50)) as streamer:
+            segment = (streamer.stream(tts(), IN_RATE) if kind == "arrays" else
+                       streamer.stream_bytes(tts(), sample_format="s16le", rate=IN_RATE, channels=1))
+            while segment.position_ms < 100:
+                await asyncio.sleep(0.01)
+            cut = await streamer.interrupt("now").wait()
+            reply = streamer.stream(tone(IN_RATE, 0.2)[:, 0], IN_RATE)
+            await reply.wait()
+            assert [name for name, _t in stopped] == ["cancelled", "finally"], "stopped before the reply played"
+            return segment.state, reply.state, stopped[-1][1] - cut.done_at
+
+    state, reply_state, after_cut = arun(session())
+    assert (state, reply_state) == ("interrupted", "finished")
+    assert after_cut < 0.1, f"the generator's finally ran {after_cut:.3f} s after the cut"
+
+
+@pytest.mark.parametrize(("chunk", "reason"), [
+    (np.rint(tone(IN_RATE, 0.2)[:, 0] * 20_000).astype(np.float32),
+     "float samples reach 10000, far beyond full scale 1.0 (int16 values as floats? divide them by 32768, "
+     "or pass int16)"),
+    (np.zeros(480, np.int32), "unsupported sample type int32 (use int16 or float)"),
+    (np.zeros((2, 480), np.float32), "chunk of shape (2, 480) does not match 1 channel(s)"),
+], ids=["int16-scaled-floats", "int32", "channels-first"])
+def test_chunks_of_the_wrong_kind_fail_their_segment_saying_why(chunk: np.ndarray, reason: str) -> None:
+    """The usual mistakes with a TTS's arrays fail the segment before anything of it plays, with
+    an error event that says what to do; bytes are refused at the call (stream_bytes takes them)."""
+    errors: list[str] = []
+
+    async def session() -> tuple[str, float]:
+        async with Streamer(StreamerConfig(gap_ms=10)) as streamer:
+            streamer.add_listener(lambda event: errors.append(event["message"]) if event["event"] == "error" else None)
+            with pytest.raises(TypeError, match="use stream_bytes"):
+                streamer.stream(b"\0\1" * 480, IN_RATE)
+            segment = await streamer.stream([chunk], IN_RATE, name="tts").wait()
+            return segment.state, segment.position_ms
+
+    assert arun(session()) == ("failed", 0)
+    assert errors == [f"tts: {reason}"]

@@ -45,7 +45,7 @@ class Segment(Waitable):
     def __init__(self, segment_id: str, name: str, open_source: Callable[[], AudioSource] | None, rate: int,
                  buffer_frames: int, loop: asyncio.AbstractEventLoop, low_latency: bool = False,
                  drift: DriftControl | None = None, release: Callable[[], None] | None = None,
-                 capture: LiveInput | None = None) -> None:
+                 capture: LiveInput | None = None, stop_source: Callable[[], None] | None = None) -> None:
         self.id = segment_id
         self.name = name
         self.rate = rate
@@ -57,6 +57,8 @@ class Segment(Waitable):
         self.open_source = open_source  # None for a capture
         # Closes what the source would be made from (a caller's iterable), if it never is.
         self.release = release
+        # Called on the loop once it is cut or dropped: ends an async source's wait for its next item.
+        self.stop_source = stop_source
         # Audio produced as it plays (a pipe, a generator): resample with the low-latency filter.
         self.low_latency = low_latency
         # Live input on a clock of its own (a sound card): its backlog is held steady.

@@ -315,9 +315,11 @@ class Streamer:
         generator), whose items are awaited on the event loop one at a time. If it falls behind,
         the stream carries silence and reports an ``underrun``; an exception it raises fails the
         segment (what came before plays out), unless the segment was cut or dropped by then. A
-        segment cut or dropped closes its iterable (``close()`` or ``aclose()``); one blocked
-        waiting for its next item is closed once the item comes, and the segments after it go on
-        meanwhile. ``buffer_ms`` (default: the config's) bounds how far it may run ahead of
+        segment cut or dropped closes its iterable (``close()`` or ``aclose()``). An async one
+        waiting for its next item (a TTS waiting for text) stops waiting at once: the wait is
+        cancelled (``CancelledError`` where it awaits, so its ``finally`` runs) and it is closed. A
+        blocking one cannot be stopped mid-wait: it is closed once its item comes, and the
+        segments after it go on meanwhile. ``buffer_ms`` (default: the config's) bounds how far it may run ahead of
         playout. Raises :class:`ValueError` for a ``rate`` or ``channels`` the pipeline does not take.
 
         ``live=True`` is for audio that arrives in real time on a clock of its own (a sound card):
@@ -329,17 +331,20 @@ class Streamer:
         same with less CPU.
         """
         self._require_running()
+        if isinstance(chunks, (bytes, bytearray, memoryview, str)):
+            raise TypeError("stream() takes sample arrays: for bytes (raw PCM, a WAV, MP3...) use stream_bytes()")
         if isinstance(chunks, np.ndarray):
             chunks = [chunks]
+        items = self._blocking(chunks)
         try:
-            source = ArraySource(self._blocking(chunks), rate, channels, name)
+            source = ArraySource(items, rate, channels, name)
         except InputError as error:
             raise ValueError(error.reason) from None
         drift = None
         if live:
             drift, buffer_ms = self._drift_control(rate, buffer_ms)
         return self._enqueue(name, lambda: source, segment_id, low_latency=True, buffer_ms=buffer_ms, drift=drift,
-                             release=source.close)
+                             release=source.close, stop_source=_stopper(items))
 
     def live(self, live_input: LiveInput, *, segment_id: str | None = None, buffer_ms: int | None = None) -> Segment:
         """Queue a sound card's input: one segment that streams what ``live_input`` captures until
@@ -428,7 +433,7 @@ class Streamer:
         self._require_running()
         pieces = self._blocking([bytes(chunks)] if isinstance(chunks, (bytes, bytearray, memoryview)) else chunks)
         return self._enqueue(name, lambda: open_byte_stream(pieces, name, sample_format, rate, channels), segment_id,
-                             low_latency=True, release=getattr(pieces, "close", None))
+                             low_latency=True, release=getattr(pieces, "close", None), stop_source=_stopper(pieces))
 
     def _blocking(self, items: Iterable[Any] | AsyncIterable[Any]) -> Iterable[Any]:
         """``items`` as the decode worker reads it: an async iterable is awaited on the event loop."""
@@ -615,11 +620,12 @@ class Streamer:
 
     def _enqueue(self, name: str, open_source: Callable[[], AudioSource] | None, segment_id: str | None,
                  low_latency: bool = False, buffer_ms: int | None = None, drift: DriftControl | None = None,
-                 release: Callable[[], None] | None = None, capture: LiveInput | None = None) -> Segment:
+                 release: Callable[[], None] | None = None, capture: LiveInput | None = None,
+                 stop_source: Callable[[], None] | None = None) -> Segment:
         assert self._loop is not None and self._idle is not None
         buffer_frames = max(2, (buffer_ms or self.config.buffer_ms) // self._format.frame_ms)
         segment = Segment(segment_id or f"seg-{next(self._segment_ids)}", name, open_source, self._format.rate,
-                          buffer_frames, self._loop, low_latency, drift, release, capture)
+                          buffer_frames, self._loop, low_latency, drift, release, capture, stop_source)
         self._segments.append(segment)
         self._idle.clear()
         with self._lock:
@@ -791,6 +797,8 @@ class Streamer:
             if isinstance(resolves, Segment):
                 self._segments.remove(resolves)
                 if resolves.discarded:
+                    if resolves.stop_source is not None:
+                        resolves.stop_source()
                     self._loop.call_later(STUCK_AFTER_S, self._unstick_feeder, resolves)
         if name == "error":
             self.last_error = fields.get("message")
@@ -852,6 +860,12 @@ class Streamer:
 
         if self._output is not None:
             self._output.send_app_message(message, sent)
+
+
+def _stopper(items: Iterable[Any]) -> Callable[[], None] | None:
+    """What stops ``items`` at once, from the event loop, when its segment is cut or dropped: an
+    async iterable's wait for its next item (a blocking iterable is left to return)."""
+    return items.close if isinstance(items, AwaitedIterator) else None
 
 
 def _close_quietly(close: Callable[[], None]) -> None:

@@ -9,12 +9,17 @@ import numpy as np
 from ..errors import InputError
 from .base import check_format
 
+# Floats beyond this (36 dB over full scale) are no audio level but a scaling mistake. NaN passes
+# (it compares false) and is refused later, with the rest of the pipeline's input.
+MAX_FLOAT_LEVEL = 64.0
+
 
 class ArraySource:
     """Wraps an iterable of sample arrays at ``rate`` Hz with ``channels`` channels.
 
     Each item is a 1-D array (mono) or a ``(frames, channels)`` array, either int16 (PCM16) or
-    float (full scale 1.0). Iteration may block (the caller's synthesis); it runs in the
+    float (full scale 1.0; beyond it clipped, and beyond ``MAX_FLOAT_LEVEL`` an :class:`InputError`,
+    as int16 values passed as floats). Iteration may block (the caller's synthesis); it runs in the
     streamer's decode worker, never on the real-time path. An exception the iterable raises
     ends the source with an :class:`InputError` naming it, like damaged data in a file: what
     came before it plays out.
@@ -54,6 +59,10 @@ class ArraySource:
             chunk = chunk.astype(np.float32) / 32768.0
         elif chunk.dtype.kind != "f":
             raise InputError(self.name, f"unsupported sample type {chunk.dtype} (use int16 or float)")
+        elif chunk.size and (peak := float(np.max(np.abs(chunk)))) > MAX_FLOAT_LEVEL:
+            # int16 values passed as floats: they would play as full-scale noise
+            raise InputError(self.name, f"float samples reach {peak:.6g}, far beyond full scale 1.0 (int16 values "
+                                        "as floats? divide them by 32768, or pass int16)")
         block = chunk.reshape(-1, 1) if chunk.ndim == 1 else chunk
         if block.ndim != 2 or block.shape[1] != self.channels:
             raise InputError(self.name, f"chunk of shape {chunk.shape} does not match {self.channels} channel(s)")
