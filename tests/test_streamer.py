@@ -105,6 +105,42 @@ def test_public_names_resolve_to_what_they_document() -> None:
 # -- configuration -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("fields, says", [
+    ({"gap_ms": -1}, "gap_ms must be a whole number of ms, at least 0, not -1"),
+    ({"lead_ms": 0}, "lead_ms must be a whole number of ms, at least 1, not 0"),
+    ({"buffer_ms": 0.5}, "buffer_ms must be a whole number of ms, at least 1, not 0.5"),
+    ({"stream_start_ms": True}, "stream_start_ms must be a whole number of ms, at least 0, not True"),
+    ({"room_url": "tavus.daily.co/c1"}, "room_url must be an http(s) URL, not 'tavus.daily.co/c1'"),
+    ({"transport": "webrtc"}, "transport must be one of custom-track, virtual-mic, app-message, not 'webrtc'"),
+    ({"transport": "virtual-mic"}, "the virtual-mic transport drops audio until a room is joined"),
+    ({"transport": "app-message"}, "the app-message transport needs tavus_conversation_id"),
+    ({"bitrate": 1000}, "bitrate must be 6000 to 510000 bit/s (Opus), not 1000"),
+    ({"join_timeout": 0}, "join_timeout must be over 0 s, not 0"),
+])
+def test_a_config_out_of_range_is_refused_naming_the_field(fields: dict[str, Any], says: str) -> None:
+    """The Python API checks what the CLI's options check, when the config is made."""
+    with pytest.raises(ValueError) as refused:
+        StreamerConfig(**fields)
+    assert str(refused.value).startswith(says)
+
+
+def test_ids_and_buffers_a_segment_cannot_take_are_refused_at_the_call() -> None:
+    """An id still queued or playing (events would not tell the two apart), and a buffer of no
+    length, raise ValueError at once; an id may be taken again once its segment is done."""
+    async def session() -> str:
+        async with Streamer(StreamerConfig(gap_ms=10)) as streamer:
+            first = streamer.stream(tone(IN_RATE, 0.1)[:, 0], IN_RATE, segment_id="hello")
+            with pytest.raises(ValueError, match="segment id 'hello' is queued or playing already"):
+                streamer.stream(tone(IN_RATE, 0.1)[:, 0], IN_RATE, segment_id="hello")
+            with pytest.raises(ValueError, match="buffer_ms must be a whole number of ms, at least 1, not 0"):
+                streamer.stream(tone(IN_RATE, 0.1)[:, 0], IN_RATE, buffer_ms=0)
+            await first.wait()
+            again = await streamer.stream(tone(IN_RATE, 0.1)[:, 0], IN_RATE, segment_id="hello").wait()
+            return again.state
+
+    assert arun(session()) == "finished"
+
+
 @pytest.mark.parametrize("fields, named", [({"rate": 44100}, "44100"), ({"frame_ms": 15}, "15")])
 def test_unsupported_output_format_is_rejected(fields: dict[str, Any], named: str) -> None:
     """A rate other than 16/24 kHz or a frame other than 10/20 ms raises ValueError naming the value, before any I/O."""

@@ -23,7 +23,7 @@ from ..dsp.resample import LIVE_QUALITY, QUALITY, STREAM_QUALITY
 from ..errors import InputError, JoinError
 from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
-from ..output.daily import DEFAULT_BITRATE, DailyMicrophone, sdk_answer
+from ..output.daily import DEFAULT_BITRATE, MAX_BITRATE, MIN_BITRATE, TRANSPORTS, DailyMicrophone, sdk_answer
 from ..output.eventlog import EventLog
 from ..output.tavus import interrupt_message
 from ..sources.arrays import ArraySource
@@ -96,7 +96,22 @@ class StreamerConfig:
     message_log: str | None = None
 
     def __post_init__(self) -> None:
-        OutputFormat(self.rate, self.frame_ms)  # raises ValueError for an unsupported rate or frame length
+        """Raises :class:`ValueError` naming the first field out of its range."""
+        OutputFormat(self.rate, self.frame_ms)  # an unsupported rate or frame length
+        for name, least in (("gap_ms", 0), ("lead_ms", 1), ("buffer_ms", 1), ("stream_start_ms", 0)):
+            _check_ms(name, getattr(self, name), least)
+        if self.room_url is not None and not self.room_url.startswith(("https://", "http://")):
+            raise ValueError(f"room_url must be an http(s) URL, not {self.room_url!r}")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
+        if self.transport == "virtual-mic" and self.room_url is None:
+            raise ValueError("the virtual-mic transport drops audio until a room is joined: give a room URL")
+        if self.transport == "app-message" and not self.tavus_conversation_id:
+            raise ValueError("the app-message transport needs tavus_conversation_id (whom the messages are for)")
+        if not MIN_BITRATE <= self.bitrate <= MAX_BITRATE:
+            raise ValueError(f"bitrate must be {MIN_BITRATE} to {MAX_BITRATE} bit/s (Opus), not {self.bitrate!r}")
+        if not self.join_timeout > 0:
+            raise ValueError(f"join_timeout must be over 0 s, not {self.join_timeout!r}")
 
     @property
     def output(self) -> OutputFormat:
@@ -173,8 +188,6 @@ class Streamer:
         self._idle = asyncio.Event()
         self._idle.set()
         config = self.config
-        if config.room_url is None and config.transport == "virtual-mic":
-            raise ValueError("the virtual-mic transport drops audio until a room is joined: give a room URL")
         try:
             # The files first: one that cannot be opened fails the start before the room sees us.
             if config.capture_path is not None:
@@ -331,6 +344,8 @@ class Streamer:
         same with less CPU.
         """
         self._require_running()
+        if buffer_ms is not None:
+            _check_ms("buffer_ms", buffer_ms, 1)
         if isinstance(chunks, (bytes, bytearray, memoryview, str)):
             raise TypeError("stream() takes sample arrays: for bytes (raw PCM, a WAV, MP3...) use stream_bytes()")
         if isinstance(chunks, np.ndarray):
@@ -357,13 +372,15 @@ class Streamer:
         segment's turn only the newest audio is kept; the caller owns ``live_input`` and closes it.
         """
         self._require_running()
+        if buffer_ms is not None:
+            _check_ms("buffer_ms", buffer_ms, 1)
         drift, buffer_ms = self._drift_control(live_input.rate, buffer_ms)
         return self._enqueue(live_input.name, None, segment_id, low_latency=True, buffer_ms=buffer_ms,
                              drift=drift, capture=live_input)
 
     def _drift_control(self, rate: int, buffer_ms: int | None) -> tuple[DriftControl, int]:
         """A live segment's drift control for input at ``rate`` Hz, and its frame queue's length in ms."""
-        buffer_ms = buffer_ms or LIVE_BUFFER_MS
+        buffer_ms = LIVE_BUFFER_MS if buffer_ms is None else buffer_ms
         drift = DriftControl(rate, self._format.rate, self._format.frame_samples, buffer_ms, LATE_MS,
                              start_ms=self.config.stream_start_ms)
         # Room for a few frames over the limit, so the drift control drops audio before the queue fills.
@@ -623,7 +640,9 @@ class Streamer:
                  release: Callable[[], None] | None = None, capture: LiveInput | None = None,
                  stop_source: Callable[[], None] | None = None) -> Segment:
         assert self._loop is not None and self._idle is not None
-        buffer_frames = max(2, (buffer_ms or self.config.buffer_ms) // self._format.frame_ms)
+        if segment_id is not None and any(segment.id == segment_id for segment in self._segments):
+            raise ValueError(f"segment id {segment_id!r} is queued or playing already")
+        buffer_frames = max(2, (self.config.buffer_ms if buffer_ms is None else buffer_ms) // self._format.frame_ms)
         segment = Segment(segment_id or f"seg-{next(self._segment_ids)}", name, open_source, self._format.rate,
                           buffer_frames, self._loop, low_latency, drift, release, capture, stop_source)
         self._segments.append(segment)
@@ -860,6 +879,11 @@ class Streamer:
 
         if self._output is not None:
             self._output.send_app_message(message, sent)
+
+
+def _check_ms(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be a whole number of ms, at least {least}, not {value!r}")
 
 
 def _stopper(items: Iterable[Any]) -> Callable[[], None] | None:
