@@ -30,9 +30,10 @@ def test_version(cli: Cli) -> None:
                          ids=lambda command: command[0] if command else "main")
 def test_help_has_examples(command: tuple[str, ...], cli: Cli) -> None:
     """Every command's ``--help`` exits 0 and shows examples, which use commands that exist (a
-    command's own among them)."""
+    command's own among them), and says what its exit status means."""
     result = cli(*command, "--help")
     assert result.returncode == 0
+    assert not command or re.search(r"(?i)\bexit(s [0-9]| status)", result.stdout), result.stdout
     examples = result.stdout.split("Examples:", 1)
     assert len(examples) == 2, result.stdout
     used = set(re.findall(r"echo-streamer ([a-z][a-z-]*)", examples[1]))

@@ -554,8 +554,9 @@ def test_without_a_token_requests_from_web_pages_are_refused(daemon: Daemon, hea
 
 def test_the_events_client_tells_a_stopped_daemon_from_a_dead_one(tmp_path: Path) -> None:
     """The event stream's last event says the daemon stopped: the client exits 0; a stream that
-    just ends (the daemon killed) is one line and status 2."""
-    for ending in ("stopped", "killed"):
+    just ends (the daemon killed) is one line and status 2; Ctrl-C, how a watcher is stopped,
+    exits 0 quietly."""
+    for ending in ("stopped", "killed", "ctrl-c"):
         (tmp_path / ending).mkdir()
         daemon = Daemon(tmp_path / ending)
         watcher = subprocess.Popen(cli_command("events", "--daemon", daemon.url), stdout=subprocess.PIPE,
@@ -563,12 +564,16 @@ def test_the_events_client_tells_a_stopped_daemon_from_a_dead_one(tmp_path: Path
         time.sleep(1.0)
         if ending == "stopped":
             daemon.stop()
-        else:
+        elif ending == "killed":
             daemon.process.kill()
             daemon.process.wait()
+        else:
+            watcher.send_signal(signal.SIGINT)
         _stdout, stderr = watcher.communicate(timeout=10)
-        if ending == "stopped":
-            assert watcher.returncode == 0 and stderr == "", stderr
+        if ending == "ctrl-c":
+            daemon.stop()
+        if ending != "killed":
+            assert watcher.returncode == 0 and stderr == "", (ending, stderr)
         else:
             assert watcher.returncode == 2 and "ended without the daemon saying it stopped" in stderr, stderr
 

@@ -36,7 +36,7 @@ def main(context: click.Context) -> None:
       echo-streamer play samples/*.wav                      # offline: no room needed
       echo-streamer play intro.mp3 answer.m4a --room https://tavus.daily.co/c123456
       espeak-ng --stdout "Hello there" | echo-streamer pipe
-      echo-streamer live --device pulse --duration 10
+      echo-streamer live --device pulse --input-rate 48000 --duration 10
       echo-streamer render speech.flac -o speech-24k.wav
       echo-streamer daemon &                                # the HTTP daemon, and a client:
       echo-streamer say --connect-timeout 10 hello.wav      # (waits for the daemon to listen)

@@ -46,6 +46,11 @@ _CLIENT_OPTIONS = [
 ]
 
 
+# Every client command's --help ends with this.
+CLIENT_EXITS = ("Exit status: 0; 1 when the daemon refuses the request (its reason on one line); 2 when there "
+                "is no daemon at --daemon.")
+
+
 def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the options that say which daemon to talk to; ``command`` gets it as ``daemon``."""
     @functools.wraps(command)
@@ -176,7 +181,7 @@ def _send_chunked(connection: http.client.HTTPConnection, stream: BinaryIO) -> N
         return  # the daemon stopped reading: its answer says why
 
 
-@click.command("say")
+@click.command("say", epilog=CLIENT_EXITS)
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--by-path", is_flag=True,
               help="Ask the daemon to read FILE itself (it must be inside one of its --allow-dir roots) "
@@ -189,7 +194,8 @@ def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, da
 
     By default the file is uploaded and plays while it uploads (POST /v1/stream), so the daemon
     needs no access to it; any format the daemon decodes (WAV, MP3, Ogg, FLAC, ...). FILE may be
-    `-` for stdin, e.g. a TTS engine's output.
+    `-` for stdin, e.g. a TTS engine's output. Returns once the upload has ended (for -, once
+    the writer closes), with --wait once the segment has played.
 
     \b
     Examples:
@@ -216,14 +222,15 @@ def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, da
         sys.exit(EXIT_REFUSED)
 
 
-@click.command()
+@click.command(epilog=CLIENT_EXITS)
 @click.option("--soft", is_flag=True, help="Cut at the next pause in the speech (within --max-wait-ms).")
 @click.option("--keep-queue", is_flag=True, help="Skip only the current segment; keep the ones queued after it.")
 @click.option("--max-wait-ms", type=MAX_WAIT_RANGE, default=400, show_default=True,
               help="How long --soft waits for a pause before it cuts anyway.")
 @client_options
 def interrupt(soft: bool, keep_queue: bool, max_wait_ms: int, daemon: _Daemon) -> None:
-    """Cut what a running daemon is playing; prints what was cut and where.
+    """Cut what a running daemon is playing; prints what was cut and where once the cut has
+    played (with --soft, up to --max-wait-ms later).
 
     \b
     Examples:
@@ -241,7 +248,7 @@ def interrupt(soft: bool, keep_queue: bool, max_wait_ms: int, daemon: _Daemon) -
     click.echo("; ".join(part for part in (cut, dropped) if part))
 
 
-@click.command()
+@click.command(epilog=CLIENT_EXITS)
 @client_options
 def status(daemon: _Daemon) -> None:
     """Print a running daemon's status as JSON (call, participants, segment, queue, counters).
@@ -254,11 +261,12 @@ def status(daemon: _Daemon) -> None:
     click.echo(json.dumps(daemon.call("GET", "/v1/status"), indent=2))
 
 
-@click.command()
+@click.command(epilog=CLIENT_EXITS)
 @click.option("--count", type=click.IntRange(1, None), help="Stop after this many events.")
 @client_options
 def events(count: int | None, daemon: _Daemon) -> None:
-    """Print a running daemon's events as JSON lines as they happen (until Ctrl-C).
+    """Print a running daemon's events as JSON lines as they happen, until Ctrl-C (status 0),
+    --count, or the daemon stops (0; 2 when the stream ends without its saying so: it died).
 
     \b
     Examples:
@@ -266,13 +274,16 @@ def events(count: int | None, daemon: _Daemon) -> None:
       echo-streamer events | grep item_finished
     """
     seen = 0
-    for line in daemon.lines("/v1/events"):
-        if line == f"event: {CLOSED_EVENT}":
-            return  # the daemon stopped
-        if line.startswith("data: "):
-            click.echo(line[len("data: "):])
-            seen += 1
-            if count is not None and seen >= count:
-                return
+    try:
+        for line in daemon.lines("/v1/events"):
+            if line == f"event: {CLOSED_EVENT}":
+                return  # the daemon stopped
+            if line.startswith("data: "):
+                click.echo(line[len("data: "):])
+                seen += 1
+                if count is not None and seen >= count:
+                    return
+    except KeyboardInterrupt:  # how a watcher is stopped: not click's "Aborted!" and status 1
+        return
     say(f"echo-streamer: the events from {daemon.url} ended without the daemon saying it stopped (did it die?)")
     sys.exit(EXIT_NO_DAEMON)

@@ -35,19 +35,20 @@ EXIT_CANNOT_LISTEN = 2
 @stream_options
 def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mute_ms: int | None,
            max_upload_mb: int, upload_idle_s: float, request_timeout: float, **options: Any) -> None:
-    """Join the room once and take commands over HTTP until SIGTERM.
+    """Join the room once and take commands over HTTP until SIGTERM or Ctrl-C.
 
     Keeps the microphone track alive with silence while idle; queues files (POST /v1/play) and
     uploads that play as they arrive (POST /v1/stream); interrupts (POST /v1/interrupt); live
     input (POST /v1/live/start, /v1/live/stop); reports state (GET /v1/status, /metrics) and
     events (GET /v1/events, server-sent). A failed join or a dropped call is retried with
-    backoff. With no room it streams offline. The API is described at /openapi.json.
+    backoff. With no room it streams offline. The API is described at /openapi.json. Exit
+    status: 0 once stopped (within 3 s); 2 when it cannot listen (the port is taken).
 
     \b
     Examples:
-      echo-streamer daemon                                    # offline, on 127.0.0.1:8765
+      echo-streamer daemon --allow-dir ~/audio                # offline, on 127.0.0.1:8765
       echo-streamer daemon --room https://tavus.daily.co/c123456 --allow-dir ~/audio
-      curl -X POST localhost:8765/v1/play -d '{"path": "hello.wav"}'
+      curl -X POST localhost:8765/v1/play -d '{"path": "hello.wav"}'      # ~/audio/hello.wav
       curl -X POST -T speech.wav localhost:8765/v1/stream
       curl -X POST localhost:8765/v1/interrupt -d '{"mode": "next_pause"}'
       curl -N localhost:8765/v1/events

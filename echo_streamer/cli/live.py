@@ -39,7 +39,7 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
     \b
     Examples:
       echo-streamer devices
-      echo-streamer live --device pulse --room https://tavus.daily.co/c123456
+      echo-streamer live --device pulse --input-rate 48000 --room https://tavus.daily.co/c123456
       echo-streamer live --duration 10 --capture heard.wav       # offline, ten seconds
       kill -USR1 <pid>; sleep 2; kill -CONT <pid>                # mute, then unmute
     """

@@ -44,7 +44,10 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
     follows. With --format auto, a new WAV header in the stream also starts a new segment, so
     WAVs written back to back (writers that follow each other closely on a FIFO, or several
     commands into one pipe) stay apart. SIGUSR1 / SIGUSR2 interrupt as in `play`; what the writer
-    sends after a cut, until it closes (or its next WAV header), is read and dropped.
+    sends after a cut, until it closes (or its next WAV header), is read and dropped. Exit
+    status: 0 once the input has ended and played out, or on Ctrl-C / SIGTERM; 1 when the input
+    cannot be read or an utterance could not be decoded (one line each); 2 when the room cannot
+    be joined.
 
     \b
     Examples:

@@ -26,7 +26,9 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     The output holds exactly the frames `play` would send for INPUT (mono PCM16, a whole
     number of frames, the last one padded with silence), as fast as decoding allows.
     INPUT may be - for standard input. --points lists where a soft interrupt may cut it:
-    {"ms", "kind": "pause" | "end", "until_ms"}, times from the start of the output.
+    {"ms", "kind": "pause" | "end", "until_ms"}, times from the start of the output. Exit
+    status: 0; 1 when INPUT cannot be decoded or OUT cannot be written (one line; OUT as it
+    was); 130 when stopped by Ctrl-C or SIGTERM (OUT as it was).
 
     \b
     Examples:
