@@ -278,10 +278,9 @@ async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts
     segments: list[Segment] = []
 
     async def working() -> None:
-        if not interrupts.wait_for_work:
-            interrupts.ready(streamer)
-        queueing = asyncio.ensure_future(work(streamer, segments))
-        await asyncio.sleep(0)  # it queues what it has before its first wait
+        queueing = asyncio.ensure_future(work(streamer, segments))  # scheduled, not begun
+        if interrupts.wait_for_work:
+            await asyncio.sleep(0)  # it queues what it has before its first wait
         interrupts.ready(streamer)
         await queueing
 

@@ -198,7 +198,7 @@ class Daemon:
             except InputError as error:
                 raise ApiError(400, str(error)) from None
             if self.streamer is not streamer:
-                await asyncio.to_thread(live_input.close)
+                await self._close_card(live_input)
                 raise ApiError(503, "the stream stopped while the card was being opened")
             session = self.live = LiveSession(streamer, live_input, self.config.mute_ms, new_id=self._live_id)
             self._live_task = asyncio.ensure_future(self._run_live(session))
@@ -224,6 +224,9 @@ class Daemon:
             live_input = await asyncio.shield(opening)  # cancelled at exit, the open is still watched
         except Exception:  # nothing was opened (why is for the request that gave up)
             return
+        await self._close_card(live_input)
+
+    async def _close_card(self, live_input: LiveInput) -> None:
         await asyncio.to_thread(live_input.close)
         self.device_lost = self.device_lost or live_input.lost
 
@@ -254,8 +257,7 @@ class Daemon:
             self.last_error = str(error)
             self._emit("error", {"id": None, "item": session.live_input.name, "message": self.last_error})
         finally:
-            await asyncio.to_thread(session.live_input.close)
-            self.device_lost = self.device_lost or session.live_input.lost
+            await self._close_card(session.live_input)
             self.live = self._live_task = None
             self._emit("live_stopped", {"device": session.live_input.name, "error": session.error,
                                         **session.drift_report()})

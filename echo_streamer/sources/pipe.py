@@ -240,7 +240,6 @@ def _fifo_with_a_writer(path: str) -> int:
 
 def _same_file(path: str, opened: os.stat_result) -> bool:
     try:
-        now = os.stat(path)
+        return os.path.samestat(os.stat(path), opened)
     except OSError:
         return False
-    return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
