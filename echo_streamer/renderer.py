@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 import wave
 from collections.abc import Iterator
@@ -48,6 +50,15 @@ class RenderResult:
     points: list[InterruptPoint] = field(default_factory=list)
 
 
+class PartlyWritten(Exception):
+    """Replacing an existing output's contents in place stopped part way; ``__cause__`` says why
+    (an :class:`OSError`, or :class:`KeyboardInterrupt` for a stop)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: stopped while its old contents were being replaced: it is partly overwritten")
+        self.path = path
+
+
 def render(input_path: str, output_path: str, output: OutputFormat = OutputFormat(),
            *, stdin: BinaryIO | None = None) -> RenderResult:
     """Decode ``input_path`` (``"-"`` for stdin) and write exactly the frames ``play`` would send.
@@ -57,7 +68,9 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
     would find in it. Runs as fast as decoding allows. ``output_path`` (through a symlink: its
     target) must be a regular file or not exist (:class:`ValueError` otherwise). The WAV is
     written to a temporary file, and only once complete becomes the output (:func:`_replacing`),
-    so on any failure, :class:`~echo_streamer.errors.InputError` or other, the output is as it was.
+    so on any failure, :class:`~echo_streamer.errors.InputError` or other, the output is as it was;
+    except :class:`PartlyWritten`, raised when an existing output that had to be rewritten in place
+    (a hard-linked one) fails or is stopped part way.
     """
     final = os.path.realpath(output_path)
     if os.path.exists(final) and not os.path.isfile(final):
@@ -87,28 +100,65 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
 
 @contextmanager
 def _replacing(final: str) -> Iterator[BinaryIO]:
-    """A temporary file that becomes ``final`` when the block ends without an exception, and is
-    removed otherwise. A new ``final`` is the temporary file renamed (written beside it, so the
-    rename is atomic); an existing one gets its contents replaced in place, so that its mode, its
-    owner and its other hard links stay as they were."""
-    if os.path.exists(final):
-        with tempfile.TemporaryFile() as file:  # anonymous: nothing to remove however it ends
-            yield file
-            file.seek(0)
-            with open(final, "r+b") as target:
-                shutil.copyfileobj(file, target, COPY_BUFFER)
-                target.truncate()
-        return
+    """A temporary file beside ``final`` that becomes it when the block ends without an exception,
+    and is removed otherwise. The temporary file is renamed over ``final`` (atomic), taking the mode
+    and owner of the file it replaces. Only where a rename would lose what the file was (another
+    hard link to it, an owner or group that cannot be given back, a folder that cannot be written)
+    are its contents replaced in place, after the block, by :func:`_overwrite`."""
+    existing = os.stat(final) if os.path.exists(final) else None
     folder, name = os.path.split(final)
     partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
     try:
-        with open(partial, "xb") as file:
+        file, beside = open(partial, "xb+"), True
+    except PermissionError:
+        if existing is None:
+            raise
+        file, beside = tempfile.TemporaryFile(), False  # anonymous: nothing to remove however it ends
+    try:
+        with file:
             yield file
-        os.replace(partial, final)
-    except BaseException:
+            file.flush()  # a full disk fails here, before the rename
+            if existing is None or (beside and _made_like(file, existing)):
+                os.replace(partial, final)
+            else:
+                _overwrite(final, file)
+    finally:
         if os.path.exists(partial):
             os.remove(partial)
-        raise
+
+
+def _made_like(file: BinaryIO, existing: os.stat_result) -> bool:
+    """Give ``file`` the mode and owner of ``existing``; whether renaming it over ``existing`` now
+    keeps everything the file was."""
+    if existing.st_nlink != 1:
+        return False
+    try:
+        os.fchown(file.fileno(), existing.st_uid, existing.st_gid)
+    except PermissionError:
+        return False
+    os.fchmod(file.fileno(), stat.S_IMODE(existing.st_mode))
+    return True
+
+
+def _overwrite(final: str, new: BinaryIO) -> None:
+    """Replace the contents of the file ``final`` with those of ``new`` (read from its start). A
+    full disk fails before a byte of ``final`` changes; a failure or a stop after that raises
+    :class:`PartlyWritten`."""
+    size = new.seek(0, os.SEEK_END)
+    new.seek(0)
+    with open(final, "r+b") as target:
+        old_size = os.fstat(target.fileno()).st_size
+        try:
+            os.posix_fallocate(target.fileno(), 0, size)
+        except OSError as error:
+            target.truncate(old_size)
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that cannot reserve
+                raise
+        try:
+            shutil.copyfileobj(new, target, COPY_BUFFER)
+            target.truncate()
+        except BaseException as error:
+            raise PartlyWritten(final) from error
 
 
 def pause_points(marks: np.ndarray, frame_ms: int) -> list[InterruptPoint]:

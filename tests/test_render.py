@@ -276,6 +276,51 @@ def test_an_existing_output_keeps_its_mode_and_links(make_wav: Callable[..., Pat
     assert len(read_output(other_name, 24000)) == 12000
 
 
+def test_an_existing_output_is_replaced_at_once_keeping_its_mode_and_owner(make_wav: Callable[..., Path],
+                                                                           tmp_path: Path) -> None:
+    """With no other hard link, the new WAV is renamed over it (a new inode: a reader of the old
+    file never sees a mix), given the old file's mode and owner (which needs root, as CI runs)."""
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"old")
+    out.chmod(0o640)
+    os.chown(out, 1234, 4321)
+    old_inode = out.stat().st_ino
+    with open(out, "rb") as reader:
+        render(str(make_wav(tone(16000, 0.5), 16000)), str(out))
+        assert reader.read() == b"old"
+    status = out.stat()
+    assert status.st_ino != old_inode
+    assert (status.st_mode & 0o777, status.st_uid, status.st_gid) == (0o640, 1234, 4321)
+    assert len(read_output(out, 24000)) == 12000
+    assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(".partial")]
+
+
+def test_a_stop_while_a_hard_linked_output_is_rewritten_says_so(tmp_path: Path) -> None:
+    """A hard-linked output is rewritten in place, the last step of a render; a stop (a real
+    SIGINT) part way through that copy raises PartlyWritten, whose cause is the stop."""
+    from echo_streamer.renderer import PartlyWritten, _overwrite
+
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"o" * 3_000_000)
+    new = tmp_path / "new.bin"
+    new.write_bytes(b"n" * 3_000_000)
+
+    class StoppedOnItsSecondRead(io.FileIO):
+        reads = 0
+
+        def read(self, size: int = -1) -> bytes:
+            self.reads += 1
+            if self.reads == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().read(size)
+
+    with StoppedOnItsSecondRead(new, "r") as source, pytest.raises(PartlyWritten) as raised:
+        _overwrite(str(out), source)  # type: ignore[arg-type]
+    assert isinstance(raised.value.__cause__, KeyboardInterrupt)
+    written = out.read_bytes()
+    assert written.startswith(b"n") and written.endswith(b"o"), "the stop landed before or after the copy"
+
+
 def test_the_render_function_refuses_an_output_that_is_not_a_regular_file(make_wav: Callable[..., Path],
                                                                          tmp_path: Path) -> None:
     fifo = tmp_path / "out.fifo"

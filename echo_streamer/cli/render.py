@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from types import FrameType
+from typing import NoReturn
 
 import click
 
@@ -28,7 +29,8 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     INPUT may be - for standard input. --points lists where a soft interrupt may cut it:
     {"ms", "kind": "pause" | "end", "until_ms"}, times from the start of the output. Exit
     status: 0; 1 when INPUT cannot be decoded or OUT cannot be written (one line; OUT as it
-    was); 130 when stopped by Ctrl-C or SIGTERM (OUT as it was).
+    was); 130 when stopped by Ctrl-C or SIGTERM (OUT as it was; the one exception, an OUT with
+    another hard link, is in the README).
 
     \b
     Examples:
@@ -38,6 +40,7 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     """
     from ..dsp.pipeline import OutputFormat
     from ..errors import InputError
+    from ..renderer import PartlyWritten
     from ..renderer import render as render_file
 
     refuse_overwriting((input_path,), {"--output": output_path, "--points": points_path})
@@ -47,14 +50,8 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     except InputError as error:
         say(f"echo-streamer: {error}")
         sys.exit(EXIT_BAD_INPUT)
-    # Neither is finalised: the decoder may be blocked reading a pipe, and Python's shutdown
-    # would wait for that read's lock (and abort).
-    except KeyboardInterrupt:
-        say(f"echo-streamer: {input_path}: render interrupted; {output_path} is as it was")
-        exit_with(EXIT_INTERRUPTED, skip_finalisation=True)
-    except OSError as error:  # the output could not be written (a full disk, a file size limit)
-        say(f"echo-streamer: {output_path}: cannot write it: {error.strerror or error}; it is as it was")
-        exit_with(EXIT_BAD_INPUT, skip_finalisation=True)
+    except (KeyboardInterrupt, OSError, PartlyWritten) as error:
+        _stopped(error, input_path, output_path)
     if result.clipped:
         say(f"echo-streamer: {input_path}: {result.clipped} samples clipped at full scale")
     if points_path is not None:
@@ -64,6 +61,25 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
         with open(points_path, "w", encoding="utf-8") as points:
             json.dump([dataclasses.asdict(point) for point in result.points], points, indent=1)
             points.write("\n")
+
+
+def _stopped(error: BaseException, input_path: str, output_path: str) -> NoReturn:
+    """Say why a render stopped (a stop, or an output that cannot be written: a full disk, a file
+    size limit) and in what state it left the output, and exit."""
+    from ..renderer import PartlyWritten
+
+    state = "as it was"
+    if isinstance(error, PartlyWritten):  # only an output with another hard link is rewritten in place
+        state, error = "partly overwritten", error.__cause__ or error
+    if isinstance(error, OSError):
+        say(f"echo-streamer: {output_path}: cannot write it: {error.strerror or error}; it is {state}")
+        code = EXIT_BAD_INPUT
+    else:
+        say(f"echo-streamer: {input_path}: render interrupted; {output_path} is {state}")
+        code = EXIT_INTERRUPTED
+    # Not finalised: the decoder may be blocked reading a pipe, and Python's shutdown would wait
+    # for that read's lock (and abort).
+    exit_with(code, skip_finalisation=True)
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
