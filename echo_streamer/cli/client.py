@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import click
 
-from .session import MAX_WAIT_RANGE, say
+from .session import MAX_WAIT_RANGE, fail
 
 if TYPE_CHECKING:
     import http.client
@@ -150,14 +150,12 @@ class _Daemon:
                 message = json.load(response).get("error", response.reason)
             except ValueError:
                 message = response.reason
-            say(f"echo-streamer: {method} {target}: {message} (HTTP {response.status})")
-            sys.exit(EXIT_REFUSED)
+            fail(f"{method} {target}: {message} (HTTP {response.status})", EXIT_REFUSED)
         return response
 
     def _unreachable(self, error: Exception) -> NoReturn:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        say(f"echo-streamer: no daemon at {self.url} ({reason})")
-        sys.exit(EXIT_NO_DAEMON)
+        fail(f"no daemon at {self.url} ({reason})", EXIT_NO_DAEMON)
 
 
 def _send_chunked(connection: http.client.HTTPConnection, stream: BinaryIO) -> None:
@@ -212,14 +210,12 @@ def say_command(file: str, by_path: bool, segment_id: str | None, wait: bool, da
         try:
             stream = sys.stdin.buffer if file == "-" else open(file, "rb")
         except OSError as error:
-            say(f"echo-streamer: {file}: {error.strerror}")
-            sys.exit(EXIT_REFUSED)
+            fail(f"{file}: {error.strerror}", EXIT_REFUSED)
         with stream:
             answer = daemon.call("POST", "/v1/stream" + (f"?{query}" if query else ""), upload=stream, timeout=None)
     click.echo(answer["id"])
     if answer.get("error"):
-        say(f"echo-streamer: {answer['error']}")
-        sys.exit(EXIT_REFUSED)
+        fail(str(answer['error']), EXIT_REFUSED)
 
 
 @click.command(epilog=CLIENT_EXITS)
@@ -285,5 +281,4 @@ def events(count: int | None, daemon: _Daemon) -> None:
                     return
     except KeyboardInterrupt:  # how a watcher is stopped: not click's "Aborted!" and status 1
         return
-    say(f"echo-streamer: the events from {daemon.url} ended without the daemon saying it stopped (did it die?)")
-    sys.exit(EXIT_NO_DAEMON)
+    fail(f"the events from {daemon.url} ended without the daemon saying it stopped (did it die?)", EXIT_NO_DAEMON)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from .client import bearer_token
-from .session import (HELD_SIGNALS, STOP_SIGNALS, divert_native_stderr, exit_with, say, stream_options,
-                      streamer_config)
+from .session import (HELD_SIGNALS, STOP_SIGNALS, divert_native_stderr, exit_with, fail, say,
+                      stream_options, streamer_config)
 
 EXIT_CANNOT_LISTEN = 2
 
@@ -89,7 +88,6 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
     try:
         daemon = asyncio.run(main())
     except ListenError as error:
-        say(f"echo-streamer: {error}")
-        sys.exit(EXIT_CANNOT_LISTEN)
+        fail(str(error), EXIT_CANNOT_LISTEN)
     exit_with(0, skip_finalisation=daemon.device_lost or daemon.card_opening)
 

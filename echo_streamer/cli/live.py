@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .session import EXIT_BAD_INPUT, run_streaming, say, streaming_options
+from .session import EXIT_BAD_INPUT, fail, run_streaming, say, streaming_options
 
 if TYPE_CHECKING:
     from ..engine.segment import Segment
@@ -53,8 +52,7 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
             cards.append(LiveInput(int(device) if device is not None and device.isdigit() else device, input_rate,
                                    channels))
         except InputError as error:
-            say(f"echo-streamer: {error}")
-            sys.exit(EXIT_BAD_INPUT)
+            fail(str(error), EXIT_BAD_INPUT)
 
     async def live_segments(streamer: Streamer, segments: list[Segment]) -> None:
         import asyncio
@@ -101,12 +99,10 @@ def devices() -> None:
     try:
         found = input_devices()
     except InputError as error:
-        say(f"echo-streamer: {error}")
-        sys.exit(EXIT_BAD_INPUT)
+        fail(str(error), EXIT_BAD_INPUT)
     if not found:
-        say("echo-streamer: no input devices: PortAudio found no sound card, and no sound server (PulseAudio, "
-            "JACK) to capture from")
-        sys.exit(EXIT_BAD_INPUT)
+        fail("no input devices: PortAudio found no sound card, and no sound server (PulseAudio, JACK) to "
+             "capture from", EXIT_BAD_INPUT)
     for device in found:
         mark = "*" if device.is_default else " "
         click.echo(f"{mark}{device.index:3d}  {device.name}  ({device.host_api}, {device.default_rate:g} Hz, "

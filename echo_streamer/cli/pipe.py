@@ -11,7 +11,7 @@ import click
 
 from ..errors import InputError
 from ..sources.formats import AUTO, STREAM_FORMATS
-from .session import EXIT_BAD_INPUT, run_streaming, say, streaming_options
+from .session import EXIT_BAD_INPUT, fail, run_streaming, streaming_options
 
 if TYPE_CHECKING:
     import asyncio
@@ -70,12 +70,10 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
         if input_path is not None:
             _check_input(input_path, follow)
         elif sys.stdin is None:  # closed as we started: descriptor 0 may be another file's by now
-            say("echo-streamer: -: standard input is closed")
-            sys.exit(EXIT_BAD_INPUT)
+            fail("-: standard input is closed", EXIT_BAD_INPUT)
         elif sys.stdin.isatty():
-            say("echo-streamer: -: standard input is a terminal: pipe audio in (espeak-ng --stdout Hi | "
-                "echo-streamer pipe) or give --input")
-            sys.exit(EXIT_BAD_INPUT)
+            fail("-: standard input is a terminal: pipe audio in (espeak-ng --stdout Hi | echo-streamer pipe) "
+                 "or give --input", EXIT_BAD_INPUT)
 
     async def pipe_segments(streamer: Streamer, segments: list[Segment]) -> None:
         split_wav = sample_format == AUTO
@@ -114,11 +112,9 @@ def _check_input(path: str, follow: bool) -> None:
     try:
         mode = os.stat(path).st_mode
     except OSError as error:
-        say(f"echo-streamer: {path}: cannot open it: {error.strerror}")
-        sys.exit(EXIT_BAD_INPUT)
+        fail(f"{path}: cannot open it: {error.strerror}", EXIT_BAD_INPUT)
     if stat.S_ISDIR(mode):
-        say(f"echo-streamer: {path}: is a directory")
-        sys.exit(EXIT_BAD_INPUT)
+        fail(f"{path}: is a directory", EXIT_BAD_INPUT)
     if follow and not stat.S_ISFIFO(mode):
         kind = "a regular file" if stat.S_ISREG(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
         raise click.BadParameter(f"{path}: --follow needs a named FIFO (mkfifo), not {kind}", param_hint="--input")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import sys
 from types import FrameType
 from typing import NoReturn
 
 import click
 
 from .session import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, OutputPath, exit_with, frame_option, rate_option,
-                      refuse_overwriting, say)
+                      fail, refuse_overwriting, say)
 
 
 @click.command()
@@ -48,8 +47,7 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     try:
         result = render_file(input_path, output_path, OutputFormat(int(rate), int(frame_ms)))
     except InputError as error:
-        say(f"echo-streamer: {error}")
-        sys.exit(EXIT_BAD_INPUT)
+        fail(str(error), EXIT_BAD_INPUT)
     except (KeyboardInterrupt, OSError, PartlyWritten) as error:
         _stopped(error, input_path, output_path)
     if result.clipped:

@@ -190,6 +190,12 @@ def say(line: str) -> None:
     click.echo(line, err=True)
 
 
+def fail(message: str, status: int) -> NoReturn:
+    """Say ``message`` as the command's one line about what went wrong, and exit with ``status``."""
+    say(f"echo-streamer: {message}")
+    sys.exit(status)
+
+
 def streamer_config(options: dict[str, Any]) -> StreamerConfig:
     """The Streamer configuration :func:`stream_options` describe (usage errors raised as click exceptions)."""
     from ..engine.streamer import StreamerConfig
