@@ -106,19 +106,26 @@ def test_public_names_resolve_to_what_they_document() -> None:
 
 
 @pytest.mark.parametrize("fields, says", [
-    ({"gap_ms": -1}, "gap_ms must be a whole number of ms, at least 0, not -1"),
-    ({"lead_ms": 0}, "lead_ms must be a whole number of ms, at least 1, not 0"),
+    ({"gap_ms": -1}, "gap_ms must be a whole number of ms, from 0 to 60000, not -1"),
+    ({"gap_ms": 60_001}, "gap_ms must be a whole number of ms, from 0 to 60000, not 60001"),
+    ({"lead_ms": 0}, "lead_ms must be a whole number of ms, from 1 to 200, not 0"),
+    ({"lead_ms": 3000}, "lead_ms must be a whole number of ms, from 1 to 200, not 3000"),
     ({"buffer_ms": 0.5}, "buffer_ms must be a whole number of ms, at least 1, not 0.5"),
-    ({"stream_start_ms": True}, "stream_start_ms must be a whole number of ms, at least 0, not True"),
+    ({"stream_start_ms": True}, "stream_start_ms must be a whole number of ms, from 0 to 1000, not True"),
+    ({"stream_start_ms": 10**7}, "stream_start_ms must be a whole number of ms, from 0 to 1000, not 10000000"),
+    ({"rate": 24000.0}, "rate must be an int, not 24000.0"),
+    ({"frame_ms": 10.0}, "frame_ms must be an int, not 10.0"),
     ({"room_url": "tavus.daily.co/c1"}, "room_url must be an http(s) URL, not 'tavus.daily.co/c1'"),
     ({"transport": "webrtc"}, "transport must be one of custom-track, virtual-mic, app-message, not 'webrtc'"),
     ({"transport": "virtual-mic"}, "the virtual-mic transport drops audio until a room is joined"),
     ({"transport": "app-message"}, "the app-message transport needs tavus_conversation_id"),
-    ({"bitrate": 1000}, "bitrate must be 6000 to 510000 bit/s (Opus), not 1000"),
-    ({"join_timeout": 0}, "join_timeout must be over 0 s, not 0"),
+    ({"bitrate": 1000}, "bitrate must be a whole number of bit/s, from 6000 to 510000, not 1000"),
+    ({"join_timeout": 0}, "join_timeout must be a number of s, from 0.1 to 600.0, not 0"),
+    ({"join_timeout": "20"}, "join_timeout must be a number of s, from 0.1 to 600.0, not '20'"),
 ])
 def test_a_config_out_of_range_is_refused_naming_the_field(fields: dict[str, Any], says: str) -> None:
-    """The Python API checks what the CLI's options check, when the config is made."""
+    """The Python API checks what the CLI's options check (the same ranges: echo_streamer.limits),
+    when the config is made."""
     with pytest.raises(ValueError) as refused:
         StreamerConfig(**fields)
     assert str(refused.value).startswith(says)

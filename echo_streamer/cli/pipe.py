@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import InputError
+from ..limits import STREAM_START_MS
 from ..sources.formats import AUTO, STREAM_FORMATS
 from .session import EXIT_BAD_INPUT, fail, run_streaming, streaming_options
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 @click.option("--channels", type=click.IntRange(1, 64), help="Channels of raw input (interleaved). [default: 1]")
 @click.option("--follow", is_flag=True,
               help="Reopen --input (a named FIFO) each time its writer closes: one segment per writer.")
-@click.option("--start-ms", type=click.IntRange(0, 1000), default=0, show_default=True,
+@click.option("--start-ms", type=click.IntRange(*STREAM_START_MS), default=0, show_default=True,
               help="Start a segment once this much audio is ready (0: with its first frame). 20 avoids a "
                    "stutter when the writer delivers 20 ms at a time barely faster than real time.")
 @streaming_options

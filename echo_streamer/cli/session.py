@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from ..limits import BITRATE, GAP_MS, JOIN_TIMEOUT_S, LEAD_MS, MAX_WAIT_MS
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -72,9 +74,7 @@ def refuse_overwriting(inputs: tuple[str, ...], outputs: dict[str, str | None]) 
                                        "each would corrupt the other")
 
 
-# engine.interrupt.MAX_WAIT_LIMIT_MS (a test holds them equal): importing it would put asyncio
-# and numpy into every --help.
-MAX_WAIT_RANGE = click.IntRange(0, 60_000)
+MAX_WAIT_RANGE = click.IntRange(*MAX_WAIT_MS)
 rate_option = click.option("--rate", type=click.Choice(["16000", "24000"]), default="24000", show_default=True,
                            help="Output sample rate in Hz.")
 frame_option = click.option("--frame-ms", type=click.Choice(["10", "20"]), default="10", show_default=True,
@@ -88,18 +88,18 @@ _STREAM_OPTIONS = [
                  help="Daily meeting token, if the room needs one."),
     rate_option,
     frame_option,
-    click.option("--gap-ms", type=click.IntRange(0, 60_000), default=300, show_default=True,
+    click.option("--gap-ms", type=click.IntRange(*GAP_MS), default=300, show_default=True,
                  help="Digital silence between segments, in ms (rounded up to whole frames, at least one)."),
-    click.option("--lead-ms", type=click.IntRange(1, 200), default=10, show_default=True,
+    click.option("--lead-ms", type=click.IntRange(*LEAD_MS), default=10, show_default=True,
                  help="Audio handed to the SDK ahead of playout, in ms (rounded up to whole frames)."),
     click.option("--transport", type=click.Choice(["custom-track", "virtual-mic", "app-message"]),
                  default="custom-track", show_default=True,
                  help="How audio reaches the call: a custom track used as the microphone, a virtual microphone "
                       "device (needs a room), or Tavus conversation.echo app messages (audio echo mode; needs "
                       "a conversation id: the room URL's or --conversation-id)."),
-    click.option("--bitrate", type=click.IntRange(6_000, 510_000), default=96_000, show_default=True,
+    click.option("--bitrate", type=click.IntRange(*BITRATE), default=96_000, show_default=True,
                  help="Opus send bitrate in bit/s."),
-    click.option("--join-timeout", type=click.FloatRange(0.1, 600), default=20.0, show_default=True,
+    click.option("--join-timeout", type=click.FloatRange(*JOIN_TIMEOUT_S), default=20.0, show_default=True,
                  help="Seconds to wait for the room join."),
     click.option("--capture", type=OutputPath(wav=True), metavar="PATH",
                  help="Write exactly the PCM the microphone sent (handed to the SDK, and the SDK's own "

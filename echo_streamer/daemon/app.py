@@ -20,9 +20,10 @@ from aiohttp import web
 from yarl import URL
 
 from ..engine.events import CLOSED
-from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MAX_WAIT_LIMIT_MS, MODES
+from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MODES
 from ..engine.segment import Segment
 from ..engine.waiting import unless
+from ..limits import MAX_WAIT_MS
 from ..output.tavus import echo_message
 from ..sources.formats import AUTO, RAW_FORMATS
 from . import metrics
@@ -228,8 +229,9 @@ class _Api:
         clear_queue = _field(body, "clear_queue", bool, required=False)
         max_wait_ms = _field(body, "max_wait_ms", int, required=False)
         max_wait_ms = DEFAULT_MAX_WAIT_MS if max_wait_ms is None else max_wait_ms
-        if not 0 <= max_wait_ms <= MAX_WAIT_LIMIT_MS:
-            raise ApiError(400, f"max_wait_ms must be from 0 to {MAX_WAIT_LIMIT_MS}, not {max_wait_ms}")
+        least, most = MAX_WAIT_MS
+        if not least <= max_wait_ms <= most:
+            raise ApiError(400, f"max_wait_ms must be from {least} to {most}, not {max_wait_ms}")
         limit_s = self.limits.request_s + max_wait_ms / 1000
         # Asked for before the clock is looked at: a body that took all the time still cuts.
         interruption = self.daemon.interrupt(mode, True if clear_queue is None else clear_queue, max_wait_ms)

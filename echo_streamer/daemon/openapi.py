@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
-from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MAX_WAIT_LIMIT_MS, MODES
+from ..engine.interrupt import DEFAULT_MAX_WAIT_MS, MODES
+from ..limits import MAX_WAIT_MS
 from ..sources.formats import AUTO, RAW_FORMATS
 
 _ERROR = {"description": "Refused, with the reason", "content": {"application/json": {"schema": {
@@ -94,7 +95,7 @@ def openapi_spec() -> dict[str, Any]:
                 requestBody=_json_body({"mode": {"enum": list(MODES), "default": "now"},
                                         "clear_queue": {"type": "boolean", "default": True},
                                         "max_wait_ms": {"type": "integer", "default": DEFAULT_MAX_WAIT_MS,
-                                                        "minimum": 0, "maximum": MAX_WAIT_LIMIT_MS}}))},
+                                                        "minimum": MAX_WAIT_MS[0], "maximum": MAX_WAIT_MS[1]}}))},
             "/v1/live/start": {"post": _operation(
                 "Stream a sound card (or unmute the one muted by an interrupt).",
                 {"200": _answer({"device": _STRING, "state": _STRING}), "409": _ERROR, "503": _ERROR},

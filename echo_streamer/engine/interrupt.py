@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..limits import MAX_WAIT_MS
 from .segment import Segment
 from .waitable import Waitable
 
 MODES = ("now", "next_pause")
 DEFAULT_MAX_WAIT_MS = 400
 # The longest a soft interrupt may be asked to wait, in ms (the CLI's and the API's bound).
-MAX_WAIT_LIMIT_MS = 60_000
 
 
 class Interruption(Waitable):
@@ -36,8 +36,9 @@ class Interruption(Waitable):
                  loop: asyncio.AbstractEventLoop) -> None:
         if mode not in MODES:
             raise ValueError(f"interrupt mode must be one of {MODES}, not {mode!r}")
-        if not 0 <= max_wait_ms <= MAX_WAIT_LIMIT_MS:
-            raise ValueError(f"max_wait_ms must be from 0 to {MAX_WAIT_LIMIT_MS}, not {max_wait_ms}")
+        least, most = MAX_WAIT_MS
+        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, int) or not least <= max_wait_ms <= most:
+            raise ValueError(f"max_wait_ms must be a whole number of ms from {least} to {most}, not {max_wait_ms!r}")
         self.id = interrupt_id
         self.mode = mode
         self.keep_queue = keep_queue

@@ -23,7 +23,8 @@ from ..dsp.resample import LIVE_QUALITY, QUALITY, STREAM_QUALITY
 from ..errors import InputError, JoinError
 from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
-from ..output.daily import DEFAULT_BITRATE, MAX_BITRATE, MIN_BITRATE, TRANSPORTS, DailyMicrophone, sdk_answer
+from ..limits import BITRATE, BUFFER_MS, GAP_MS, JOIN_TIMEOUT_S, LEAD_MS, STREAM_START_MS
+from ..output.daily import DEFAULT_BITRATE, TRANSPORTS, DailyMicrophone, sdk_answer
 from ..output.eventlog import EventLog
 from ..output.tavus import interrupt_message
 from ..sources.arrays import ArraySource
@@ -97,9 +98,13 @@ class StreamerConfig:
 
     def __post_init__(self) -> None:
         """Raises :class:`ValueError` naming the first field out of its range."""
+        for name in ("rate", "frame_ms"):
+            if not isinstance(getattr(self, name), int):
+                raise ValueError(f"{name} must be an int, not {getattr(self, name)!r}")
         OutputFormat(self.rate, self.frame_ms)  # an unsupported rate or frame length
-        for name, least in (("gap_ms", 0), ("lead_ms", 1), ("buffer_ms", 1), ("stream_start_ms", 0)):
-            _check_ms(name, getattr(self, name), least)
+        for name, limits in (("gap_ms", GAP_MS), ("lead_ms", LEAD_MS), ("buffer_ms", BUFFER_MS),
+                             ("stream_start_ms", STREAM_START_MS)):
+            _check_range(name, getattr(self, name), limits, "ms")
         if self.room_url is not None and not self.room_url.startswith(("https://", "http://")):
             raise ValueError(f"room_url must be an http(s) URL, not {self.room_url!r}")
         if self.transport not in TRANSPORTS:
@@ -108,10 +113,8 @@ class StreamerConfig:
             raise ValueError("the virtual-mic transport drops audio until a room is joined: give a room URL")
         if self.transport == "app-message" and not self.tavus_conversation_id:
             raise ValueError("the app-message transport needs tavus_conversation_id (whom the messages are for)")
-        if not MIN_BITRATE <= self.bitrate <= MAX_BITRATE:
-            raise ValueError(f"bitrate must be {MIN_BITRATE} to {MAX_BITRATE} bit/s (Opus), not {self.bitrate!r}")
-        if not self.join_timeout > 0:
-            raise ValueError(f"join_timeout must be over 0 s, not {self.join_timeout!r}")
+        _check_range("bitrate", self.bitrate, BITRATE, "bit/s")
+        _check_range("join_timeout", self.join_timeout, JOIN_TIMEOUT_S, "s", whole=False)
 
     @property
     def output(self) -> OutputFormat:
@@ -345,7 +348,7 @@ class Streamer:
         """
         self._require_running()
         if buffer_ms is not None:
-            _check_ms("buffer_ms", buffer_ms, 1)
+            _check_range("buffer_ms", buffer_ms, BUFFER_MS, "ms")
         if isinstance(chunks, (bytes, bytearray, memoryview, str)):
             raise TypeError("stream() takes sample arrays: for bytes (raw PCM, a WAV, MP3...) use stream_bytes()")
         if isinstance(chunks, np.ndarray):
@@ -373,7 +376,7 @@ class Streamer:
         """
         self._require_running()
         if buffer_ms is not None:
-            _check_ms("buffer_ms", buffer_ms, 1)
+            _check_range("buffer_ms", buffer_ms, BUFFER_MS, "ms")
         drift, buffer_ms = self._drift_control(live_input.rate, buffer_ms)
         return self._enqueue(live_input.name, None, segment_id, low_latency=True, buffer_ms=buffer_ms,
                              drift=drift, capture=live_input)
@@ -881,9 +884,15 @@ class Streamer:
             self._output.send_app_message(message, sent)
 
 
-def _check_ms(name: str, value: object, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be a whole number of ms, at least {least}, not {value!r}")
+def _check_range(name: str, value: object, limits: tuple[float, float | None], unit: str, *,
+                 whole: bool = True) -> None:
+    """Raise :class:`ValueError` naming ``name`` unless ``value`` is an int (or, unless ``whole``,
+    a float) within ``limits`` (inclusive; None: no upper limit)."""
+    least, most = limits
+    kinds = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not least <= value <= (most or math.inf):
+        bounds = f"at least {least}" if most is None else f"from {least} to {most}"
+        raise ValueError(f"{name} must be {'a whole' if whole else 'a'} number of {unit}, {bounds}, not {value!r}")
 
 
 def _stopper(items: Iterable[Any]) -> Callable[[], None] | None:

@@ -17,7 +17,6 @@ from ..errors import JoinError
 
 TRANSPORTS = ("custom-track", "virtual-mic", "app-message")
 DEFAULT_BITRATE = 96_000
-MIN_BITRATE, MAX_BITRATE = 6_000, 510_000  # what Opus encodes
 _VIRTUAL_MIC_NAME = "echo-streamer-mic"
 _PROCESSING_OFF = {name: {"exact": False} for name in ("autoGainControl", "echoCancellation", "noiseSuppression")}
 
