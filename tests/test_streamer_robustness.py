@@ -579,6 +579,56 @@ def test_a_cut_async_source_waiting_for_its_next_chunk_stops_at_once(kind: str) 
     assert after_cut < 0.1, f"the generator's finally ran {after_cut:.3f} s after the cut"
 
 
+def test_an_async_source_is_read_as_async_for_would_read_it() -> None:
+    """In one task and in the caller's context throughout: a context variable set before
+    stream() is seen, one the generator sets keeps its value across its yields, and an
+    asyncio.timeout() spanning its yields fires (failing the segment with its TimeoutError, not
+    waiting out the stall)."""
+    import contextvars
+
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+    seen: list[str] = []
+
+    async def tts(stall_s: float) -> AsyncIterator[np.ndarray]:
+        seen.append(request_id.get())
+        request_id.set("set by the generator")
+        async with asyncio.timeout(0.3):
+            yield tone(IN_RATE, 0.1)[:, 0]
+            seen.append(request_id.get())
+            await asyncio.sleep(stall_s)
+            yield tone(IN_RATE, 0.1)[:, 0]
+
+    async def session() -> tuple[str, str | None, float]:
+        async with Streamer(StreamerConfig(gap_ms=10)) as streamer:
+            request_id.set("req-42")
+            began = time.monotonic()
+            segment = await streamer.stream(tts(stall_s=5), IN_RATE).wait()
+            return segment.state, segment.error, time.monotonic() - began
+
+    state, error, took = arun(session())
+    assert seen == ["req-42", "set by the generator"]
+    assert (state, error) == ("failed", "stream: its chunks raised TimeoutError: "), error
+    assert took < 2, f"the timeout spanning the yields fired only after {took:.2f} s"
+
+
+def test_an_async_source_cancelled_by_its_own_code_fails_its_segment() -> None:
+    """A CancelledError the streamer did not cause (the TTS's connection task was cancelled) cut
+    the utterance short: the segment fails saying so, it is not reported as played to its end."""
+    async def tts() -> AsyncIterator[np.ndarray]:
+        yield tone(IN_RATE, 0.2)[:, 0]
+        connection = asyncio.ensure_future(asyncio.sleep(10))
+        connection.cancel()
+        await connection
+
+    async def session() -> tuple[str, str | None]:
+        async with Streamer(StreamerConfig(gap_ms=10)) as streamer:
+            segment = await streamer.stream(tts(), IN_RATE).wait()
+            return segment.state, segment.error
+
+    assert arun(session()) == ("failed", "stream: its chunks raised RuntimeError: CancelledError, not from the "
+                                         "streamer: it was cut short")
+
+
 @pytest.mark.parametrize(("chunk", "reason"), [
     (np.rint(tone(IN_RATE, 0.2)[:, 0] * 20_000).astype(np.float32),
      "float samples reach 10000, far beyond full scale 1.0 (int16 values as floats? divide them by 32768, "
