@@ -365,6 +365,34 @@ def test_a_listener_that_raises_does_not_break_the_streamer(caplog: pytest.LogCa
     assert "broken listener on interrupt_requested" in failures
 
 
+def test_a_listener_may_call_the_streamer() -> None:
+    """Listeners hear of an interrupt once it is registered, not half way through: a reply a
+    listener queues on interrupt_requested is kept (queued after the interrupt, as in a barge-in),
+    and an interrupt a listener asks for on item_dropped is carried out."""
+    nested: list[Any] = []
+    replies: list[Any] = []
+
+    async def session() -> tuple[str, str, bool, str]:
+        async with Streamer(StreamerConfig(gap_ms=10)) as streamer:
+            def listener(event: Event) -> None:
+                if event["event"] == "interrupt_requested" and not replies:
+                    replies.append(streamer.stream(tone(IN_RATE, 0.3)[:, 0], IN_RATE, segment_id="reply"))
+                elif event["event"] == "item_dropped" and not nested:
+                    nested.append(streamer.interrupt("now", keep_queue=True))
+
+            streamer.add_listener(listener)
+            playing = streamer.stream(chunked(tone(IN_RATE, 1.0)[:, 0], 441), IN_RATE)
+            queued = streamer.stream(tone(IN_RATE, 0.3)[:, 0], IN_RATE)
+            while playing.state != "playing":
+                await asyncio.sleep(0.01)
+            await streamer.interrupt("now").wait()
+            await asyncio.wait_for(nested[0].wait(), 3)
+            await asyncio.wait_for(replies[0].wait(), 3)
+            return playing.state, queued.state, nested[0].done(), replies[0].state
+
+    assert arun(session()) == ("interrupted", "cancelled", True, "finished")
+
+
 def test_listeners_are_called_not_awaited() -> None:
     async def coroutine_listener(event: Event) -> None:
         pass

@@ -792,11 +792,12 @@ class Streamer:
 
     def _emit_threadsafe(self, name: str, t: float, fields: dict[str, Any],
                          resolves: Segment | Interruption | None) -> None:
-        """Emit from any thread: directly on the loop's own thread, else scheduled onto it (unless
-        the loop has closed: a streamer never closed, or a decoder left behind at close)."""
+        """Emit from any thread: directly on the loop's own thread (delivered to listeners once the
+        operation under way is over: see :meth:`_emit`), else scheduled onto it (unless the loop
+        has closed: a streamer never closed, or a decoder left behind at close)."""
         assert self._loop is not None
         if threading.get_ident() == self._loop_thread:
-            self._emit(name, t, fields, resolves)
+            self._emit(name, t, fields, resolves, deliver_later=True)
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._emit, name, t, fields, resolves)
 
@@ -810,10 +811,16 @@ class Streamer:
             self._emit_threadsafe(name, time.monotonic(), fields, None)
 
     def _emit(self, name: str, t: float, fields: dict[str, Any],
-              resolves: Segment | Interruption | None = None) -> None:
-        """Deliver an event; ``resolves`` is the segment or interruption whose wait() it completes."""
+              resolves: Segment | Interruption | None = None, *, deliver_later: bool = False) -> None:
+        """Record an event and deliver it; ``resolves`` is the segment or interruption whose wait()
+        it completes. ``deliver_later`` hands it to listeners and subscribers from the loop's next
+        round instead, for an event emitted in the middle of an operation (an interrupt dropping the
+        queue): a listener that calls the streamer then finds that operation complete. Either way
+        they have it before a task waiting for ``resolves`` resumes."""
         event: Event = {"t": t, "event": name, **fields}
         assert self._loop is not None
+        if deliver_later:
+            self._loop.call_soon(self._deliver, event)
         if resolves is not None:
             resolves.mark_done()
             if isinstance(resolves, Segment):
@@ -827,6 +834,12 @@ class Streamer:
         elif name == "idle" and self._playout.idle:
             assert self._idle is not None
             self._idle.set()
+        if not deliver_later:
+            self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        assert self._loop is not None
+        name = event["event"]
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -836,8 +849,7 @@ class Streamer:
         self._event_feed.publish(event)
         if (name == "interrupt_done" and self.config.tavus_conversation_id is not None
                 and self.config.transport != "app-message"):  # that transport sent it at the cut
-            # Not inline: this may run under the playout lock, and the SDK call must not.
-            self._loop.call_soon(self._send_tavus_interrupt, self.config.tavus_conversation_id)
+            self._send_tavus_interrupt(self.config.tavus_conversation_id)
 
     async def send_app_message(self, message: Any) -> None:
         """Broadcast a Daily app message (any JSON value) to the room.
