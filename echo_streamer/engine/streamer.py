@@ -476,7 +476,8 @@ class Streamer:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(event)`` on the event loop for every event; it must not block. An
         exception it raises goes to the loop's exception handler (logged), not to the streamer.
-        For a coroutine, use :meth:`events`."""
+        It may call the streamer: an event raised during an operation (an interrupt dropping the
+        queue) is delivered once that operation is over. For a coroutine, use :meth:`events`."""
         if inspect.iscoroutinefunction(listener):
             raise TypeError("a listener is called, not awaited: iterate streamer.events() in a task instead")
         self._listeners.append(listener)
