@@ -148,6 +148,22 @@ def test_ids_and_buffers_a_segment_cannot_take_are_refused_at_the_call() -> None
     assert arun(session()) == "finished"
 
 
+def test_automatic_ids_never_repeat_one_a_caller_chose() -> None:
+    """seg-N ids skip one of that form the caller gave, while it plays and after it is done."""
+    async def session() -> list[str]:
+        async with Streamer(StreamerConfig(gap_ms=10)) as streamer:
+            chosen = streamer.stream(tone(IN_RATE, 0.1)[:, 0], IN_RATE, segment_id="seg-1")
+            automatic = streamer.stream(tone(IN_RATE, 0.1)[:, 0], IN_RATE)
+            await streamer.drain()
+            later = [streamer.stream(tone(IN_RATE, 0.05)[:, 0], IN_RATE, segment_id="seg-4"),
+                     streamer.stream(tone(IN_RATE, 0.05)[:, 0], IN_RATE),
+                     streamer.stream(tone(IN_RATE, 0.05)[:, 0], IN_RATE)]
+            await streamer.drain()
+            return [segment.id for segment in (chosen, automatic, *later)]
+
+    assert arun(session()) == ["seg-1", "seg-2", "seg-4", "seg-3", "seg-5"]
+
+
 @pytest.mark.parametrize("fields, named", [({"rate": 44100}, "44100"), ({"frame_ms": 15}, "15")])
 def test_unsupported_output_format_is_rejected(fields: dict[str, Any], named: str) -> None:
     """A rate other than 16/24 kHz or a frame other than 10/20 ms raises ValueError naming the value, before any I/O."""

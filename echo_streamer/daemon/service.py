@@ -4,8 +4,6 @@ segments, the live input, and the events and counters the API reports."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -14,7 +12,7 @@ from typing import Any
 from ..engine.events import Event, EventFeed
 from ..engine.interrupt import Interruption
 from ..engine.live import LiveSession
-from ..engine.segment import Segment
+from ..engine.segment import Segment, SegmentIds
 from ..engine.streamer import Streamer, StreamerConfig
 from ..engine.waiting import in_daemon_thread, unless
 from ..errors import InputError, JoinError
@@ -22,7 +20,6 @@ from ..output.tavus import conversation_id_from_url, received_event
 from ..sources.live import LiveInput
 from .paths import AllowedPaths, PathInvalid, PathRefused
 
-_AUTOMATIC_ID = re.compile(r"seg-[0-9]+")  # the form of the ids the daemon picks
 # Counters carried across rejoins (a new Streamer starts from zero).
 _STREAMER_COUNTERS = ("frames_sent", "frames_played", "frames_rested", "underruns", "underrun_frames", "interrupts",
                       "late_completions", "app_messages_sent", "app_messages_failed")
@@ -78,8 +75,7 @@ class Daemon:
         self.last_error: str | None = None
         self.started_at = time.monotonic()
         self._active_ids: set[str] = set()  # segments queued or playing, whose ids are taken
-        self._segment_ids = itertools.count(1)
-        self._chosen_ids: set[str] = set()  # those of the automatic form (seg-N) clients chose
+        self._segment_ids = SegmentIds()  # the daemon's own: they run on across its streamers
         self._live_task: asyncio.Task[None] | None = None
         self._live_starting = asyncio.Lock()  # two starts at once must not open the card twice
         self._opening: asyncio.Future[LiveInput] | None = None  # the card's latest open, in its thread
@@ -324,18 +320,12 @@ class Daemon:
         return self.streamer
 
     def _new_id(self, requested: str | None) -> str:
-        if requested is None:  # skipping the ids clients chose themselves, now or before
-            automatic = f"seg-{next(self._segment_ids)}"
-            while automatic in self._active_ids or automatic in self._chosen_ids:
-                automatic = f"seg-{next(self._segment_ids)}"
-            return automatic
-        if not requested or len(requested) > 128:
+        if requested is not None and not 1 <= len(requested) <= 128:
             raise ApiError(400, "id must be 1 to 128 characters")
-        if requested in self._active_ids:
-            raise ApiError(409, f"segment {requested!r} is still queued or playing")
-        if _AUTOMATIC_ID.fullmatch(requested):
-            self._chosen_ids.add(requested)
-        return requested
+        try:
+            return self._segment_ids.new(requested, self._active_ids)
+        except ValueError:
+            raise ApiError(409, f"segment {requested!r} is still queued or playing") from None
 
     def _live_id(self) -> str:
         """The next automatic id, held (as :meth:`_track` holds a file's) for a live segment."""

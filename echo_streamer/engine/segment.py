@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -14,6 +16,29 @@ from .waitable import Waitable
 
 if TYPE_CHECKING:
     from ..sources.live import LiveInput
+
+
+class SegmentIds:
+    """Hands out segment ids: the caller's own, refused (:class:`ValueError`) while a segment with
+    it is active; otherwise seg-1, seg-2, ..., skipping the active ones and any of that form a
+    caller chose for itself, now or before. So events never name two segments alike."""
+
+    AUTOMATIC = re.compile(r"seg-[0-9]+")
+
+    def __init__(self) -> None:
+        self._numbers = itertools.count(1)
+        self._chosen: set[str] = set()
+
+    def new(self, requested: str | None, active: Container[str]) -> str:
+        if requested is None:
+            while (automatic := f"seg-{next(self._numbers)}") in active or automatic in self._chosen:
+                pass
+            return automatic
+        if requested in active:
+            raise ValueError(f"segment id {requested!r} is queued or playing already")
+        if self.AUTOMATIC.fullmatch(requested):
+            self._chosen.add(requested)
+        return requested
 
 
 class Frame(NamedTuple):

@@ -40,7 +40,7 @@ from .events import Event, EventFeed
 from .interrupt import DEFAULT_MAX_WAIT_MS, Interruption
 from .livefeed import LiveFeed
 from .playout import LATE_MS, Playout
-from .segment import Frame, Segment, SegmentEnd
+from .segment import Frame, Segment, SegmentEnd, SegmentIds
 
 Listener = Callable[[Event], None]
 
@@ -150,7 +150,7 @@ class Streamer:
         self._format = self.config.output
         self._listeners: list[Listener] = []
         self._event_feed = EventFeed()
-        self._segment_ids = itertools.count(1)
+        self._segment_ids = SegmentIds()
         self._interrupt_ids = itertools.count(1)
         self._segments: list[Segment] = []
         self._lock = threading.RLock()
@@ -644,10 +644,9 @@ class Streamer:
                  release: Callable[[], None] | None = None, capture: LiveInput | None = None,
                  stop_source: Callable[[], None] | None = None) -> Segment:
         assert self._loop is not None and self._idle is not None
-        if segment_id is not None and any(segment.id == segment_id for segment in self._segments):
-            raise ValueError(f"segment id {segment_id!r} is queued or playing already")
+        segment_id = self._segment_ids.new(segment_id, {segment.id for segment in self._segments})
         buffer_frames = max(2, (self.config.buffer_ms if buffer_ms is None else buffer_ms) // self._format.frame_ms)
-        segment = Segment(segment_id or f"seg-{next(self._segment_ids)}", name, open_source, self._format.rate,
+        segment = Segment(segment_id, name, open_source, self._format.rate,
                           buffer_frames, self._loop, low_latency, drift, release, capture, stop_source)
         self._segments.append(segment)
         self._idle.clear()
