@@ -232,10 +232,12 @@ class Playout:
         The cut happens in the next frame chosen (``"now"``) or at the next interrupt point
         before ``request.deadline`` (``"next_pause"``); unless ``request.keep_queue``, the
         segments queued behind the current one are dropped at once, and those queued later are
-        kept. A request made while another is still in progress (waiting for its cut, or cut and
-        in its gap) joins it (:meth:`Interruption.absorb`) and the earlier one is returned.
+        kept. A request made while another is still in progress (waiting for its cut, or cut with
+        its fade frame still in flight) joins it (:meth:`Interruption.absorb`) and the earlier one
+        is returned.
         """
-        # A cut on its way is joined while its gap lasts, not once the next segment plays.
+        # A cut is joined until its fade frame has played (it is resolved then); later, in the gap,
+        # a request finds nothing playing.
         joinable = self._cutting[-1] if self._cutting and self._current is None else None
         active = self._pending or joinable or request
         current = self._current
