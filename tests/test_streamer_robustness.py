@@ -267,10 +267,32 @@ def test_async_iterables_whole_arrays_and_bytes_stream_bit_exact(tmp_path: Path)
 
 @pytest.mark.parametrize(("rate", "channels"), [(0, 1), (24000.5, 1), (24000, 0), (True, 1)])
 def test_a_format_the_pipeline_cannot_take_is_refused_at_the_call(rate: Any, channels: Any) -> None:
+    """By stream() and by stream_bytes() of a raw format alike."""
     async def session() -> None:
         async with Streamer() as streamer:
             with pytest.raises(ValueError):
                 streamer.stream([np.zeros(100, np.float32)], rate, channels=channels)
+            with pytest.raises(ValueError):
+                streamer.stream_bytes([bytes(200)], sample_format="s16le", rate=rate, channels=channels)
+            assert streamer.queued() == [] and streamer.current is None
+
+    arun(session())
+
+
+def test_chunks_that_are_no_iterable_are_refused_at_the_call() -> None:
+    async def session() -> None:
+        async with Streamer() as streamer:
+            for method in (lambda chunks: streamer.stream(chunks, IN_RATE),
+                           lambda chunks: streamer.stream_bytes(chunks, sample_format="s16le", rate=IN_RATE,
+                                                                channels=1)):
+                for chunks in (None, 5):
+                    with pytest.raises(TypeError, match=f"takes an iterable or async iterable of chunks, not "
+                                                        f"{type(chunks).__name__}"):
+                        method(chunks)
+            with pytest.raises(TypeError, match="stream_bytes.. takes bytes, not str$"):
+                streamer.stream_bytes("hello")
+            with pytest.raises(TypeError, match="takes bytes, not ndarray: for sample arrays use stream"):
+                streamer.stream_bytes(np.zeros(100, np.int16))  # type: ignore[arg-type]
             assert streamer.queued() == [] and streamer.current is None
 
     arun(session())

@@ -29,7 +29,7 @@ from ..output.eventlog import EventLog
 from ..output.tavus import interrupt_message
 from ..sources.arrays import ArraySource
 from ..sources.awaited import AwaitedIterator
-from ..sources.base import AudioSource
+from ..sources.base import AudioSource, check_format
 from ..sources.bytestream import open_byte_stream
 from ..sources.files import open_audio
 from ..sources.formats import AUTO, RAW_FORMATS
@@ -353,7 +353,7 @@ class Streamer:
             raise TypeError("stream() takes sample arrays: for bytes (raw PCM, a WAV, MP3...) use stream_bytes()")
         if isinstance(chunks, np.ndarray):
             chunks = [chunks]
-        items = self._blocking(chunks)
+        items = self._blocking(chunks, "stream()")
         try:
             source = ArraySource(items, rate, channels, name)
         except InputError as error:
@@ -448,16 +448,26 @@ class Streamer:
                                  f"not {sample_format!r}")
             if rate is None or channels is None:
                 raise ValueError(f"raw {sample_format} needs rate and channels")
+            try:
+                check_format(name, rate, channels)
+            except InputError as error:
+                raise ValueError(error.reason) from None
         elif rate is not None or channels is not None:
             raise ValueError("rate and channels describe raw samples: with 'auto' they come from the stream")
+        if isinstance(chunks, str | np.ndarray):
+            raise TypeError(f"stream_bytes() takes bytes, not {type(chunks).__name__}"
+                            + (": for sample arrays use stream()" if isinstance(chunks, np.ndarray) else ""))
         self._require_running()
-        pieces = self._blocking([bytes(chunks)] if isinstance(chunks, (bytes, bytearray, memoryview)) else chunks)
+        pieces = self._blocking([bytes(chunks)] if isinstance(chunks, (bytes, bytearray, memoryview)) else chunks,
+                                "stream_bytes()")
         return self._enqueue(name, lambda: open_byte_stream(pieces, name, sample_format, rate, channels), segment_id,
                              low_latency=True, release=getattr(pieces, "close", None), stop_source=_stopper(pieces))
 
-    def _blocking(self, items: Iterable[Any] | AsyncIterable[Any]) -> Iterable[Any]:
+    def _blocking(self, items: Iterable[Any] | AsyncIterable[Any], method: str) -> Iterable[Any]:
         """``items`` as the decode worker reads it: an async iterable is awaited on the event loop."""
         assert self._loop is not None
+        if not isinstance(items, Iterable | AsyncIterable):
+            raise TypeError(f"{method} takes an iterable or async iterable of chunks, not {type(items).__name__}")
         return AwaitedIterator(items, self._loop) if isinstance(items, AsyncIterable) else items
 
     async def drain(self) -> None:

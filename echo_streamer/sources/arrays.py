@@ -28,9 +28,7 @@ class ArraySource:
     duration: float | None = None
 
     def __init__(self, chunks: Iterable[np.ndarray], rate: int, channels: int = 1, name: str = "stream") -> None:
-        if isinstance(rate, bool) or int(rate) != rate or isinstance(channels, bool) or int(channels) != channels:
-            raise InputError(name, f"rate and channels must be whole numbers, not {rate!r} and {channels!r}")
-        check_format(name, int(rate), int(channels))
+        check_format(name, rate, channels)
         self.name = name
         self.rate = int(rate)
         self.channels = int(channels)

@@ -35,7 +35,10 @@ class AudioSource(Protocol):
 
 
 def check_format(name: str, rate: int, channels: int) -> None:
-    """Reject sample rates and channel counts outside what the pipeline supports."""
+    """Reject sample rates and channel counts outside what the pipeline supports (or not whole
+    numbers: a caller's own, through the Python API)."""
+    if isinstance(rate, bool) or int(rate) != rate or isinstance(channels, bool) or int(channels) != channels:
+        raise InputError(name, f"rate and channels must be whole numbers, not {rate!r} and {channels!r}")
     if not MIN_RATE <= rate <= MAX_RATE:
         raise InputError(name, f"sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
     if not 1 <= channels <= MAX_CHANNELS:
