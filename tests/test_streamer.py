@@ -164,6 +164,28 @@ def test_automatic_ids_never_repeat_one_a_caller_chose() -> None:
     assert arun(session()) == ["seg-1", "seg-2", "seg-4", "seg-3", "seg-5"]
 
 
+def test_cancel_ends_one_segment_alone() -> None:
+    """A queued one is dropped and the one playing goes on; the one playing is cut and the one
+    queued after it plays; one already done returns at once; another streamer's is refused."""
+    async def session() -> list[str]:
+        async with Streamer(StreamerConfig(gap_ms=10)) as streamer, Streamer() as other:
+            playing = streamer.stream(chunked(tone(IN_RATE, 0.6)[:, 0], 441), IN_RATE)
+            dropped = streamer.stream(tone(IN_RATE, 0.2)[:, 0], IN_RATE)
+            after = streamer.stream(tone(IN_RATE, 0.2)[:, 0], IN_RATE)
+            await streamer.cancel(dropped)
+            while playing.position_ms < 100:
+                await asyncio.sleep(0.01)
+            await streamer.cancel(playing)
+            await streamer.cancel(playing)
+            foreign = other.stream(tone(IN_RATE, 0.2)[:, 0], IN_RATE)
+            with pytest.raises(ValueError, match=f"segment {foreign.id!r} is not this streamer's"):
+                await streamer.cancel(foreign)
+            await streamer.drain()
+            return [segment.state for segment in (playing, dropped, after)]
+
+    assert arun(session()) == ["interrupted", "cancelled", "finished"]
+
+
 @pytest.mark.parametrize("fields, named", [({"rate": 44100}, "44100"), ({"frame_ms": 15}, "15")])
 def test_unsupported_output_format_is_rejected(fields: dict[str, Any], named: str) -> None:
     """A rate other than 16/24 kHz or a frame other than 10/20 ms raises ValueError naming the value, before any I/O."""

@@ -417,7 +417,10 @@ class Streamer:
 
     async def cancel(self, segment: Segment) -> None:
         """End ``segment`` alone: dropped if it is still queued, faded out (``interrupt("now",
-        keep_queue=True)``) if it is playing; returns once it is done."""
+        keep_queue=True)``) if it is playing; returns once it is done. :class:`ValueError` for a
+        segment of another streamer that has not ended."""
+        if not segment.done() and segment not in self._segments:
+            raise ValueError(f"segment {segment.id!r} is not this streamer's")
         with self._lock:  # held from the check to the cut: the segment after it must not be cut instead
             if self._playout.cancel_waiting(segment, time.monotonic()):
                 return
