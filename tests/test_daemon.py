@@ -524,6 +524,15 @@ def test_a_token_is_required_on_every_request(tmp_path: Path) -> None:
         daemon.stop()
 
 
+def test_two_output_options_naming_one_file_is_a_usage_error(tmp_path: Path) -> None:
+    """As for the streaming commands: each would corrupt the other."""
+    same = tmp_path / "same.log"
+    result = subprocess.run(cli_command("daemon", "--listen", "127.0.0.1:0", "--events", same, "--message-log", same),
+                            capture_output=True, text=True, env=offline_env(), timeout=30)
+    assert result.returncode == 2 and "--events and --message-log name the same file" in result.stderr, result.stderr
+    assert not same.exists()
+
+
 @pytest.mark.parametrize("token", [None, " \t"], ids=["none", "blank"])
 def test_listening_beyond_loopback_needs_a_token(token: str | None, tmp_path: Path) -> None:
     env = offline_env() | ({} if token is None else {"ECHO_STREAMER_TOKEN": token})

@@ -7,8 +7,8 @@ from typing import Any
 import click
 
 from .client import bearer_token
-from .session import (HELD_SIGNALS, STOP_SIGNALS, divert_native_stderr, exit_with, fail, say,
-                      stream_options, streamer_config)
+from .session import (HELD_SIGNALS, STOP_SIGNALS, divert_native_stderr, exit_with, fail,
+                      refuse_overwriting, say, stream_options, stream_outputs, streamer_config)
 
 EXIT_CANNOT_LISTEN = 2
 
@@ -62,6 +62,7 @@ def daemon(listen: str, token_file: str | None, allow_dirs: tuple[str, ...], mut
         host, port = parse_listen(listen)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--listen") from None
+    refuse_overwriting((), stream_outputs(options))
     token = bearer_token(token_file)
     if token is None and not is_loopback(host):
         raise click.UsageError(f"--listen {listen} is not loopback: give a token (--token-file or "

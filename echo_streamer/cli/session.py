@@ -74,6 +74,12 @@ def refuse_overwriting(inputs: tuple[str, ...], outputs: dict[str, str | None]) 
                                        "each would corrupt the other")
 
 
+def stream_outputs(options: dict[str, Any]) -> dict[str, str | None]:
+    """The files :func:`stream_options` write, by option, for :func:`refuse_overwriting`."""
+    return {"--capture": options["capture"], "--events": options["events_path"], "--sdk-log": options["sdk_log"],
+            "--message-log": options["message_log"]}
+
+
 MAX_WAIT_RANGE = click.IntRange(*MAX_WAIT_MS)
 rate_option = click.option("--rate", type=click.Choice(["16000", "24000"]), default="24000", show_default=True,
                            help="Output sample rate in Hz.")
@@ -160,8 +166,7 @@ def run_streaming(options: dict[str, Any], work: Work, *, inputs: tuple[str, ...
     ``hard_exit()`` says so."""
     import asyncio
 
-    refuse_overwriting(inputs, {"--capture": options["capture"], "--events": options["events_path"],
-                                "--sdk-log": options["sdk_log"], "--message-log": options["message_log"]})
+    refuse_overwriting(inputs, stream_outputs(options))
     config = streamer_config(options)
     if options["conversation_id"] and config.tavus_conversation_id is None:
         raise click.UsageError("--conversation-id is used only by --tavus-interrupt and --transport app-message")
