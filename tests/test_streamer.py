@@ -172,7 +172,10 @@ def test_cancel_ends_one_segment_alone() -> None:
             playing = streamer.stream(chunked(tone(IN_RATE, 0.6)[:, 0], 441), IN_RATE)
             dropped = streamer.stream(tone(IN_RATE, 0.2)[:, 0], IN_RATE)
             after = streamer.stream(tone(IN_RATE, 0.2)[:, 0], IN_RATE)
+            heard: list[str] = []
+            streamer.add_listener(lambda event: heard.append(event["event"]))
             await streamer.cancel(dropped)
+            assert heard == ["item_dropped"], "cancel() returned before the listeners heard of the drop"
             while playing.position_ms < 100:
                 await asyncio.sleep(0.01)
             await streamer.cancel(playing)

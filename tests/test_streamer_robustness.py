@@ -661,6 +661,55 @@ def test_an_async_source_is_read_as_async_for_would_read_it() -> None:
     assert took < 2, f"the timeout spanning the yields fired only after {took:.2f} s"
 
 
+def test_an_async_source_s_timeout_fires_while_the_decoder_is_ahead_of_it() -> None:
+    """A TTS faster than real time has its items read ahead and then waits at a yield until the
+    decoder asks again: a timeout spanning its yields that expires there is raised in it (its
+    TimeoutError fails the segment), not taken for the end of the stream."""
+    async def tts() -> AsyncIterator[np.ndarray]:
+        async with asyncio.timeout(0.4):
+            for chunk in chunked(tone(IN_RATE, 3.0)[:, 0], 441):
+                yield chunk
+
+    async def session() -> tuple[str, str | None, float]:
+        async with Streamer(StreamerConfig(gap_ms=10)) as streamer:
+            segment = await streamer.stream(tts(), IN_RATE).wait()
+            return segment.state, segment.error, segment.position_ms
+
+    state, error, position_ms = arun(session())
+    assert (state, error) == ("failed", "stream: its chunks raised TimeoutError: "), error
+    assert position_ms < 2500, "it played on as if the timeout had not fired"
+
+
+def test_an_async_source_closed_before_its_reader_starts_ends_the_wait_for_it() -> None:
+    """next() asked and close() come in the same round of the loop (the loop is held up while
+    both arrive), before the task that reads the iterable has taken a step: the next() ends
+    (StopIteration) and the iterable is closed all the same."""
+    from echo_streamer.sources.awaited import AwaitedIterator
+
+    async def tts() -> AsyncIterator[int]:
+        yield 1
+
+    async def session() -> tuple[list[str], bool]:
+        loop = asyncio.get_running_loop()
+        generator = tts()
+        items = AwaitedIterator(generator, loop)
+        outcome: list[str] = []
+        consumer = threading.Thread(target=lambda: outcome.append(repr(next(items, "the end"))))
+
+        def hold_the_loop() -> None:
+            consumer.start()
+            threading.Timer(0.1, items.close).start()
+            time.sleep(0.3)
+
+        loop.call_soon(hold_the_loop)
+        await asyncio.sleep(0.01)
+        await asyncio.to_thread(consumer.join, 5)
+        await asyncio.sleep(0.1)
+        return outcome, generator.ag_frame is None
+
+    assert arun(session()) == (["'the end'"], True)
+
+
 def test_an_async_source_cancelled_by_its_own_code_fails_its_segment() -> None:
     """A CancelledError the streamer did not cause (the TTS's connection task was cancelled) cut
     the utterance short: the segment fails saying so, it is not reported as played to its end."""

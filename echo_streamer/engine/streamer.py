@@ -422,10 +422,12 @@ class Streamer:
         if not segment.done() and segment not in self._segments:
             raise ValueError(f"segment {segment.id!r} is not this streamer's")
         with self._lock:  # held from the check to the cut: the segment after it must not be cut instead
-            if self._playout.cancel_waiting(segment, time.monotonic()):
-                return
+            dropped = self._playout.cancel_waiting(segment, time.monotonic())
             cut = (self._interrupt("now", True, DEFAULT_MAX_WAIT_MS)
-                   if self._playout.current is segment and not self._closed else None)
+                   if not dropped and self._playout.current is segment and not self._closed else None)
+        if dropped:
+            await asyncio.sleep(0)  # listeners hear of it first (its events are delivered next round)
+            return
         if cut is not None:
             await cut.wait()
         await segment.wait()
