@@ -101,11 +101,15 @@ def render(input_path: str, output_path: str, output: OutputFormat = OutputForma
 @contextmanager
 def _replacing(final: str) -> Iterator[BinaryIO]:
     """A temporary file beside ``final`` that becomes it when the block ends without an exception,
-    and is removed otherwise. The temporary file is renamed over ``final`` (atomic), taking the mode
-    and owner of the file it replaces. Only where a rename would lose what the file was (another
-    hard link to it, an owner or group that cannot be given back, a folder that cannot be written)
-    are its contents replaced in place, after the block, by :func:`_overwrite`."""
+    and is removed otherwise. The temporary file, complete and closed, is renamed over ``final``
+    (atomic), given the mode and owner of the file it replaces (not its ACLs or extended
+    attributes). Only where a rename would change what the file was (another hard link to it, an
+    owner or mode that cannot be given back, a folder that cannot be written) are its contents
+    replaced in place, after the block, by :func:`_overwrite`. An existing ``final`` that cannot
+    be written is refused before anything is (:class:`PermissionError`)."""
     existing = os.stat(final) if os.path.exists(final) else None
+    if existing is not None and not os.access(final, os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), final)
     folder, name = os.path.split(final)
     partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
     try:
@@ -117,11 +121,11 @@ def _replacing(final: str) -> Iterator[BinaryIO]:
     try:
         with file:
             yield file
-            file.flush()  # a full disk fails here, before the rename
-            if existing is None or (beside and _made_like(file, existing)):
-                os.replace(partial, final)
-            else:
+            in_place = existing is not None and not (beside and _made_like(file, existing))
+            if in_place:
                 _overwrite(final, file)
+        if not in_place:  # closed first: a write that fails only at close fails before the rename
+            os.replace(partial, final)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
@@ -129,31 +133,32 @@ def _replacing(final: str) -> Iterator[BinaryIO]:
 
 def _made_like(file: BinaryIO, existing: os.stat_result) -> bool:
     """Give ``file`` the mode and owner of ``existing``; whether renaming it over ``existing`` now
-    keeps everything the file was."""
+    changes nothing else of what a user sees of the file."""
     if existing.st_nlink != 1:
         return False
     try:
         os.fchown(file.fileno(), existing.st_uid, existing.st_gid)
-    except PermissionError:
+        os.fchmod(file.fileno(), stat.S_IMODE(existing.st_mode))
+    except OSError:  # not ours to give away, or a file system that keeps neither (vfat)
         return False
-    os.fchmod(file.fileno(), stat.S_IMODE(existing.st_mode))
     return True
 
 
 def _overwrite(final: str, new: BinaryIO) -> None:
     """Replace the contents of the file ``final`` with those of ``new`` (read from its start). A
-    full disk fails before a byte of ``final`` changes; a failure or a stop after that raises
-    :class:`PartlyWritten`."""
+    full disk or a stop while its space is reserved leaves it as it was; a failure or a stop after
+    that raises :class:`PartlyWritten`."""
+    new.flush()
     size = new.seek(0, os.SEEK_END)
     new.seek(0)
     with open(final, "r+b") as target:
         old_size = os.fstat(target.fileno()).st_size
         try:
             os.posix_fallocate(target.fileno(), 0, size)
-        except OSError as error:
+        except BaseException as error:
             target.truncate(old_size)
-            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that cannot reserve
-                raise
+            if not (isinstance(error, OSError) and error.errno in (errno.EOPNOTSUPP, errno.EINVAL)):
+                raise  # EOPNOTSUPP, EINVAL: a file system that cannot reserve space
         try:
             shutil.copyfileobj(new, target, COPY_BUFFER)
             target.truncate()

@@ -28,8 +28,8 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     INPUT may be - for standard input. --points lists where a soft interrupt may cut it:
     {"ms", "kind": "pause" | "end", "until_ms"}, times from the start of the output. Exit
     status: 0; 1 when INPUT cannot be decoded or OUT cannot be written (one line; OUT as it
-    was); 130 when stopped by Ctrl-C or SIGTERM (OUT as it was; the one exception, an OUT with
-    another hard link, is in the README).
+    was); 130 when stopped by Ctrl-C or SIGTERM (OUT as it was; the exceptions, such as an OUT
+    with another hard link, are in the README).
 
     \b
     Examples:
@@ -67,7 +67,7 @@ def _stopped(error: BaseException, input_path: str, output_path: str) -> NoRetur
     from ..renderer import PartlyWritten
 
     state = "as it was"
-    if isinstance(error, PartlyWritten):  # only an output with another hard link is rewritten in place
+    if isinstance(error, PartlyWritten):  # only an output a rename would change is rewritten in place
         state, error = "partly overwritten", error.__cause__ or error
     if isinstance(error, OSError):
         say(f"echo-streamer: {output_path}: cannot write it: {error.strerror or error}; it is {state}")

@@ -11,7 +11,6 @@ from .waitable import Waitable
 
 MODES = ("now", "next_pause")
 DEFAULT_MAX_WAIT_MS = 400
-# The longest a soft interrupt may be asked to wait, in ms (the CLI's and the API's bound).
 
 
 class Interruption(Waitable):
