@@ -122,6 +122,7 @@ def test_public_names_resolve_to_what_they_document() -> None:
     ({"bitrate": 1000}, "bitrate must be a whole number of bit/s, from 6000 to 510000, not 1000"),
     ({"join_timeout": 0}, "join_timeout must be a number of s, from 0.1 to 600.0, not 0"),
     ({"join_timeout": "20"}, "join_timeout must be a number of s, from 0.1 to 600.0, not '20'"),
+    ({"join_timeout": float("nan")}, "join_timeout must be a number of s, from 0.1 to 600.0, not nan"),
 ])
 def test_a_config_out_of_range_is_refused_naming_the_field(fields: dict[str, Any], says: str) -> None:
     """The Python API checks what the CLI's options check (the same ranges: echo_streamer.limits),
@@ -129,6 +130,16 @@ def test_a_config_out_of_range_is_refused_naming_the_field(fields: dict[str, Any
     with pytest.raises(ValueError) as refused:
         StreamerConfig(**fields)
     assert str(refused.value).startswith(says)
+
+
+def test_a_config_takes_numpy_numbers_as_plain_ones() -> None:
+    """Numbers a program computed with numpy are whole numbers too, kept as plain Python ones
+    (the SDK's settings are JSON)."""
+    config = StreamerConfig(rate=np.int64(16000), frame_ms=np.int32(20), gap_ms=np.int64(200),  # type: ignore[arg-type]
+                            bitrate=np.int64(64_000), join_timeout=np.float32(5.5))  # type: ignore[arg-type]
+    fields = (config.rate, config.frame_ms, config.gap_ms, config.bitrate, config.join_timeout)
+    assert fields == (16000, 20, 200, 64_000, 5.5)
+    assert [type(value) for value in fields] == [int, int, int, int, float]
 
 
 def test_ids_and_buffers_a_segment_cannot_take_are_refused_at_the_call() -> None:

@@ -265,7 +265,8 @@ def test_async_iterables_whole_arrays_and_bytes_stream_bit_exact(tmp_path: Path)
     np.testing.assert_array_equal(sent, np.concatenate((one, one, exact16)))
 
 
-@pytest.mark.parametrize(("rate", "channels"), [(0, 1), (24000.5, 1), (24000, 0), (True, 1)])
+@pytest.mark.parametrize(("rate", "channels"), [(0, 1), (24000.5, 1), (24000, 0), (True, 1), (float("inf"), 1),
+                                               (float("nan"), 1), ("24000", 1)])
 def test_a_format_the_pipeline_cannot_take_is_refused_at_the_call(rate: Any, channels: Any) -> None:
     """By stream() and by stream_bytes() of a raw format alike."""
     async def session() -> None:

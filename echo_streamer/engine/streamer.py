@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import itertools
 import math
+import numbers
 import os
 import queue
 import sys
@@ -55,6 +56,10 @@ FEEDER_JOIN_S = 0.25
 # While a streamer runs, a thread holding the GIL gives it up after at most this long (Python's
 # default is 5 ms), so that SDK completions find it quickly even while a decoder runs Python code.
 SWITCH_INTERVAL_S = 0.001
+# StreamerConfig's numeric fields after rate and frame_ms: (name, range, unit).
+_NUMERIC_FIELDS = (("gap_ms", GAP_MS, "ms"), ("lead_ms", LEAD_MS, "ms"), ("buffer_ms", BUFFER_MS, "ms"),
+                   ("stream_start_ms", STREAM_START_MS, "ms"), ("bitrate", BITRATE, "bit/s"),
+                   ("join_timeout", JOIN_TIMEOUT_S, "s"))
 
 
 @dataclass(frozen=True)
@@ -99,12 +104,14 @@ class StreamerConfig:
     def __post_init__(self) -> None:
         """Raises :class:`ValueError` naming the first field out of its range."""
         for name in ("rate", "frame_ms"):
-            if not isinstance(getattr(self, name), int):
-                raise ValueError(f"{name} must be an int, not {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be an int, not {value!r}")
+            object.__setattr__(self, name, int(value))  # a numpy int too, made a plain one
         OutputFormat(self.rate, self.frame_ms)  # an unsupported rate or frame length
-        for name, limits in (("gap_ms", GAP_MS), ("lead_ms", LEAD_MS), ("buffer_ms", BUFFER_MS),
-                             ("stream_start_ms", STREAM_START_MS)):
-            _check_range(name, getattr(self, name), limits, "ms")
+        for name, limits, unit in _NUMERIC_FIELDS:
+            object.__setattr__(self, name, _checked(name, getattr(self, name), limits, unit,
+                                                    whole=name != "join_timeout"))
         if self.room_url is not None and not self.room_url.startswith(("https://", "http://")):
             raise ValueError(f"room_url must be an http(s) URL, not {self.room_url!r}")
         if self.transport not in TRANSPORTS:
@@ -113,8 +120,6 @@ class StreamerConfig:
             raise ValueError("the virtual-mic transport drops audio until a room is joined: give a room URL")
         if self.transport == "app-message" and not self.tavus_conversation_id:
             raise ValueError("the app-message transport needs tavus_conversation_id (whom the messages are for)")
-        _check_range("bitrate", self.bitrate, BITRATE, "bit/s")
-        _check_range("join_timeout", self.join_timeout, JOIN_TIMEOUT_S, "s", whole=False)
 
     @property
     def output(self) -> OutputFormat:
@@ -348,7 +353,7 @@ class Streamer:
         """
         self._require_running()
         if buffer_ms is not None:
-            _check_range("buffer_ms", buffer_ms, BUFFER_MS, "ms")
+            buffer_ms = _checked("buffer_ms", buffer_ms, BUFFER_MS, "ms")
         if isinstance(chunks, (bytes, bytearray, memoryview, str)):
             raise TypeError("stream() takes sample arrays: for bytes (raw PCM, a WAV, MP3...) use stream_bytes()")
         if isinstance(chunks, np.ndarray):
@@ -376,7 +381,7 @@ class Streamer:
         """
         self._require_running()
         if buffer_ms is not None:
-            _check_range("buffer_ms", buffer_ms, BUFFER_MS, "ms")
+            buffer_ms = _checked("buffer_ms", buffer_ms, BUFFER_MS, "ms")
         drift, buffer_ms = self._drift_control(live_input.rate, buffer_ms)
         return self._enqueue(live_input.name, None, segment_id, low_latency=True, buffer_ms=buffer_ms,
                              drift=drift, capture=live_input)
@@ -911,15 +916,16 @@ class Streamer:
             self._output.send_app_message(message, sent)
 
 
-def _check_range(name: str, value: object, limits: tuple[float, float | None], unit: str, *,
-                 whole: bool = True) -> None:
-    """Raise :class:`ValueError` naming ``name`` unless ``value`` is an int (or, unless ``whole``,
-    a float) within ``limits`` (inclusive; None: no upper limit)."""
+def _checked(name: str, value: object, limits: tuple[float, float | None], unit: str, *, whole: bool = True) -> Any:
+    """``value`` as a plain int (or, unless ``whole``, float) if it is one within ``limits``
+    (inclusive; None: no upper limit); else :class:`ValueError` naming ``name``."""
     least, most = limits
-    kinds = int if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not least <= value <= (most or math.inf):
+    kind = numbers.Integral if whole else numbers.Real
+    number = float(value) if isinstance(value, kind) and not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
+    if not least <= number <= (math.inf if most is None else most):  # NaN: not a number of that kind
         bounds = f"at least {least}" if most is None else f"from {least} to {most}"
         raise ValueError(f"{name} must be {'a whole' if whole else 'a'} number of {unit}, {bounds}, not {value!r}")
+    return int(number) if whole else number
 
 
 def _stopper(items: Iterable[Any]) -> Callable[[], None] | None:

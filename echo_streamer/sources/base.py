@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,12 +38,16 @@ class AudioSource(Protocol):
 def check_format(name: str, rate: int, channels: int) -> None:
     """Reject sample rates and channel counts outside what the pipeline supports (or not whole
     numbers: a caller's own, through the Python API)."""
-    if isinstance(rate, bool) or int(rate) != rate or isinstance(channels, bool) or int(channels) != channels:
+    if not (_whole(rate) and _whole(channels)):
         raise InputError(name, f"rate and channels must be whole numbers, not {rate!r} and {channels!r}")
     if not MIN_RATE <= rate <= MAX_RATE:
         raise InputError(name, f"sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
     if not 1 <= channels <= MAX_CHANNELS:
         raise InputError(name, f"{channels} channels is outside 1..{MAX_CHANNELS}")
+
+
+def _whole(number: object) -> bool:
+    return isinstance(number, numbers.Real) and not isinstance(number, bool) and float(number).is_integer()
 
 
 def checked(source: AudioSource) -> AudioSource:
