@@ -212,6 +212,33 @@ def test_fir_stream_equals_one_shot_in_float(quality: str, in_rate: int, out_rat
 
 
 @pytest.mark.parametrize(("quality", "in_rate", "out_rate"), FIR_CASES)
+def test_fir_stream_of_blocks_larger_than_a_batch_equals_one_shot(quality: str, in_rate: int, out_rate: int) -> None:
+    """A block holding many batches of windows (a whole array, a large upload chunk) gives the
+    one-shot result too, batch edges included."""
+    samples = noise(in_rate * 3, seed=7)
+    streamed = stream_resample(samples, in_rate, out_rate, [len(samples) // 2 + 1], quality)
+    np.testing.assert_allclose(streamed, resample(samples, in_rate, out_rate, quality), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(48000, 24000), (48000, 16000), (32000, 16000)])
+def test_a_large_block_is_resampled_in_little_memory(in_rate: int, out_rate: int) -> None:
+    """The windows of a block, which overlap in memory, are copied out in batches for the matrix
+    product: a 20 s block takes a few MB beyond itself, not gigabytes (1.3 GB at 48 -> 24 kHz
+    when it was one product)."""
+    import tracemalloc
+
+    samples = noise(in_rate * 20, seed=3)
+    resampler = StreamResampler(in_rate, out_rate, STREAM_QUALITY)
+    tracemalloc.start()
+    try:
+        resampler.process(samples)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * samples.nbytes + (8 << 20), f"{peak / 2**20:.0f} MB for a {samples.nbytes / 2**20:.1f} MB block"
+
+
+@pytest.mark.parametrize(("quality", "in_rate", "out_rate"), FIR_CASES)
 def test_fir_frequency_response(quality: str, in_rate: int, out_rate: int) -> None:
     """The taps' exact response (their DTFT, finely sampled): flat up to the spec's passband edge,
     attenuated from its stopband edge up (as fractions of the lower Nyquist frequency); the

@@ -7,7 +7,7 @@ It has an odd number of taps N, so its delay D = (N - 1) / 2 is a whole number o
 L times the input rate and the output lines up with the input exactly.
 
 The output comes in periods of L samples, each computed from a window of input that moves by M
-samples: one matrix product per block computes every complete period, and the first outputs of
+samples: a matrix product computes every complete period of a block (in batches), and the first outputs of
 a period whose input is already there come out at once. A stream therefore holds back no more
 than the filter's half length (D / L input samples), whatever the ratio.
 """
@@ -43,6 +43,8 @@ STREAM_SPEC = FilterSpec(passband=0.925, stopband=0.985, attenuation_db=90.0)
 # needs 640 at most (11025 -> 16000 Hz: a 2.5 MB bank, designed in about 25 ms). An odd rate
 # such as 44101 Hz would need L = 24000, M = 44101: two million taps and a bank of gigabytes.
 MAX_PERIOD = 1000
+# Input windows per matrix product, in samples (float64): 2 MB, whatever the block's length.
+_BATCH_VALUES = 1 << 18
 
 
 def ratio(in_rate: int, out_rate: int) -> tuple[int, int]:
@@ -176,12 +178,16 @@ class PolyphaseResampler:
                 return self._joined(parts)
             buffer, self._row = buffer[self.down :], 0
         span, step = len(self._bank), self.down
-        count = (len(buffer) - span) // step + 1
-        if count > 0:
-            # Row j is buffer[M j : M j + span] (a view: the rows overlap); one matrix product.
-            windows = np.ndarray((count, span), np.float64, buffer, 0, (step * buffer.itemsize, buffer.itemsize))
+        count = max(0, (len(buffer) - span) // step + 1)
+        batch = max(1, _BATCH_VALUES // span)
+        for begin in range(0, count, batch):
+            # Row j is buffer[M j : M j + span] (a view: the rows overlap), which the matrix
+            # product copies out whole: in batches, so the copy stays small whatever the block.
+            rows = min(batch, count - begin)
+            windows = np.ndarray((rows, span), np.float64, buffer, begin * step * buffer.itemsize,
+                                 (step * buffer.itemsize, buffer.itemsize))
             parts.append(np.dot(windows, self._bank).reshape(-1))
-            buffer = buffer[count * step :]
+        buffer = buffer[count * step :]
         self._add_rows(parts, buffer, 0)  # the next period's first outputs, if their input is here
         self._buffer = buffer
         return self._joined(parts)
