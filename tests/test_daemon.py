@@ -1067,3 +1067,35 @@ def test_metrics_print_counters_in_full() -> None:
     daemon.status = lambda: status  # type: ignore[method-assign]
     text = metrics.render(daemon)
     assert "\necho_streamer_frames_sent_total 1234567\n" in text, text
+
+
+def test_an_upload_faster_than_real_time_is_held_back_in_bytes() -> None:
+    """A client sending as fast as it can has taken in only what plays, what the decoder reads
+    ahead (1 s) and WAITING_BYTES: the rest waits on the client's side (TCP flow control)."""
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    from echo_streamer import Streamer
+    from echo_streamer.daemon.uploads import WAITING_BYTES, Upload
+
+    chunk = bytes(16 << 10)
+
+    async def fast_client() -> AsyncIterator[bytes]:
+        while True:
+            yield chunk
+            await asyncio.sleep(0)
+
+    async def session() -> int:
+        async with Streamer(StreamerConfig(gap_ms=10)) as streamer:
+            upload = Upload(asyncio.get_running_loop())
+            segment = streamer.stream_bytes(upload.chunks(), sample_format="s16le", rate=24_000, channels=1)
+            pump = asyncio.create_task(upload.pump(fast_client(), segment, max_bytes=1 << 30, idle_s=30))
+            await asyncio.sleep(1.0)
+            received = upload.received
+            pump.cancel()
+            await streamer.cancel(segment)
+            return received
+
+    real_time = 48_000  # bytes per second
+    received = arun(session())
+    assert received <= 2 * real_time + WAITING_BYTES + 2 * len(chunk), f"{received} bytes taken in within 1 s"

@@ -10,6 +10,10 @@ from aiohttp import web
 from ..engine.segment import Segment
 from ..errors import InputError
 
+# Body bytes waiting for the decoder at most (a chunk is taken whole): a third of a second of
+# 48 kHz stereo PCM16, seconds of MP3. Beyond it the client is held back by TCP flow control.
+WAITING_BYTES = 64 << 10
+
 
 class UploadError(Exception):
     """The upload broke a limit, or its body cannot be read; ``status`` is the HTTP status to answer with."""
@@ -26,23 +30,28 @@ class UploadLost(Exception):
 class Upload:
     """A bounded bridge: :meth:`pump` reads the body on the loop, :meth:`chunks` yields it in the worker.
 
-    At most ``max_chunks`` chunks wait in between, so a client uploading faster than real time is
-    held back by TCP flow control rather than buffered here. Once the segment is done (cut,
+    At most ``max_waiting`` bytes wait in between (the chunk that crosses it taken whole), so a
+    client uploading faster than real time is held back by TCP flow control rather than buffered
+    here. Once the segment is done (cut,
     dropped, failed) the worker is released at once and the rest of the body is read and thrown
     away, so the client is not left hanging. An upload that breaks a limit fails its segment:
     what the worker has read plays, then :meth:`chunks` raises.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_chunks: int = 64) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_waiting: int = WAITING_BYTES) -> None:
         self._loop = loop
-        self._queue: asyncio.Queue[bytes | InputError | None] = asyncio.Queue(maxsize=max_chunks)
+        self._queue: asyncio.Queue[bytes | InputError | None] = asyncio.Queue()
+        self._waiting = 0  # bytes in the queue
+        self._max_waiting = max_waiting
+        self._room = asyncio.Event()
+        self._room.set()
         self._ended = False
         self.received = 0
 
     def chunks(self) -> Iterator[bytes]:
         """The body's chunks as they come; blocks the calling (worker) thread while none is waiting.
         Raises :class:`InputError` naming the segment when the upload broke a limit."""
-        while (chunk := asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop).result()) is not None:
+        while (chunk := asyncio.run_coroutine_threadsafe(self._take(), self._loop).result()) is not None:
             if isinstance(chunk, InputError):
                 raise chunk
             yield chunk
@@ -76,10 +85,11 @@ class Upload:
                 self.received += len(chunk)
                 if self.received > max_bytes:
                     raise self._fail(segment, UploadError(413, f"the body is larger than {max_bytes} bytes"))
+                await self._room.wait()  # an _abort meanwhile makes room (and ends the stream)
                 if not self._ended:
-                    await self._queue.put(chunk)
+                    self._put(chunk)
             if not self._ended:
-                await self._queue.put(None)  # waits for room; an _abort meanwhile makes some
+                self._put(None)
                 self._ended = True
         except BaseException:
             self._abort()
@@ -88,6 +98,20 @@ class Upload:
             watcher.cancel()
         if lost:
             raise UploadLost(f"the connection was lost after {self.received} bytes")
+
+    def _put(self, chunk: bytes | None) -> None:
+        self._queue.put_nowait(chunk)
+        self._waiting += len(chunk or b"")
+        if self._waiting >= self._max_waiting:
+            self._room.clear()
+
+    async def _take(self) -> bytes | InputError | None:
+        chunk = await self._queue.get()
+        if isinstance(chunk, bytes):
+            self._waiting -= len(chunk)
+            if self._waiting < self._max_waiting:
+                self._room.set()
+        return chunk
 
     def _fail(self, segment: Segment, error: UploadError) -> UploadError:
         """End the worker's stream now with ``error`` (unless it has ended), throwing away what it has not read."""
@@ -101,4 +125,6 @@ class Upload:
         self._ended = True
         while not self._queue.empty():
             self._queue.get_nowait()
+        self._waiting = 0
+        self._room.set()
         self._queue.put_nowait(error)
