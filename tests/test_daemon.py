@@ -428,6 +428,10 @@ def test_upload_plays_while_it_uploads(daemon: Daemon, tmp_path: Path) -> None:
 
 
 def test_raw_upload_needs_rate_and_channels(daemon: Daemon) -> None:
+    """Each refused at once, taking no segment id: the next upload has the next one."""
+    pcm = (tone(22_050, 0.5) * 32767).astype("<i2").tobytes()
+    status, before = daemon.request("POST", "/v1/stream?format=s16le&rate=22050&channels=1&wait=1", data=pcm)
+    assert status == 200, before
     status, answer = daemon.request("POST", "/v1/stream?format=s16le", data=b"\0" * 100)
     assert status == 400 and "rate" in answer["error"]
     status, answer = daemon.request("POST", "/v1/stream?format=wav", data=b"\0" * 100)
@@ -438,9 +442,9 @@ def test_raw_upload_needs_rate_and_channels(daemon: Daemon) -> None:
     assert (status, answer["error"]) == (400, "rate must be a whole number from 8000 to 192000, not '\xb2'"), answer
     status, answer = daemon.request("POST", "/v1/stream?wait=maybe", data=b"\0" * 100)
     assert (status, answer["error"]) == (400, "wait must be true or false, not 'maybe'")
-    status, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=22050&channels=1&wait=1",
-                                    data=(tone(22_050, 0.5) * 32767).astype("<i2").tobytes())
+    status, answer = daemon.request("POST", "/v1/stream?format=s16le&rate=22050&channels=1&wait=1", data=pcm)
     assert status == 200 and answer["state"] == "finished" and answer["position_ms"] == 500.0
+    assert int(answer["id"].removeprefix("seg-")) == int(before["id"].removeprefix("seg-")) + 1, (before, answer)
 
 
 def test_wavs_uploaded_back_to_back_play_as_one_segment(daemon: Daemon) -> None:

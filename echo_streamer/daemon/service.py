@@ -17,6 +17,7 @@ from ..engine.streamer import Streamer, StreamerConfig
 from ..engine.waiting import in_daemon_thread, unless
 from ..errors import InputError, JoinError
 from ..output.tavus import conversation_id_from_url, received_event
+from ..sources.formats import check_stream_format
 from ..sources.live import LiveInput
 from .paths import AllowedPaths, PathInvalid, PathRefused
 
@@ -163,12 +164,13 @@ class Daemon:
                segment_id: str | None = None) -> Segment:
         """Queue a byte stream (see :meth:`Streamer.stream_bytes`)."""
         streamer = self._running()
-        segment_id = self._new_id(segment_id)
         try:
-            segment = streamer.stream_bytes(chunks, sample_format=sample_format, rate=rate, channels=channels,
-                                            name=f"upload {segment_id}", segment_id=segment_id)
+            check_stream_format(sample_format, rate, channels)
         except ValueError as error:
             raise ApiError(400, str(error)) from None
+        segment_id = self._new_id(segment_id)  # taken once the upload is sure to be queued
+        segment = streamer.stream_bytes(chunks, sample_format=sample_format, rate=rate, channels=channels,
+                                        name=f"upload {segment_id}", segment_id=segment_id)
         return self._track(segment)
 
     def interrupt(self, mode: str, clear_queue: bool, max_wait_ms: int) -> Interruption:

@@ -30,10 +30,10 @@ from ..output.eventlog import EventLog
 from ..output.tavus import interrupt_message
 from ..sources.arrays import ArraySource
 from ..sources.awaited import AwaitedIterator
-from ..sources.base import AudioSource, check_format
+from ..sources.base import AudioSource
 from ..sources.bytestream import open_byte_stream
 from ..sources.files import open_audio
-from ..sources.formats import AUTO, RAW_FORMATS
+from ..sources.formats import check_stream_format
 from ..sources.live import SILENT_POLL_S, LiveInput, SilenceWatch
 from .deadline import Deadline
 from .drift import DriftControl
@@ -452,18 +452,7 @@ class Streamer:
         silence (an ``underrun``) until bytes come; its end ends the segment. Bad data fails the
         segment with an ``error`` event.
         """
-        if sample_format != AUTO:
-            if sample_format not in RAW_FORMATS:
-                raise ValueError(f"sample_format must be 'auto' or one of {', '.join(RAW_FORMATS)}, "
-                                 f"not {sample_format!r}")
-            if rate is None or channels is None:
-                raise ValueError(f"raw {sample_format} needs rate and channels")
-            try:
-                check_format(name, rate, channels)
-            except InputError as error:
-                raise ValueError(error.reason) from None
-        elif rate is not None or channels is not None:
-            raise ValueError("rate and channels describe raw samples: with 'auto' they come from the stream")
+        check_stream_format(sample_format, rate, channels)
         if isinstance(chunks, str | np.ndarray):
             raise TypeError(f"stream_bytes() takes bytes, not {type(chunks).__name__}"
                             + (": for sample arrays use stream()" if isinstance(chunks, np.ndarray) else ""))
