@@ -1017,7 +1017,8 @@ def test_app_message_transport_through_the_daemon(tmp_path: Path, audio_dir: Pat
 
 
 def test_an_upload_cut_off_plays_what_arrived_and_says_so(daemon: Daemon) -> None:
-    """The client goes away mid-body: no traceback, an error event, and the audio that arrived plays."""
+    """The client goes away mid-body: no traceback, the audio that arrived plays, then the segment
+    fails (one error event; counted as failed)."""
     import socket
 
     host, port = daemon.url[len("http://"):].split(":")
@@ -1031,9 +1032,11 @@ def test_an_upload_cut_off_plays_what_arrived_and_says_so(daemon: Daemon) -> Non
     daemon.wait_for("item_finished")
     events = daemon.events()
     (error,) = [event for event in events if event["event"] == "error"]
-    assert error["message"] == f"upload seg-1: the connection was lost after {5 * len(chunk)} bytes; what arrived plays"
+    assert error["message"] == f"upload seg-1: the connection was lost after {5 * len(chunk)} bytes; what arrived played"
     (finished,) = [event for event in events if event["event"] == "item_finished"]
     assert finished["position_ms"] == 500.0 and finished["interrupted"] is False
+    assert finished["error"] == error["message"]
+    assert daemon.request("GET", "/v1/status")[1]["counters"]["segments_failed"] == 1
     _code, _took, stderr = daemon.stop()
     assert "Traceback" not in stderr and "Error handling request" not in stderr, stderr
 

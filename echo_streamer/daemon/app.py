@@ -200,8 +200,7 @@ class _Api:
             pumped = await unless(self.daemon.stopping, pumping)
         except UploadError as error:  # the segment fails with it (an error event): what arrived plays
             raise ApiError(error.status, f"upload {segment.id}: {error}") from None
-        except UploadLost as error:  # no one is left to answer; the event tells
-            self.daemon.report_error(segment, f"upload {segment.id}: {error}; what arrived plays")
+        except UploadLost as error:  # no one is left to answer; the segment's error event tells
             raise ApiError(400, str(error)) from None
         if not pumped:
             # Answer, then close the connection rather than read the rest of the body (for up to

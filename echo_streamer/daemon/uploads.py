@@ -24,7 +24,7 @@ class UploadError(Exception):
 
 
 class UploadLost(Exception):
-    """The client went away before its body ended; what arrived still plays."""
+    """The client went away before its body ended; what arrived still plays, then the segment fails."""
 
 
 class Upload:
@@ -62,8 +62,8 @@ class Upload:
         Raises :class:`UploadError` (413) past ``max_bytes``, (408) when nothing arrives for
         ``idle_s`` seconds and (400) for a body that cannot be read (its ``Content-Encoding``
         does not decode it), throwing away what the worker has not read and failing the segment
-        with the same reason; and :class:`UploadLost` when the connection is lost, after the
-        worker's stream has ended with what arrived.
+        with the same reason; and :class:`UploadLost` when the connection is lost, the segment
+        failing with that reason once what arrived has played.
         """
         watcher = asyncio.ensure_future(segment.wait())
         watcher.add_done_callback(lambda _: self._abort())
@@ -89,7 +89,8 @@ class Upload:
                 if not self._ended:
                     self._put(chunk)
             if not self._ended:
-                self._put(None)
+                self._put(InputError(segment.name, f"the connection was lost after {self.received} bytes; "
+                                                   "what arrived played") if lost else None)
                 self._ended = True
         except BaseException:
             self._abort()
@@ -99,9 +100,9 @@ class Upload:
         if lost:
             raise UploadLost(f"the connection was lost after {self.received} bytes")
 
-    def _put(self, chunk: bytes | None) -> None:
+    def _put(self, chunk: bytes | InputError | None) -> None:
         self._queue.put_nowait(chunk)
-        self._waiting += len(chunk or b"")
+        self._waiting += len(chunk) if isinstance(chunk, bytes) else 0
         if self._waiting >= self._max_waiting:
             self._room.clear()
 
