@@ -297,6 +297,8 @@ def test_a_body_its_content_encoding_does_not_decode_is_a_bad_request(daemon: Da
         daemon.wait_for("item_finished")
         (error,) = [event for event in daemon.events() if event["event"] == "error"]
         assert "the body cannot be read" in error["message"], error
+    _code, _took, stderr = daemon.stop()
+    assert "Unhandled exception" not in stderr, stderr
 
 
 def test_odd_charsets_and_symlink_loops_are_bad_requests(daemon: Daemon, audio_dir: Path) -> None:

@@ -106,6 +106,14 @@ def _guard(token: str | None, request_s: float) -> Any:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await answer(request, handler)
+        if isinstance(request.content.exception(), web.RequestPayloadError) and isinstance(response, web.Response):
+            # A body that cannot be read on (its Content-Encoding does not decode it): aiohttp's
+            # own drain of the rest would fail too, and log it.
+            return await _answer_and_close(request, response)
+        return response
+
+    async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if expected is not None:
                 # The scheme's name is case-insensitive (RFC 9110); the token is compared in constant time.
@@ -132,6 +140,15 @@ def _guard(token: str | None, request_s: float) -> Any:
             return _error(500, message)
 
     return guard
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send ``response``, then close the connection rather than let aiohttp read the rest of the
+    request's body (for up to its 10 s lingering time)."""
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 def _server_sent(event: dict[str, Any]) -> bytes:
@@ -202,16 +219,10 @@ class _Api:
             raise ApiError(error.status, f"upload {segment.id}: {error}") from None
         except UploadLost as error:  # no one is left to answer; the segment's error event tells
             raise ApiError(400, str(error)) from None
-        if not pumped:
-            # Answer, then close the connection rather than read the rest of the body (for up to
-            # aiohttp's 10 s lingering time): a stalled uploader must not hold up the exit.
+        if not pumped:  # a stalled uploader must not hold up the exit
             message = f"upload {segment.id}: the daemon is stopping"
             self.daemon.report_error(segment, message)
-            response = _error(503, message)
-            await response.prepare(request)
-            await response.write_eof()
-            request.protocol.force_close()
-            return response
+            return await _answer_and_close(request, _error(503, message))
         if wait:
             await segment.wait()
         return web.json_response({**_segment_answer(segment), "bytes": upload.received})
