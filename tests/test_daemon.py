@@ -1034,7 +1034,8 @@ def test_an_upload_cut_off_plays_what_arrived_and_says_so(daemon: Daemon) -> Non
     daemon.wait_for("item_finished")
     events = daemon.events()
     (error,) = [event for event in events if event["event"] == "error"]
-    assert error["message"] == f"upload seg-1: the connection was lost after {5 * len(chunk)} bytes; what arrived played"
+    assert error["message"] == (f"upload seg-1: the connection was lost after {5 * len(chunk)} bytes; "
+                                "what arrived played")
     (finished,) = [event for event in events if event["event"] == "item_finished"]
     assert finished["position_ms"] == 500.0 and finished["interrupted"] is False
     assert finished["error"] == error["message"]

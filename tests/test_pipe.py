@@ -515,6 +515,73 @@ def test_fifo_follow_makes_one_segment_per_writer(raw: bool, pause_s: float, tmp
         assert later - (earlier + len(pcm)) >= 200 * RATE // 1000
 
 
+def test_fifo_follow_keeps_writers_apart_however_far_playout_lags(tmp_path: Path) -> None:
+    """Raw writers of 1.5 s each (small enough to sit whole in the FIFO), 50 ms apart: each is
+    done long before its audio has played, and the writers after it open the FIFO meanwhile.
+    Three segments all the same, each exactly its writer's samples (before, the second and third
+    were read as one)."""
+    fifo = tmp_path / "say"
+    os.mkfifo(fifo)
+    events = tmp_path / "events.jsonl"
+    rate = 8000
+    tones = [np.rint(tone(rate, 1.5, freq)[:, 0] * 32767).astype("<i2") for freq in (330.0, 550.0, 770.0)]
+    process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", "--format", "s16le", "--input-rate",
+                                           rate, "--gap-ms", 100, "--events", events),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
+    try:
+        for pcm in tones:
+            with open(fifo, "wb") as writer:
+                writer.write(pcm.tobytes())
+            time.sleep(0.05)
+        stderr = stopped_after(process, events, "item_finished", count=3)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    finished = [e for e in read_events(events) if e["event"] == "item_finished"]
+    assert [e["samples"] for e in finished] == [len(pcm) * RATE // rate for pcm in tones], finished
+
+
+def test_an_interrupt_drops_the_writers_that_came_before_it(tmp_path: Path) -> None:
+    """A TTS process per sentence has written four sentences into the followed FIFO (the last
+    ones waiting for their turn) when SIGUSR1 comes during the first: the first is cut, none of
+    the others plays, and a writer that comes after the interrupt (the reply) plays whole."""
+    fifo = tmp_path / "say"
+    os.mkfifo(fifo)
+    events = tmp_path / "events.jsonl"
+    sentences = [wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + pcm16_tone(seconds, 440.0).tobytes()
+                 for seconds in (2.0, 0.4, 0.4, 0.4)]
+    reply = pcm16_tone(0.5, 660.0)
+    process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", "--gap-ms", 100, "--events", events),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
+
+    def tts() -> None:
+        for sentence in sentences:
+            with open(fifo, "wb") as writer:
+                writer.write(sentence)
+            time.sleep(0.05)
+
+    writers = threading.Thread(target=tts)
+    try:
+        writers.start()
+        wait_for_event(events, "item_started", process)
+        time.sleep(0.6)  # the four are written by now: all but the first wait for their turn
+        process.send_signal(signal.SIGUSR1)
+        wait_for_event(events, "interrupt_done", process)
+        writers.join(10)
+        assert not writers.is_alive(), "a writer was left blocked"
+        with open(fifo, "wb") as writer:
+            writer.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + reply.tobytes())
+        stderr = stopped_after(process, events, "item_finished", count=2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    finished = [e for e in read_events(events) if e["event"] == "item_finished"]
+    assert [(e["interrupted"], e["samples"] if not e["interrupted"] else None) for e in finished] == [
+        (True, None), (False, len(reply))], finished
+
+
 def test_hard_interrupt_drops_the_rest_of_what_the_writer_sends(tmp_path: Path) -> None:
     """SIGUSR1 while a writer is still sending: the audio fades out, nothing it sends later is
     played, the writer is never blocked (it finishes), and pipe exits 0 once the writer closes."""

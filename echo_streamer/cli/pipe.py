@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..engine.segment import Segment
     from ..engine.streamer import Streamer
-    from ..sources.pipe import PipeReader
+    from ..sources.pipe import FollowedFifo, PipeReader
 
 
 @click.command()
@@ -77,30 +77,36 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
                  "or give --input", EXIT_BAD_INPUT)
 
     async def pipe_segments(streamer: Streamer, segments: list[Segment]) -> None:
+        from ..engine.waiting import in_daemon_thread
+
         split_wav = sample_format == AUTO
-        reader = await _opened(input_path, split_wav, follow)
+        if not follow:
+            reader = await _opened(input_path, split_wav)
+            await _stream_writer(streamer, reader, segments, sample_format, input_rate, channels)
+            reader.close()
+            await streamer.drain()
+            return
+        from ..sources.pipe import FollowedFifo
+
+        assert input_path is not None
+        fifo = FollowedFifo(input_path, split_wav)
+        current: list[PipeReader] = []  # the writer's reader being streamed, for an interrupt to drop
+        streamer.add_listener(lambda event: _drop_writers(event, fifo, current))
         while True:
-            segment = streamer.stream_bytes(reader.utterance(), sample_format=sample_format, rate=input_rate,
-                                            channels=channels, name=reader.name)
-            # Only the failed ones matter for the exit status: a long --follow keeps no more.
-            segments[:] = [kept for kept in segments if kept.error or not kept.done()] + [segment]
-            await _utterance_over(reader, segment)
-            if reader.next_utterance():
-                continue
-            if not follow:
-                reader.close()
-                break
-            # Open the next reader before closing this one: while no reader is open the FIFO
-            # drops what a writer already put in it.
             try:
-                next_reader = await _opened(input_path, split_wav, follow)
+                reader = await in_daemon_thread(fifo.next)
             except InputError:  # the FIFO is gone: what was read of it still plays out first
-                reader.close()
                 await streamer.drain()
                 raise
-            reader.close()
-            reader = next_reader
-        await streamer.drain()
+            finally:
+                # Only now: while no reader is open, the FIFO drops what a writer has left in it.
+                for previous in current:
+                    previous.close()
+            current[:] = [reader]
+            if reader.dropped:  # read to its end elsewhere (FollowedFifo.drop_waiting)
+                await in_daemon_thread(reader.ended.wait)
+            else:
+                await _stream_writer(streamer, reader, segments, sample_format, input_rate, channels)
 
     run_streaming({**options, "stream_start_ms": start_ms}, pipe_segments,
                   inputs=() if input_path is None else (input_path,), prepare=check_input,
@@ -125,13 +131,42 @@ def _check_input(path: str, follow: bool) -> None:
                                  param_hint="--input")
 
 
-async def _opened(path: str | None, split_wav: bool, follow: bool) -> PipeReader:
+async def _opened(path: str | None, split_wav: bool) -> PipeReader:
     from ..engine.waiting import in_daemon_thread
     from ..sources.pipe import PipeReader
 
     if path is None:
         return PipeReader.stdin(split_wav)
-    return await in_daemon_thread(lambda: PipeReader.open(path, split_wav, fifo=follow))
+    return await in_daemon_thread(lambda: PipeReader.open(path, split_wav))
+
+
+async def _stream_writer(streamer: Streamer, reader: PipeReader, segments: list[Segment], sample_format: str,
+                         rate: int | None, channels: int | None) -> None:
+    """Stream what one writer sends: a segment per utterance (per WAV, with --format auto), each
+    queued once the one before has been read to its end; until the writer closes, or until an
+    interrupt drops the rest of what it sends (``reader.dropped``)."""
+    from ..engine.waiting import in_daemon_thread
+
+    while True:
+        segment = streamer.stream_bytes(reader.utterance(), sample_format=sample_format, rate=rate,
+                                        channels=channels, name=reader.name)
+        # Only the failed ones matter for the exit status: a long --follow keeps no more.
+        segments[:] = [kept for kept in segments if kept.error or not kept.done()] + [segment]
+        await _utterance_over(reader, segment)
+        if reader.dropped:
+            await in_daemon_thread(reader.discard)
+            return
+        if not reader.next_utterance():
+            return
+
+
+def _drop_writers(event: dict[str, Any], fifo: FollowedFifo, current: list[PipeReader]) -> None:
+    """An interrupt that drops what is queued (not --keep-queue) also drops what the writers that
+    came before it send: the one streaming (its segment was cut), and those waiting for their turn."""
+    if event["event"] == "interrupt_requested" and not event["keep_queue"]:
+        for reader in current:
+            reader.dropped = True
+        fifo.drop_waiting()
 
 
 async def _utterance_over(reader: PipeReader, segment: Segment) -> None:

@@ -6,6 +6,7 @@ import os
 import select
 import stat
 import threading
+from collections import deque
 from collections.abc import Iterator
 
 from ..errors import InputError
@@ -15,6 +16,8 @@ READ_SIZE = 65536
 # Read ahead of the consumer at most this much (6 minutes of 22 kHz s16); beyond it the writer waits.
 MAX_BUFFERED = 16 << 20
 FIFO_CHECK_MS = 250  # how often a FIFO waited on is checked for having been removed or replaced
+# Writers of a followed FIFO opened ahead of their turn at most; beyond, the next ones are read as one.
+MAX_WAITING_WRITERS = 64
 
 
 class PipeReader:
@@ -32,8 +35,8 @@ class PipeReader:
     never waits for a buffer to fill, so a writer's first bytes move on at once (only the few
     bytes that may begin a WAV header wait for the rest of it). It and :meth:`discard_utterance`
     block while the writer is silent; they may run in two threads. ``utterance_over`` is set
-    when the current utterance has been read to its end, ``ended`` when the writer has closed
-    and everything it sent was handed out.
+    when the current utterance has been read to its end, ``writer_closed`` when the writer has
+    closed, ``ended`` when it has and everything it sent was handed out.
     """
 
     def __init__(self, fd: int, name: str, split_wav: bool = False) -> None:
@@ -41,12 +44,14 @@ class PipeReader:
         self.name = name
         self.split_wav = split_wav
         self.ended = threading.Event()
+        self.writer_closed = threading.Event()
         self.utterance_over = threading.Event()
         self._changed = threading.Condition()
         self._buffer = bytearray()  # read, not handed out yet
         self._writer_closed = False
         self._closing = False
         self.read_error: str | None = None  # why reading stopped, when it was not the writer closing
+        self.dropped = False  # set by an interrupt: the rest of what the writer sends is not to play
         self._utterance = 0  # which one is current: a late reader of an earlier one gets nothing
         self._fresh = True  # nothing of the current utterance handed out yet
         self._at_next_header = False
@@ -98,6 +103,12 @@ class PipeReader:
         while self._next(utterance):
             pass
 
+    def discard(self) -> None:
+        """Drop everything the writer has sent and sends, until it closes."""
+        self.discard_utterance()
+        while self.next_utterance():
+            self.discard_utterance()
+
     def next_utterance(self) -> bool:
         """Move on to the utterance that begins where the current one ended at a WAV header;
         False if it ended because the writer closed."""
@@ -112,8 +123,10 @@ class PipeReader:
     def close(self) -> None:
         """Close the descriptor. While the reading thread still waits on it (the writer has not
         closed), that thread closes it when its read returns: closed now, its number could be
-        given to the next open and read by the wrong reader."""
+        given to the next open and read by the wrong reader. Closing again does nothing."""
         with self._changed:
+            if self._closing:
+                return
             self._closing = True
             self._buffer.clear()
             self._changed.notify_all()
@@ -138,6 +151,7 @@ class PipeReader:
                 if not more:
                     if self._closing:
                         os.close(self.fd)
+                    self.writer_closed.set()
                     return
 
     def _next(self, utterance: int) -> bytes:
@@ -172,6 +186,65 @@ class PipeReader:
         end = min(end, READ_SIZE)
         del self._buffer[:end]
         return window[:end]
+
+
+class FollowedFifo:
+    """A named FIFO read writer after writer: :meth:`next` returns each writer's :class:`PipeReader`
+    in turn (blocking until that writer comes).
+
+    Each writer's reader is opened as soon as the writer before it has closed, however far
+    playout lags behind, and reads what it sends at once; so writers that come one after another
+    (a TTS process per sentence, each done long before its sentence has played) stay apart.
+    Were the last reader left open past its writer's end instead, the writers after it would be
+    read as one stream. Up to ``MAX_WAITING_WRITERS`` readers wait for their turn; beyond that,
+    the writers that come are read as one. When the FIFO is removed or replaced, :meth:`next`
+    raises :class:`InputError` once the readers before have been taken.
+    """
+
+    def __init__(self, path: str, split_wav: bool) -> None:
+        self.path = path
+        self.split_wav = split_wav
+        self._waiting: deque[PipeReader | InputError] = deque()
+        self._changed = threading.Condition()
+        threading.Thread(target=self._open_writers, name=f"echo-streamer-follow {path}", daemon=True).start()
+
+    def next(self) -> PipeReader:
+        """The next writer's reader, once it has come; blocks until then."""
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._waiting))
+            reader = self._waiting.popleft()
+            self._changed.notify_all()
+        if isinstance(reader, InputError):
+            raise reader
+        return reader
+
+    def drop_waiting(self) -> None:
+        """Drop what the writers opened but not yet taken by :meth:`next` have sent or will send
+        (an interrupt that drops what is queued): their readers are marked ``dropped`` and read
+        to their end at once, in threads of their own, so that no writer is blocked. :meth:`next`
+        still returns them, in turn: closing a reader before the next one is open would lose what
+        a writer may have left in the FIFO meanwhile."""
+        with self._changed:
+            dropped = [reader for reader in self._waiting if isinstance(reader, PipeReader) and not reader.dropped]
+            for reader in dropped:
+                reader.dropped = True
+        for reader in dropped:
+            threading.Thread(target=reader.discard, name=f"echo-streamer-drop {self.path}", daemon=True).start()
+
+    def _open_writers(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: len(self._waiting) < MAX_WAITING_WRITERS)
+            try:
+                reader: PipeReader | InputError = PipeReader.open(self.path, self.split_wav, fifo=True)
+            except InputError as error:
+                reader = error
+            with self._changed:
+                self._waiting.append(reader)
+                self._changed.notify_all()
+            if isinstance(reader, InputError):
+                return
+            reader.writer_closed.wait()
 
 
 def _fifo_with_a_writer(path: str) -> int:
