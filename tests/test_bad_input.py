@@ -268,6 +268,27 @@ def test_truncated_file_plays_to_its_last_sample_then_fails(cli: Cli, tmp_path: 
     assert not sent[at // 2 + len(reference):].any(), "something after the intact part's last frame"
 
 
+def test_a_truncated_flac_plays_all_that_decodes(cli: Cli, tmp_path: Path) -> None:
+    """libsndfile fails a whole read when the data runs out part way: the block that failed is
+    read again in small pieces, so what plays ends within SALVAGE_FRAMES of where ffmpeg's own
+    decode of the file ends (before, up to a 0.5 s block short of it), and the item fails."""
+    from conftest import ffmpeg_decode
+
+    from echo_streamer.sources.libsndfile import SALVAGE_FRAMES
+
+    rate = 24000
+    noisy = tone(rate, 3.0) * 0.5 + np.random.default_rng(4).uniform(-0.2, 0.2, (rate * 3, 1))
+    whole = tmp_path / "whole.flac"
+    soundfile.write(whole, noisy, rate, subtype="PCM_16")
+    truncated = cut(whole, 0.55, "cut.flac")
+    decodable = len(ffmpeg_decode(truncated)[0])
+    events = tmp_path / "ev.jsonl"
+    result = cli("play", truncated, "--gap-ms", "50", "--events", events, timeout=60)
+    assert_one_line_about(result, "play", str(truncated), DAMAGED)
+    (finished,) = [e for e in read_events(events) if e["event"] == "item_finished"]
+    assert decodable - SALVAGE_FRAMES <= finished["samples"] <= decodable + rate // 100, (finished, decodable)
+
+
 def test_a_wav_whose_data_size_was_never_filled_in_plays_what_follows(cli: Cli, tmp_path: Path) -> None:
     """A data size of 0 (a writer that never came back to it) with samples after the header: the
     samples play, as ffmpeg reads them, rather than nothing with status 0."""

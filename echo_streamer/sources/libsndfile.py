@@ -17,6 +17,10 @@ from .wavheader import is_placeholder_size
 _DATA_SIZE_MISMATCH = re.compile(r"^ *(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE)
 
 
+# Frames per read when a block's read failed and what it held before the fault is read again.
+SALVAGE_FRAMES = 256
+
+
 class NotForLibsndfile(Exception):
     """libsndfile does not recognise the container; another decoder should try."""
 
@@ -47,6 +51,7 @@ class SoundFileSource:
             try:
                 block = self._file.read(self._block_frames, dtype="float32", always_2d=True)
             except soundfile.LibsndfileError as error:
+                yield from self._salvaged(decoded)
                 raise InputError(self.name, f"corrupt audio data ({error.error_string})") from error
             if len(block) == 0:
                 break
@@ -56,6 +61,16 @@ class SoundFileSource:
 
     def close(self) -> None:
         self._file.close()
+
+    def _salvaged(self, start: int) -> Iterator[np.ndarray]:
+        """What decodes of the block from frame ``start`` whose read failed, read again in small
+        pieces up to the fault (a truncated or damaged file plays all that decodes)."""
+        try:
+            self._file.seek(start)
+            while len(piece := self._file.read(SALVAGE_FRAMES, dtype="float32", always_2d=True)):
+                yield piece
+        except (soundfile.LibsndfileError, RuntimeError):  # the fault again, or a file that cannot seek
+            return
 
     def _declared_wav_duration(self) -> float | None:
         """The length a WAV or AIFF header declares, when it is more than the file holds."""
