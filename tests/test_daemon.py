@@ -181,6 +181,31 @@ def test_events_stream_as_server_sent_events(daemon: Daemon) -> None:
     assert data[1]["id"] == "seg-1" and data[1]["position_ms"] == 600.0 and data[1]["interrupted"] is False
 
 
+def test_an_event_stream_whose_client_went_away_is_let_go_of_within_seconds(daemon: Daemon) -> None:
+    """Its subscription ends within GONE_CHECK_S of the client's going, while nothing is sent to
+    it (not at the next keepalive, 15 s on): status counts the subscribers there are."""
+    import socket
+
+    from echo_streamer.daemon.app import GONE_CHECK_S
+
+    def subscribers() -> int:
+        return int(daemon.request("GET", "/v1/status")[1]["counters"]["event_subscribers"])
+
+    before = subscribers()
+    host, port = daemon.url[len("http://"):].split(":")
+    clients = [socket.create_connection((host, int(port))) for _ in range(3)]
+    for client in clients:
+        client.sendall(b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert client.recv(200).startswith(b"HTTP/1.1 200"), "no event stream"
+    assert subscribers() == before + 3
+    for client in clients:
+        client.close()
+    deadline = time.monotonic() + 3 * GONE_CHECK_S
+    while subscribers() != before:
+        assert time.monotonic() < deadline, f"{subscribers() - before} gone clients still counted"
+        time.sleep(0.1)
+
+
 def test_metrics_are_prometheus_text(daemon: Daemon) -> None:
     daemon.request("POST", "/v1/play", {"path": "short.wav"})
     daemon.wait_for("item_finished")
@@ -206,6 +231,7 @@ def test_openapi_documents_every_route(daemon: Daemon) -> None:
 
     status, spec = daemon.request("GET", "/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")
+    assert spec["security"] == [], "this daemon asks for no token"
     app = create_app(Service(DaemonConfig(StreamerConfig())))
     routes = {(route.resource.canonical, route.method.lower()) for route in app.router.routes()
               if route.method != "HEAD"}
@@ -522,6 +548,8 @@ def test_a_token_is_required_on_every_request(tmp_path: Path) -> None:
             assert daemon.request("GET", path, headers={"Authorization": ""})[0] == 401
         assert daemon.request("POST", "/v1/interrupt", {}, headers={"Authorization": "Bearer s3cre"})[0] == 401
         assert daemon.request("GET", "/v1/status", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        spec = daemon.request("GET", "/openapi.json", headers={"Authorization": "Bearer s3cret"})[1]
+        assert spec["security"] == [{"bearer": []}]
         # The scheme's name in any case; anything but Bearer is refused.
         assert daemon.request("GET", "/v1/status", headers={"Authorization": "bearer s3cret"})[0] == 200
         assert daemon.request("GET", "/v1/status", headers={"Authorization": "Basic s3cret"})[0] == 401

@@ -564,6 +564,36 @@ def test_an_interrupt_drops_the_writers_that_came_before_it(tmp_path: Path) -> N
         (True, None), (False, len(reply))], finished
 
 
+def test_an_interrupt_drops_the_wavs_one_writer_sent_before_it(tmp_path: Path) -> None:
+    """One writer on standard input sends three WAVs at once (a TTS ahead of playout), and one
+    more after SIGUSR1 comes during the first: the first is cut, the two that came before the
+    interrupt never play, the one that came after it (the reply) plays whole."""
+    events = tmp_path / "events.jsonl"
+    process = subprocess.Popen(cli_command("pipe", "--gap-ms", 100, "--events", events), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
+    assert process.stdin is not None
+    reply = pcm16_tone(0.5, 660.0)
+    try:
+        for seconds in (2.0, 0.4, 0.4):
+            process.stdin.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + pcm16_tone(seconds, 440.0).tobytes())
+        process.stdin.flush()
+        wait_for_event(events, "item_started", process)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGUSR1)
+        wait_for_event(events, "interrupt_done", process)
+        process.stdin.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + reply.tobytes())
+        process.stdin.close()
+        process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.stderr is not None
+    assert process.returncode == 0, process.stderr.read()
+    finished = [e for e in read_events(events) if e["event"] == "item_finished"]
+    assert [(e["interrupted"], e["samples"] if not e["interrupted"] else None) for e in finished] == [
+        (True, None), (False, len(reply))], finished
+
+
 def test_hard_interrupt_drops_the_rest_of_what_the_writer_sends(tmp_path: Path) -> None:
     """SIGUSR1 while a writer is still sending: the audio fades out, nothing it sends later is
     played, the writer is never blocked (it finishes), and pipe exits 0 once the writer closes."""

@@ -45,7 +45,8 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
     follows. With --format auto, a new WAV header in the stream also starts a new segment, so
     WAVs written back to back (writers that follow each other closely on a FIFO, or several
     commands into one pipe) stay apart. SIGUSR1 / SIGUSR2 interrupt as in `play`; what the writer
-    sends after a cut, until it closes (or its next WAV header), is read and dropped. Exit
+    sends after a cut, until it closes (or its next WAV header), is read and dropped, and so are
+    the WAVs and --follow writers that came before the interrupt and wait to play. Exit
     status: 0 once the input has ended and played out, or on Ctrl-C / SIGTERM; 1 when the input
     cannot be read or an utterance could not be decoded (one line each); 2 when the room cannot
     be joined.
@@ -80,18 +81,19 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
         from ..engine.waiting import in_daemon_thread
 
         split_wav = sample_format == AUTO
+        current: list[PipeReader] = []  # the writer's reader being streamed, for an interrupt to drop
         if not follow:
-            reader = await _opened(input_path, split_wav)
-            await _stream_writer(streamer, reader, segments, sample_format, input_rate, channels)
-            reader.close()
+            current.append(await _opened(input_path, split_wav))
+            streamer.add_listener(lambda event: _drop_writers(event, current, None))
+            await _stream_writer(streamer, current[0], segments, sample_format, input_rate, channels)
+            current[0].close()
             await streamer.drain()
             return
         from ..sources.pipe import FollowedFifo
 
         assert input_path is not None
         fifo = FollowedFifo(input_path, split_wav)
-        current: list[PipeReader] = []  # the writer's reader being streamed, for an interrupt to drop
-        streamer.add_listener(lambda event: _drop_writers(event, fifo, current))
+        streamer.add_listener(lambda event: _drop_writers(event, current, fifo))
         while True:
             try:
                 reader = await in_daemon_thread(fifo.next)
@@ -142,31 +144,40 @@ async def _opened(path: str | None, split_wav: bool) -> PipeReader:
 
 async def _stream_writer(streamer: Streamer, reader: PipeReader, segments: list[Segment], sample_format: str,
                          rate: int | None, channels: int | None) -> None:
-    """Stream what one writer sends: a segment per utterance (per WAV, with --format auto), each
-    queued once the one before has been read to its end; until the writer closes, or until an
-    interrupt drops the rest of what it sends (``reader.dropped``)."""
-    from ..engine.waiting import in_daemon_thread
-
+    """Stream what one writer sends until it closes: a segment per utterance (per WAV, with
+    --format auto), each queued once the one before has been read to its end, but for those that
+    an interrupt drops (:func:`_drop_writers`)."""
     while True:
         segment = streamer.stream_bytes(reader.utterance(), sample_format=sample_format, rate=rate,
                                         channels=channels, name=reader.name)
         # Only the failed ones matter for the exit status: a long --follow keeps no more.
         segments[:] = [kept for kept in segments if kept.error or not kept.done()] + [segment]
         await _utterance_over(reader, segment)
-        if reader.dropped:
-            await in_daemon_thread(reader.discard)
-            return
-        if not reader.next_utterance():
+        if not await _next_kept_utterance(reader):
             return
 
 
-def _drop_writers(event: dict[str, Any], fifo: FollowedFifo, current: list[PipeReader]) -> None:
-    """An interrupt that drops what is queued (not --keep-queue) also drops what the writers that
-    came before it send: the one streaming (its segment was cut), and those waiting for their turn."""
+async def _next_kept_utterance(reader: PipeReader) -> bool:
+    """Move on to the writer's next utterance that began after the last interrupt, dropping those
+    that began before it; False once the writer has closed."""
+    from ..engine.waiting import in_daemon_thread
+
+    while reader.next_utterance():
+        if not reader.began_before_drop():
+            return True
+        await in_daemon_thread(reader.discard_utterance)
+    return False
+
+
+def _drop_writers(event: dict[str, Any], current: list[PipeReader], fifo: FollowedFifo | None) -> None:
+    """An interrupt that drops what is queued (not --keep-queue) also drops what had come from the
+    writers before it and is not queued yet: the streaming writer's WAVs that began before it,
+    and, with --follow, every writer waiting for its turn."""
     if event["event"] == "interrupt_requested" and not event["keep_queue"]:
         for reader in current:
-            reader.dropped = True
-        fifo.drop_waiting()
+            reader.drop_received()
+        if fifo is not None:
+            fifo.drop_waiting()
 
 
 async def _utterance_over(reader: PipeReader, segment: Segment) -> None:

@@ -7,6 +7,7 @@ passes through here except an upload's bytes, which :class:`~.uploads.Upload` ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -34,6 +35,7 @@ from .uploads import Upload, UploadError, UploadLost
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 KEEPALIVE_S = 15.0
+GONE_CHECK_S = 1.0  # how often a quiet event stream looks whether its client has gone
 # Routes that keep their own time: an event feed and an upload last as long as they last, a play
 # may wait for its segment to play, and an interrupt waits for its cut, up to max_wait_ms beyond
 # the request limit.
@@ -53,7 +55,7 @@ class ApiLimits:
 
 def create_app(daemon: Daemon, token: str | None = None, limits: ApiLimits | None = None) -> web.Application:
     """The API for ``daemon``. With ``token``, every request needs ``Authorization: Bearer <token>``."""
-    api = _Api(daemon, limits or ApiLimits())
+    api = _Api(daemon, limits or ApiLimits(), openapi_spec(token=token is not None))
     app = web.Application(middlewares=[_guard(token, api.limits.request_s)], client_max_size=api.limits.json_bytes)
     app.add_routes([
         web.get("/openapi.json", api.openapi),
@@ -160,12 +162,13 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 class _Api:
-    def __init__(self, daemon: Daemon, limits: ApiLimits) -> None:
+    def __init__(self, daemon: Daemon, limits: ApiLimits, spec: dict[str, Any]) -> None:
         self.daemon = daemon
         self.limits = limits
+        self.spec = spec
 
     async def openapi(self, _request: web.Request) -> web.Response:
-        return web.json_response(openapi_spec())
+        return web.json_response(self.spec)
 
     async def status(self, _request: web.Request) -> web.Response:
         return web.json_response(self.daemon.status())
@@ -176,12 +179,16 @@ class _Api:
     async def events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        written_at = loop.time()
         try:
-            async for event in self.daemon.events.subscribe(KEEPALIVE_S):
-                if event is None:
-                    await response.write(b": keepalive\n\n")
-                else:
-                    await response.write(_server_sent(event))
+            async with contextlib.aclosing(self.daemon.events.subscribe(GONE_CHECK_S)) as events:
+                async for event in events:
+                    if request.transport is None or request.transport.is_closing():
+                        return response  # the client went away: seen now, not at the next write
+                    if event is not None or loop.time() - written_at >= KEEPALIVE_S:
+                        await response.write(b": keepalive\n\n" if event is None else _server_sent(event))
+                        written_at = loop.time()
             # The daemon is stopping: said in so many words, since a connection that merely ends
             # could also be a daemon that died.
             await response.write(_server_sent({"t": time.monotonic(), "event": CLOSED}))

@@ -16,7 +16,8 @@ _COUNTERS = {
     "interrupts": "Interrupts requested (no-ops included; one joining another counts once).",
     "late_completions": "SDK completions more than one frame late.",
     "app_messages_sent": "App messages the SDK sent (echo audio, interrupts, /send_text_message).",
-    "app_messages_failed": "App messages that could not be sent (not in a room, refused).",
+    "app_messages_failed": "App messages handed to the SDK that it did not send (echo audio or interrupts "
+                           "while not in a room, refusals); a /send_text_message answered 400 before is not one.",
     "segments_finished": "Segments that played to their end.",
     "segments_interrupted": "Segments cut by an interrupt.",
     "segments_failed": "Segments that failed (bad input).",

@@ -60,14 +60,15 @@ def _operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str
             "responses": {**responses, **refusals, "401": _ERROR, "403": _ERROR, "503": _ERROR}, **more}
 
 
-def openapi_spec() -> dict[str, Any]:
+def openapi_spec(token: bool) -> dict[str, Any]:
+    """The API's description; ``token``: whether this daemon asks for a bearer token."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "echo-streamer daemon", "version": __version__,
                  "description": "Queue audio, interrupt it and watch it play on a Daily microphone track "
                                 "(Tavus microphone echo)."},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}] if token else [],
         "paths": {
             "/v1/play": {"post": _operation(
                 "Queue a file inside the allowed directories; segments play in order.",

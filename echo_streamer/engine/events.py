@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 Event = dict[str, Any]
@@ -43,7 +43,7 @@ class EventFeed:
         self._closed = True
         self.publish({"t": t, "event": CLOSED})
 
-    def subscribe(self, keepalive_s: float | None = None) -> AsyncIterator[Event | None]:
+    def subscribe(self, keepalive_s: float | None = None) -> AsyncGenerator[Event | None, None]:
         """Events from this call on (not from the first iteration) until the feed is closed; with
         ``keepalive_s``, also None whenever nothing has come for that long (so a caller can keep a
         connection alive)."""
@@ -54,7 +54,8 @@ class EventFeed:
             self._subscribers.add(subscriber)
         return self._follow(subscriber, keepalive_s)
 
-    async def _follow(self, subscriber: asyncio.Queue[Event], keepalive_s: float | None) -> AsyncIterator[Event | None]:
+    async def _follow(self, subscriber: asyncio.Queue[Event],
+                      keepalive_s: float | None) -> AsyncGenerator[Event | None, None]:
         try:
             while True:
                 try:

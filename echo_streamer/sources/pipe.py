@@ -51,7 +51,11 @@ class PipeReader:
         self._writer_closed = False
         self._closing = False
         self.read_error: str | None = None  # why reading stopped, when it was not the writer closing
-        self.dropped = False  # set by an interrupt: the rest of what the writer sends is not to play
+        self.dropped = False  # set by an interrupt: nothing more of what the writer sends is to play
+        self._received = 0  # bytes read from the descriptor
+        self._consumed = 0  # bytes taken from the buffer (handed out or dropped)
+        self._utterance_start = 0  # where the current utterance began, in bytes received
+        self._drop_before = 0  # utterances that began before this byte came before an interrupt
         self._utterance = 0  # which one is current: a late reader of an earlier one gets nothing
         self._fresh = True  # nothing of the current utterance handed out yet
         self._at_next_header = False
@@ -109,12 +113,24 @@ class PipeReader:
         while self.next_utterance():
             self.discard_utterance()
 
+    def drop_received(self) -> None:
+        """Mark the utterances that began in what has been received so far as having come before
+        an interrupt (:meth:`began_before_drop`); those that begin later have not."""
+        with self._changed:
+            self._drop_before = self._received
+
+    def began_before_drop(self) -> bool:
+        """Whether the current utterance began in bytes received before :meth:`drop_received`."""
+        with self._changed:
+            return self._utterance_start < self._drop_before
+
     def next_utterance(self) -> bool:
         """Move on to the utterance that begins where the current one ended at a WAV header;
         False if it ended because the writer closed."""
         with self._changed:
             if not self._at_next_header:
                 return False
+            self._utterance_start = self._consumed
             self._utterance += 1
             self._fresh, self._at_next_header = True, False
             self.utterance_over.clear()
@@ -146,6 +162,7 @@ class PipeReader:
             with self._changed:
                 if not self._closing:  # once closed, what the writer still sends is read and dropped
                     self._buffer += more
+                self._received += len(more)
                 self._writer_closed = not more
                 self._changed.notify_all()
                 if not more:
@@ -185,6 +202,7 @@ class PipeReader:
                 self._at_next_header = start == 0 and complete
         end = min(end, READ_SIZE)
         del self._buffer[:end]
+        self._consumed += end
         return window[:end]
 
 
