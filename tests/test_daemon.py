@@ -232,6 +232,8 @@ def test_openapi_documents_every_route(daemon: Daemon) -> None:
     status, spec = daemon.request("GET", "/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")
     assert spec["security"] == [], "this daemon asks for no token"
+    assert not [path for path, operations in spec["paths"].items() for operation in operations.values()
+                if "401" in operation["responses"]], "no route answers 401 without a token"
     app = create_app(Service(DaemonConfig(StreamerConfig())))
     routes = {(route.resource.canonical, route.method.lower()) for route in app.router.routes()
               if route.method != "HEAD"}
@@ -550,6 +552,8 @@ def test_a_token_is_required_on_every_request(tmp_path: Path) -> None:
         assert daemon.request("GET", "/v1/status", headers={"Authorization": "Bearer s3cret"})[0] == 200
         spec = daemon.request("GET", "/openapi.json", headers={"Authorization": "Bearer s3cret"})[1]
         assert spec["security"] == [{"bearer": []}]
+        assert all("401" in operation["responses"] for operations in spec["paths"].values()
+                   for operation in operations.values())
         # The scheme's name in any case; anything but Bearer is refused.
         assert daemon.request("GET", "/v1/status", headers={"Authorization": "bearer s3cret"})[0] == 200
         assert daemon.request("GET", "/v1/status", headers={"Authorization": "Basic s3cret"})[0] == 401

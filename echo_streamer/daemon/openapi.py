@@ -50,19 +50,19 @@ _PLAYED = {"id": _STRING, "state": _STRING, "position_ms": _NUMBER, "interrupted
 
 
 def _operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    """Every route may answer 401 (a token is set and missing or wrong), 403 (no token is set and
-    the request comes from a web page or names another host) and 503 (over the request limit,
-    not streaming yet, or stopping); one that reads a JSON body also 400 (malformed, or a field
-    out of range) and 413 (over 1 MB)."""
+    """Every route may answer 403 (no token is set and the request comes from a web page or names
+    another host) and 503 (over the request limit, not streaming yet, or stopping); one that reads
+    a JSON body also 400 (malformed, or a field out of range) and 413 (over 1 MB). (401 is added
+    by :func:`openapi_spec` where a token is asked for.)"""
     body_types = more.get("requestBody", {}).get("content", {})
     refusals = {"400": _ERROR, "413": _ERROR} if "application/json" in body_types else {}
-    return {"summary": summary,
-            "responses": {**responses, **refusals, "401": _ERROR, "403": _ERROR, "503": _ERROR}, **more}
+    return {"summary": summary, "responses": {**responses, **refusals, "403": _ERROR, "503": _ERROR}, **more}
 
 
 def openapi_spec(token: bool) -> dict[str, Any]:
-    """The API's description; ``token``: whether this daemon asks for a bearer token."""
-    return {
+    """The API's description; ``token``: whether this daemon asks for a bearer token (then every
+    route may also answer 401: the token is missing or wrong)."""
+    spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "echo-streamer daemon", "version": __version__,
                  "description": "Queue audio, interrupt it and watch it play on a Daily microphone track "
@@ -120,3 +120,8 @@ def openapi_spec(token: bool) -> dict[str, Any]:
             "/openapi.json": {"get": _operation("This document.", {"200": _answer()})},
         },
     }
+    if token:
+        for operations in spec["paths"].values():
+            for operation in operations.values():
+                operation["responses"]["401"] = _ERROR
+    return spec
