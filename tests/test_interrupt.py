@@ -505,7 +505,7 @@ def test_interrupt_needs_a_running_streamer_and_a_known_mode() -> None:
             with pytest.raises(ValueError, match="mode"):
                 streamer.interrupt("later")
             for max_wait_ms in (-1, 60_001, "100", 1.5):
-                with pytest.raises(ValueError, match="max_wait_ms must be a whole number of ms from 0 to 60000"):
+                with pytest.raises(ValueError, match="max_wait_ms must be a whole number of ms, from 0 to 60000"):
                     streamer.interrupt("next_pause", max_wait_ms=max_wait_ms)  # type: ignore[arg-type]
 
     arun(session())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..limits import MAX_WAIT_MS
+from ..limits import MAX_WAIT_MS, checked
 from .segment import Segment
 from .waitable import Waitable
 
@@ -35,9 +35,7 @@ class Interruption(Waitable):
                  loop: asyncio.AbstractEventLoop) -> None:
         if mode not in MODES:
             raise ValueError(f"interrupt mode must be one of {MODES}, not {mode!r}")
-        least, most = MAX_WAIT_MS
-        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, int) or not least <= max_wait_ms <= most:
-            raise ValueError(f"max_wait_ms must be a whole number of ms from {least} to {most}, not {max_wait_ms!r}")
+        max_wait_ms = checked("max_wait_ms", max_wait_ms, MAX_WAIT_MS, "ms")
         self.id = interrupt_id
         self.mode = mode
         self.keep_queue = keep_queue

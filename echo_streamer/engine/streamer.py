@@ -22,9 +22,9 @@ import numpy as np
 from ..dsp.pipeline import Conditioner, OutputFormat, condition
 from ..dsp.resample import LIVE_QUALITY, QUALITY, STREAM_QUALITY
 from ..errors import InputError, JoinError
+from ..limits import BITRATE, BUFFER_MS, GAP_MS, JOIN_TIMEOUT_S, LEAD_MS, STREAM_START_MS, checked
 from ..output.appmessage import AppMessageEcho
 from ..output.capture import WavCapture
-from ..limits import BITRATE, BUFFER_MS, GAP_MS, JOIN_TIMEOUT_S, LEAD_MS, STREAM_START_MS
 from ..output.daily import DEFAULT_BITRATE, TRANSPORTS, DailyMicrophone, sdk_answer
 from ..output.eventlog import EventLog
 from ..output.tavus import interrupt_message
@@ -110,8 +110,8 @@ class StreamerConfig:
             object.__setattr__(self, name, int(value))  # a numpy int too, made a plain one
         OutputFormat(self.rate, self.frame_ms)  # an unsupported rate or frame length
         for name, limits, unit in _NUMERIC_FIELDS:
-            object.__setattr__(self, name, _checked(name, getattr(self, name), limits, unit,
-                                                    whole=name != "join_timeout"))
+            object.__setattr__(self, name, checked(name, getattr(self, name), limits, unit,
+                                                   whole=name != "join_timeout"))
         if self.room_url is not None and not self.room_url.startswith(("https://", "http://")):
             raise ValueError(f"room_url must be an http(s) URL, not {self.room_url!r}")
         if self.transport not in TRANSPORTS:
@@ -353,7 +353,7 @@ class Streamer:
         """
         self._require_running()
         if buffer_ms is not None:
-            buffer_ms = _checked("buffer_ms", buffer_ms, BUFFER_MS, "ms")
+            buffer_ms = checked("buffer_ms", buffer_ms, BUFFER_MS, "ms")
         if isinstance(chunks, (bytes, bytearray, memoryview, str)):
             raise TypeError("stream() takes sample arrays: for bytes (raw PCM, a WAV, MP3...) use stream_bytes()")
         if isinstance(chunks, np.ndarray):
@@ -381,7 +381,7 @@ class Streamer:
         """
         self._require_running()
         if buffer_ms is not None:
-            buffer_ms = _checked("buffer_ms", buffer_ms, BUFFER_MS, "ms")
+            buffer_ms = checked("buffer_ms", buffer_ms, BUFFER_MS, "ms")
         drift, buffer_ms = self._drift_control(live_input.rate, buffer_ms)
         return self._enqueue(live_input.name, None, segment_id, low_latency=True, buffer_ms=buffer_ms,
                              drift=drift, capture=live_input)
@@ -903,18 +903,6 @@ class Streamer:
 
         if self._output is not None:
             self._output.send_app_message(message, sent)
-
-
-def _checked(name: str, value: object, limits: tuple[float, float | None], unit: str, *, whole: bool = True) -> Any:
-    """``value`` as a plain int (or, unless ``whole``, float) if it is one within ``limits``
-    (inclusive; None: no upper limit); else :class:`ValueError` naming ``name``."""
-    least, most = limits
-    kind = numbers.Integral if whole else numbers.Real
-    number = float(value) if isinstance(value, kind) and not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
-    if not least <= number <= (math.inf if most is None else most):  # NaN: not a number of that kind
-        bounds = f"at least {least}" if most is None else f"from {least} to {most}"
-        raise ValueError(f"{name} must be {'a whole' if whole else 'a'} number of {unit}, {bounds}, not {value!r}")
-    return int(number) if whole else number
 
 
 def _stopper(items: Iterable[Any]) -> Callable[[], None] | None:
