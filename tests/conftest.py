@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -79,6 +80,19 @@ def wait_for_event(path: Path, name: str, process: subprocess.Popen[Any], count:
         assert process.poll() is None, f"exited with status {process.returncode} before the {name} event"
         assert time.monotonic() < deadline, f"no {name} event within {timeout} s"
         time.sleep(0.02)
+
+
+@contextmanager
+def killed_at_exit(*processes: subprocess.Popen[Any]) -> Iterator[None]:
+    """Kill and reap whichever of ``processes`` still runs when the block is left (a failed
+    assertion, a timeout), so that no test leaves one behind."""
+    try:
+        yield
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def handles(pid: int, signum: int) -> bool:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import (arun, cli_command, frames_of, handles, locate, offline_env, read_events, read_pcm, run,
-                      tone, wait_for_event, wav_header)
+from conftest import (arun, cli_command, frames_of, handles, killed_at_exit, locate, offline_env, read_events,
+                      read_pcm, run, tone, wait_for_event, wav_header)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -505,15 +505,12 @@ def test_fifo_follow_makes_one_segment_per_writer(raw: bool, pause_s: float, inp
     process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", *raw_args, "--gap-ms", 200,
                                            "--events", events, "--capture", capture),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
-    try:
+    with killed_at_exit(process):
         for pcm in tones:
             with open(fifo, "wb") as writer:
                 writer.write((b"" if raw else wav_header(rate=input_rate, data_bytes=0xFFFFFFFF)) + pcm.tobytes())
             time.sleep(pause_s)
         stderr = stopped_after(process, events, "item_finished", count=3)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0, stderr
     finished = [e for e in read_events(events) if e["event"] == "item_finished"]
     assert [(e["item"], e["samples"]) for e in finished] == [(str(fifo), len(pcm) * RATE // input_rate)
@@ -544,7 +541,7 @@ def test_an_interrupt_drops_the_writers_that_came_before_it(tmp_path: Path) -> N
             time.sleep(0.05)
 
     writers = threading.Thread(target=tts)
-    try:
+    with killed_at_exit(process):
         writers.start()
         wait_for_event(events, "item_started", process)
         time.sleep(0.6)  # the four are written by now: all but the first wait for their turn
@@ -555,9 +552,6 @@ def test_an_interrupt_drops_the_writers_that_came_before_it(tmp_path: Path) -> N
         with open(fifo, "wb") as writer:
             writer.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + reply.tobytes())
         stderr = stopped_after(process, events, "item_finished", count=2)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0, stderr
     finished = [e for e in read_events(events) if e["event"] == "item_finished"]
     assert [(e["interrupted"], e["samples"] if not e["interrupted"] else None) for e in finished] == [
@@ -573,7 +567,7 @@ def test_an_interrupt_drops_the_wavs_one_writer_sent_before_it(tmp_path: Path) -
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
     assert process.stdin is not None
     reply = pcm16_tone(0.5, 660.0)
-    try:
+    with killed_at_exit(process):
         for seconds in (2.0, 0.4, 0.4):
             process.stdin.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + pcm16_tone(seconds, 440.0).tobytes())
         process.stdin.flush()
@@ -584,9 +578,6 @@ def test_an_interrupt_drops_the_wavs_one_writer_sent_before_it(tmp_path: Path) -
         process.stdin.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + reply.tobytes())
         process.stdin.close()
         process.wait(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.stderr is not None
     assert process.returncode == 0, process.stderr.read()
     finished = [e for e in read_events(events) if e["event"] == "item_finished"]
@@ -604,16 +595,12 @@ def test_hard_interrupt_drops_the_rest_of_what_the_writer_sends(tmp_path: Path) 
                                stderr=subprocess.PIPE, env=offline_env())
     assert writer.stdout is not None
     writer.stdout.close()
-    try:
+    with killed_at_exit(process, writer):
         wait_for_event(events, "item_started", process)
         time.sleep(0.5)
         process.send_signal(signal.SIGUSR1)
         _stdout, stderr = process.communicate(timeout=20)
         writer.wait(timeout=10)
-    finally:
-        for child in (process, writer):
-            if child.poll() is None:
-                child.kill()
     assert process.returncode == 0, stderr
     assert writer.returncode == 0
     done = next(e for e in read_events(events) if e["event"] == "interrupt_done")
@@ -635,16 +622,13 @@ def test_an_interrupt_while_pipe_starts_cuts_nothing(tmp_path: Path) -> None:
     with open(source, "rb") as stdin:
         process = subprocess.Popen(cli_command("pipe", "--events", fifo, "--capture", capture), stdin=stdin,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
-    try:
+    with killed_at_exit(process):
         while not handles(process.pid, signal.SIGUSR1):
             time.sleep(0.01)
         process.send_signal(signal.SIGUSR1)
         with open(fifo, encoding="utf-8") as feed:  # the start goes on once the events file opens
             logged = [json.loads(line) for line in feed]
         _stdout, stderr = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0, stderr
     names = [event["event"] for event in logged]
     assert names.index("interrupt_done") < names.index("item_started"), names
@@ -667,7 +651,7 @@ def test_interrupt_before_the_first_bytes_cancels_that_writers_utterance(tmp_pat
     process = subprocess.Popen(cli_command("pipe", "--input", fifo, "--follow", "--events", events,
                                             "--capture", capture), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=offline_env())
-    try:
+    with killed_at_exit(process):
         wait_for_event(events, "stream_started", process)
         with open(fifo, "wb") as writer:
             time.sleep(0.3)
@@ -677,9 +661,6 @@ def test_interrupt_before_the_first_bytes_cancels_that_writers_utterance(tmp_pat
         with open(fifo, "wb") as writer:
             writer.write(wav_header(rate=RATE, data_bytes=0xFFFFFFFF) + next_one.tobytes())
         stderr = stopped_after(process, events, "item_finished")
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0, stderr
     recorded = read_events(events)
     (requested,) = [e for e in recorded if e["event"] == "interrupt_requested"]

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from conftest import (cli_command, cut_in_capture, locate, offline_env, read_events, read_pcm, rendered, run, tone,
-                      wait_for_event)
+from conftest import (cli_command, cut_in_capture, killed_at_exit, locate, offline_env, read_events, read_pcm,
+                      rendered, run, tone, wait_for_event)
 
 from echo_streamer.dsp.pipeline import OutputFormat
 from echo_streamer.renderer import render as render_file
@@ -280,17 +280,13 @@ def test_signal_stops_cleanly(signum: signal.Signals, make_wav: Callable[..., Pa
         cli_command("play", long_file, "--rate", rate, "--frame-ms", frame_ms, "--capture", capture,
                     "--events", events),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
-    try:
+    with killed_at_exit(process):
         wait_for_event(events, "item_started", process)
         time.sleep(0.4)
         signalled = time.monotonic()
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=10)
         stopped = time.monotonic() - signalled
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     text = stderr.decode(errors="replace")
     assert process.returncode == 0, (process.returncode, text)
     assert stopped < 3.0, f"took {stopped:.2f} s to stop"
@@ -315,15 +311,11 @@ def play_and_signal(args: list[str | Path | int], events: Path, signum: signal.S
     """Run play, send ``signum`` once the first item has played ``after_ms``, and let it finish by itself."""
     process = subprocess.Popen(cli_command("play", *args, "--events", events), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env=offline_env())
-    try:
+    with killed_at_exit(process):
         wait_for_event(events, "item_started", process)
         time.sleep(after_ms / 1000)
         process.send_signal(signum)
         _stdout, stderr = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     text = stderr.decode(errors="replace")
     no_crash_text(text)
     return process.returncode, text, read_events(events)
@@ -398,16 +390,13 @@ def test_a_second_stop_signal_ends_a_start_that_is_stuck(short_wav: Path, tmp_pa
     os.mkfifo(fifo)
     process = subprocess.Popen(cli_command("play", short_wav, "--events", fifo), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env=offline_env())
-    try:
+    with killed_at_exit(process):
         time.sleep(1.0)
         process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         assert process.poll() is None, "the first is held"
         process.send_signal(signal.SIGTERM)
         assert process.wait(5) == -signal.SIGTERM
-    finally:
-        if process.poll() is None:
-            process.kill()
         process.communicate()
 
 
