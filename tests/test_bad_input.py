@@ -83,6 +83,14 @@ def video_only(path: Path) -> Path:
     return path
 
 
+def with_cover_art(mp3: Path) -> Path:
+    """``mp3`` with a picture attached (an ID3 APIC frame), as music files have."""
+    path = mp3.with_name("cover.mp3")
+    run("ffmpeg", "-v", "error", "-i", mp3, "-f", "lavfi", "-i", "color=c=red:size=32x32:duration=0.04", "-map", "0",
+        "-map", "1", "-c:a", "copy", "-c:v", "mjpeg", "-frames:v", "1", "-disposition:v", "attached_pic", path)
+    return path
+
+
 random_bytes = np.random.default_rng(0).bytes
 
 def text_file(name: str) -> Callable[[Path], Path]:
@@ -100,6 +108,9 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "wav-cut-mid-data": (lambda d: cut(good_wav(d), 0.6, "cut.wav"), r"truncated"),
     "flac-cut-in-half": (lambda d: cut(encode(d, "a.flac"), 0.5, "cut.flac"), DAMAGED),
     "mp3-cut-in-half": (lambda d: cut(encode(d, "a.mp3"), 0.5, "cut.mp3"), DAMAGED),
+    # Its cover art is a stream of its own, which does not make the sound's length unknown.
+    "mp3-with-cover-art-cut-in-half": (lambda d: cut(with_cover_art(encode(d, "a.mp3")), 0.5, "cut.mp3"),
+                                       r"truncated"),
     # Its index (moov) comes last: the demuxer's own reason, before ffmpeg's "Invalid data found".
     "m4a-cut-in-half": (lambda d: cut(encode(d, "a.m4a", "-c:a", "aac"), 0.5, "cut.m4a"),
                         r"cannot decode: .*\(moov atom not found; Invalid data found"),
@@ -240,6 +251,30 @@ def test_play_skips_bad_file_and_plays_the_rest(cli: Cli, tmp_path: Path) -> Non
     first = sent.find(soundfile.read(tmp_path / "good-ref.wav", dtype="int16")[0].tobytes())
     second = sent.find(soundfile.read(tmp_path / "good2-ref.wav", dtype="int16")[0].tobytes())
     assert 0 <= first < second
+
+
+@pytest.mark.parametrize("command", ["render", "play"])
+def test_file_names_that_are_no_utf8_decode(command: str, cli: Cli, tmp_path: Path) -> None:
+    """Linux file names are bytes: Latin-1 ones (no valid UTF-8) decode, a WAV through libsndfile
+    and an MP3 through ffmpeg (play with its progress line drawn), and a missing one is one line
+    naming it, escaped, while the files after it still play."""
+    latin = os.fsdecode(b"lat\xe9")  # a lone surrogate where the byte 0xE9 was
+    wav, mp3 = tmp_path / f"{latin}.wav", tmp_path / f"{latin}.mp3"
+    os.rename(good_wav(tmp_path), wav)
+    os.rename(encode(tmp_path, "a.mp3"), mp3)
+    if command == "render":
+        for source in (wav, mp3):
+            result = cli("render", source, "-o", tmp_path / "out.wav")
+            assert result.returncode == 0, result.stderr
+            assert soundfile.info(tmp_path / "out.wav").duration == pytest.approx(0.4, abs=0.03)
+        return
+    events = tmp_path / "events.jsonl"
+    result = cli("play", wav, tmp_path / f"{latin}-missing.wav", mp3, "--progress", "--events", events)
+    assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
+    assert "echo-streamer: " + str(tmp_path / "lat\\udce9-missing.wav: no such file") in result.stderr
+    finished = [event for event in read_events(events) if event["event"] == "item_finished"]
+    assert [(event["samples"] > 0, "error" in event) for event in finished] == [
+        (True, False), (False, True), (True, False)], finished
 
 
 def test_truncated_file_plays_to_its_last_sample_then_fails(cli: Cli, tmp_path: Path) -> None:

@@ -152,6 +152,33 @@ def test_an_mpeg_ts_declares_its_span(tmp_path: Path) -> None:
         source.close()
 
 
+def video_with_shorter_sound(path: Path) -> Path:
+    """5 s of video with 2 s of sound: the container's ``Duration`` is the video's."""
+    run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=5:size=64x48:rate=10", "-f", "lavfi",
+        "-i", "sine=duration=2", "-c:v", "mpeg4", "-c:a", "aac", path)
+    return path
+
+
+def m4a_sound_starting_late(path: Path) -> Path:
+    """3 s of AAC whose timestamps begin 1.5 s in: the MP4's ``Duration`` is its end, 4.5 s."""
+    plain = path.with_name("plain.m4a")
+    run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=3", "-c:a", "aac", plain)
+    run("ffmpeg", "-v", "error", "-itsoffset", "1.5", "-i", plain, "-c", "copy", path)
+    return path
+
+
+@pytest.mark.parametrize("make", [video_with_shorter_sound, m4a_sound_starting_late],
+                         ids=["video-longer-than-its-sound", "m4a-sound-starting-late"])
+def test_intact_media_whose_duration_is_not_the_sounds_are_not_truncated(make: Callable[[Path], Path],
+                                                                         tmp_path: Path) -> None:
+    """ffmpeg's ``Duration`` is the container's: a longer video's, or the end of a sound that
+    begins late. Neither file is truncated: every sample decodes, as ffmpeg decodes it, with no
+    error (both were "truncated: the header declares 5.00 s / 4.50 s")."""
+    path = make(tmp_path / "media.mp4")
+    blocks, rate, channels = decode_all(path)
+    assert_matches_ffmpeg(blocks, rate, channels, path)
+
+
 def test_a_tag_that_reads_like_a_duration_is_not_taken_for_one(tmp_path: Path) -> None:
     """ffmpeg prints tags before the real ``Duration`` line: a comment "Duration: 00:10:00.00"
     neither sets the length nor makes the file look truncated."""

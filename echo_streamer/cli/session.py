@@ -241,7 +241,8 @@ def divert_native_stderr(log_path: str | None) -> None:
     The Daily SDK writes JSON log lines straight to descriptor 2, whatever its log level.
     """
     sys.stderr.flush()
-    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+    # Its encoding and error handler kept: a file name that is no valid UTF-8 is written escaped.
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding, errors=sys.stderr.errors)
     target = os.open(log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(target, 2)
     os.close(target)

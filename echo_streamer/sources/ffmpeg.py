@@ -25,6 +25,11 @@ from .wavheader import read_wav_header
 _DURATION = re.compile(rb"^(?:\[info\] )?  Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)(?:, start: (-?[\d.]+))?",
                        re.MULTILINE)
 _MP3_INPUT = b"Input #0, mp3, "
+# The input's streams are listed before the mapping to the output's; an MP3's or an M4A's cover
+# art is one too, which never outlasts the sound.
+_INPUT_STREAM = re.compile(rb"^(?:\[info\] )?  Stream #0:\d+.*$", re.MULTILINE)
+_STREAM_MAPPING = b"Stream mapping:"
+_COVER_ART = b"(attached pic)"
 # A lossy codec's frame, in samples, at most (MP3's 1152; AAC's 1024): an MP3's declared length
 # counts whole frames, the last one's padding included (up to 72 ms at 8 kHz), which its decoder trims.
 _CODEC_FRAME = 1152
@@ -94,9 +99,7 @@ class FfmpegSource:
         self.rate = header.rate
         self.channels = header.channels
         log = self._log_text()
-        self.duration = _logged_duration(log)
-        # What a truncated file is measured against: not a duration ffmpeg only guessed.
-        self._declared_duration = None if _GUESSED_DURATION in log else self.duration
+        self.duration, self._declared_duration = _logged_durations(log)
         self._block_frames = max(1, round(block_seconds * self.rate))
 
     def blocks(self) -> Iterator[np.ndarray]:
@@ -170,13 +173,22 @@ def logged_reason(log: bytes, input_path: str) -> str | None:
     return f"{cause}; {last}" if cause else last
 
 
-def _logged_duration(log: bytes) -> float | None:
-    """The decoded audio's duration as ffmpeg's log states it: its ``Duration``, less, for an MP3,
-    its ``start``: the encoder delay, up to 0.14 s (at 8 kHz), that the decoder trims and the
-    duration counts. (Elsewhere ``start`` is a timestamp: 1.4 s into an MPEG-TS, say.)"""
+def _logged_durations(log: bytes) -> tuple[float | None, float | None]:
+    """The decoded audio's duration as ffmpeg's log states it, and the least it may last (what a
+    truncated file is measured against), in seconds; None where the log does not tell.
+
+    The duration is the input's ``Duration`` less, for an MP3, its ``start``: the encoder delay,
+    up to 0.14 s (at 8 kHz), that the decoder trims and the duration counts. Elsewhere ``start``
+    is a timestamp, and ``Duration`` the input's span (MPEG-TS, 1.4 s in) or its end (an MP4
+    whose sound begins later): the least is ``Duration`` less ``start`` whatever the format. No
+    least for a duration ffmpeg only guessed from the bitrate, nor for an input with streams
+    other than the sound and its cover art, whose ``Duration`` may be a longer video's."""
     match = _DURATION.search(log)
     if match is None:
-        return None
+        return None, None
     hours, minutes, seconds, start = match.groups()
-    delay = max(0.0, float(start or 0)) if _MP3_INPUT in log else 0.0
-    return max(0.0, int(hours) * 3600 + int(minutes) * 60 + float(seconds) - delay)
+    whole = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    least = max(0.0, whole - max(0.0, float(start or 0)))
+    streams = [line for line in _INPUT_STREAM.findall(log.split(_STREAM_MAPPING, 1)[0]) if _COVER_ART not in line]
+    promised = len(streams) == 1 and _GUESSED_DURATION not in log
+    return (least if _MP3_INPUT in log else whole), (least if promised else None)

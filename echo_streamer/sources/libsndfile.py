@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 
@@ -30,7 +31,8 @@ class SoundFileSource:
 
     def __init__(self, path: str, block_seconds: float) -> None:
         try:
-            self._file = soundfile.SoundFile(path)
+            # As bytes: a name that is no valid UTF-8 (Latin-1 from an old archive) is still a file name.
+            self._file = soundfile.SoundFile(os.fsencode(path))
         except soundfile.LibsndfileError as error:
             raise NotForLibsndfile(str(error)) from error
         if self._file.frames == 0:
