@@ -19,7 +19,7 @@ class SoftwareCard:
     fields before this ``__init__`` starts the thread. ``late_ms``: how late each block came (the
     sleep's jitter)."""
 
-    rate, lost, closed = 48_000, False, False
+    rate, lost, closed, device_overflows = 48_000, False, False, 0
 
     def __init__(self, name: str, channels: int = 1, ppm: float = 0.0) -> None:
         self.name = name

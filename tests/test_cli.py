@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -153,3 +154,44 @@ def test_constants_the_cli_repeats_to_start_fast_equal_the_engine_s() -> None:
     from echo_streamer.engine.events import CLOSED
 
     assert CLOSED_EVENT == CLOSED
+
+
+def test_a_message_clears_the_progress_line_first(capsys: pytest.CaptureFixture[str]) -> None:
+    """A message while the progress line is drawn (it ends in no newline) starts a line of its own:
+    the progress line is cleared first (it was glued on: "...  long.wavecho-streamer: ...")."""
+    from echo_streamer.cli.session import _Progress, say
+    from echo_streamer.engine.segment import Segment
+
+    loop = asyncio.new_event_loop()
+    try:
+        segment = Segment("seg-1", "/music/long.wav", None, 24_000, 2, loop)
+    finally:
+        loop.close()
+    segment.duration = 3.0
+    _Progress._draw(segment)
+    say("echo-streamer: other.wav: no such file")
+    say("echo-streamer: one more")
+    # (click leaves out the line's erase-to-end code where stderr is no terminal)
+    drawn, cleared = capsys.readouterr().err.replace("\x1b[K", "").rsplit("\r", 1)
+    assert drawn.endswith("00:00.0 / 00:03.0  long.wav") and "\n" not in drawn
+    assert cleared == "echo-streamer: other.wav: no such file\necho-streamer: one more\n"
+
+
+def test_the_drift_line_says_when_nothing_was_measured(capsys: pytest.CaptureFixture[str]) -> None:
+    """A live run that ends before any audio came through (Ctrl-C at once) measured no drift: its
+    closing line says so, not "+0 ppm (to within 0 ppm)"."""
+    from software_card import SoftwareCard
+
+    from echo_streamer import Streamer, StreamerConfig
+    from echo_streamer.cli.live import _report_drift
+    from echo_streamer.engine.live import LiveSession
+
+    card = SoftwareCard("card")
+    try:
+        report = LiveSession(Streamer(StreamerConfig()), card).drift_report()  # type: ignore[arg-type]
+    finally:
+        card.close()
+    _report_drift("card", report)
+    assert capsys.readouterr().err == ("echo-streamer: card: clock drift not measured (no audio came through; 0 "
+                                       "samples dropped, 0 repeated, +0 of them placing the frames), 0 blocks dropped "
+                                       "(overflow), 0 overruns in the device, 0 underruns\n")

@@ -356,7 +356,7 @@ def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_p
         status, stopped = daemon.request("POST", "/v1/live/stop")
         # PortAudio may flag an input overflow of its own on a loaded machine; the drift control none.
         assert status == 200 and stopped["stopped"] is True and stopped["overflows"] <= 2
-        assert {"ppm", "samples_dropped", "samples_inserted", "underruns"} <= stopped.keys()
+        assert {"ppm", "samples_dropped", "samples_inserted", "underruns"} <= stopped.keys() and stopped["measured"]
         assert daemon.request("GET", "/v1/status")[1]["live"] is None
         status, refused = daemon.request("POST", "/v1/live/start", {"device": "no-such-card"})
         assert (status, refused) == (400, {"error": "live input 'no-such-card': No input device matching "

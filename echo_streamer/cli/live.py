@@ -75,8 +75,11 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
 
 
 def _report_drift(name: str, report: dict[str, float]) -> None:
-    """One line: how the card's clock compared with playout and what it cost."""
-    say(f"echo-streamer: {name}: clock drift {report['ppm']:+.0f} ppm (to within {report['ppm_error']:.0f} ppm; "
+    """One line: how the card's clock compared with playout (not measured before any audio came
+    through) and what it cost."""
+    drift = (f"clock drift {report['ppm']:+.0f} ppm (to within {report['ppm_error']:.0f} ppm; " if report["measured"]
+             else "clock drift not measured (no audio came through; ")
+    say(f"echo-streamer: {name}: {drift}"
         f"{report['samples_dropped']} samples dropped, {report['samples_inserted']} repeated, "
         f"{report['placement_samples']:+d} of them placing the frames), {report['overflows']} blocks dropped "
         f"(overflow), {report['device_overflows']} overruns in the device, {report['underruns']} underruns")

@@ -192,6 +192,11 @@ def exit_with(status: int, *, skip_finalisation: bool) -> NoReturn:
 
 
 def say(line: str) -> None:
+    """Write ``line`` to stderr as a line of its own: a progress line drawn there is cleared first
+    (it is drawn again at its next refresh)."""
+    if _Progress.drawn:
+        click.echo("\r\033[K", err=True, nl=False)
+        _Progress.drawn = False
     click.echo(line, err=True)
 
 
@@ -408,7 +413,10 @@ def _report_problems(event: dict[str, Any]) -> None:
 
 
 class _Progress:
-    """One status line on stderr for the segment now playing: elapsed / total, and its name."""
+    """One status line on stderr for the segment now playing: elapsed / total, and its name.
+    ``drawn``: whether a status line is on the screen, unfinished (no newline after it)."""
+
+    drawn = False
 
     def __init__(self, streamer: Streamer) -> None:
         self._streamer = streamer
@@ -428,6 +436,7 @@ class _Progress:
         if self._shown is not None:
             self._draw(self._shown)
             click.echo("", err=True)
+            _Progress.drawn = False
             self._shown = None
 
     @staticmethod
@@ -436,6 +445,7 @@ class _Progress:
         name = os.path.basename(segment.name)
         click.echo(f"\r{_bar(segment)} {_clock(segment.position_ms / 1000)} / {total}  {name}\033[K", err=True,
                    nl=False)
+        _Progress.drawn = True
 
 
 def _bar(segment: Segment, width: int = 24) -> str:

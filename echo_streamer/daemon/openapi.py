@@ -22,8 +22,9 @@ _STATUS = {"call": {"type": "object", "properties": {"participants": {"type": "a
            "current": {"type": ["object", "null"]},
            "queue": {"type": "array"}, "live": {"type": ["object", "null"]}, "counters": {"type": "object"},
            "uptime_s": _NUMBER}
-_DRIFT = {"ppm": _NUMBER, "ppm_error": _NUMBER, "samples_dropped": _NUMBER, "samples_inserted": _NUMBER,
-          "placement_samples": _NUMBER, "overflows": _NUMBER, "device_overflows": _NUMBER, "underruns": _NUMBER}
+_DRIFT = {"measured": _BOOL, "ppm": _NUMBER, "ppm_error": _NUMBER, "samples_dropped": _NUMBER,
+          "samples_inserted": _NUMBER, "placement_samples": _NUMBER, "overflows": _NUMBER, "device_overflows": _NUMBER,
+          "underruns": _NUMBER}
 
 
 def _answer(properties: dict[str, Any] | None = None, description: str = "OK") -> dict[str, Any]:

@@ -112,7 +112,7 @@ class LiveSession:
         controls = [segment.drift for segment in self.segments if segment.drift is not None]
         dropped, inserted = sum(c.dropped for c in controls), sum(c.inserted for c in controls)
         placed, samples_in = sum(c.placed for c in controls), sum(c.samples_in for c in controls)
-        return {"ppm": drift_ppm(dropped - inserted - placed, samples_in),
+        return {"measured": samples_in > 0, "ppm": drift_ppm(dropped - inserted - placed, samples_in),
                 "ppm_error": drift_ppm_error(sum(c.band_ms for c in controls), samples_in, self.live_input.rate),
                 "samples_dropped": dropped, "samples_inserted": inserted, "placement_samples": placed,
                 "overflows": sum(c.overflows for c in controls),
