@@ -47,7 +47,9 @@ class Session:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "echo_streamer", "live", "--device", "system", "--channels", "1",
              "--events", str(self.events), "--capture", str(self.capture), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            # A process group of its own, with its parent in another: job control's stop (SIGTSTP)
+            # stops it, wherever the tests run (the kernel drops it for an orphaned group).
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, process_group=0)
         wait_for_event(self.events, "stream_started", self.process)
         (self.input_port,) = {port for port in ports(env) - before if port.endswith("in_0")}
         self.card = subprocess.Popen([sys.executable, str(CARD), self.input_port, "440", "0.5", "0.5", *(bursts or ())],
@@ -467,3 +469,33 @@ def test_daemon_reports_a_card_that_goes_away_and_streams_on(jack_env: dict[str,
     assert [live_end["id"], file_end["id"]] == ["seg-1", "seg-2"], "one numbering for live input and files"
     assert live_end.get("error") and file_end["item"].endswith("after.wav") and not file_end.get("error"), events
     assert file_end["samples"] == 12_000 and audible_frames(daemon.capture) >= 50
+
+
+def test_ctrl_z_and_fg_keep_a_muted_input_muted(jack_env: dict[str, str], tmp_path: Path) -> None:
+    """Ctrl-Z (SIGTSTP) stops live; fg continues it with a SIGCONT, which is no unmute: the input an
+    interrupt muted stays muted. A SIGCONT sent after that unmutes as usual."""
+    session = Session(jack_env, tmp_path)
+    wait_for_event(session.events, "item_started", session.process)
+    session.process.send_signal(signal.SIGUSR1)
+    wait_for_event(session.events, "interrupt_done", session.process)
+    session.process.send_signal(signal.SIGTSTP)
+    deadline = time.monotonic() + 5
+    while process_state(session.process.pid) != "T":
+        assert time.monotonic() < deadline, "Ctrl-Z did not stop it"
+        time.sleep(0.01)
+    session.process.send_signal(signal.SIGCONT)  # what fg sends
+    time.sleep(1.0)
+    assert process_state(session.process.pid) != "T"
+    started = [e for e in read_events(session.events) if e["event"] == "item_started"]
+    assert len(started) == 1, "fg unmuted the input"
+    session.process.send_signal(signal.SIGCONT)
+    wait_for_event(session.events, "item_started", session.process, count=2)
+    session.process.send_signal(signal.SIGTERM)
+    status, stderr, _events = session.finish()
+    assert status == 0, stderr
+
+
+def process_state(pid: int) -> str:
+    """The state letter of process ``pid`` (``T``: stopped)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]

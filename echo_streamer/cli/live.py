@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -9,6 +10,8 @@ import click
 from .session import EXIT_BAD_INPUT, fail, run_streaming, say, streaming_options
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..engine.segment import Segment
     from ..engine.streamer import Streamer
 
@@ -56,13 +59,12 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
 
     async def live_segments(streamer: Streamer, segments: list[Segment]) -> None:
         import asyncio
-        import signal
 
         from ..engine.live import LiveSession
 
         (live_input,) = cards
         session = LiveSession(streamer, live_input, mute_ms)
-        asyncio.get_running_loop().add_signal_handler(signal.SIGCONT, session.resume)
+        _resume_on_sigcont(asyncio.get_running_loop(), session.resume)
         try:
             await session.run(duration)
         finally:
@@ -72,6 +74,32 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
 
     run_streaming(options, live_segments, prepare=open_card, hard_exit=lambda: any(card.lost for card in cards),
                   interrupts_wait_for_work=False)
+
+
+def _resume_on_sigcont(loop: asyncio.AbstractEventLoop, resume: Callable[[], object]) -> None:
+    """Call ``resume`` on SIGCONT, except on the one that continues the process after Ctrl-Z
+    (SIGTSTP): ``fg`` and ``bg`` send it too, and must not unmute what an interrupt muted.
+    Ctrl-Z itself stops the process as it would by default."""
+    import os
+    import signal
+
+    stopped = False
+
+    def on_stop() -> None:
+        nonlocal stopped
+        stopped = True
+        loop.remove_signal_handler(signal.SIGTSTP)  # back to the default action: stop
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here, until fg, bg or SIGCONT
+        loop.add_signal_handler(signal.SIGTSTP, on_stop)
+
+    def on_continue() -> None:
+        nonlocal stopped
+        if not stopped:
+            resume()
+        stopped = False
+
+    loop.add_signal_handler(signal.SIGTSTP, on_stop)
+    loop.add_signal_handler(signal.SIGCONT, on_continue)
 
 
 def _report_drift(name: str, report: dict[str, float]) -> None:
