@@ -41,6 +41,7 @@ class SoftwareCard:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+        self.closed = True
 
     def _run(self) -> None:
         period = BLOCK_MS / 1000 / (1 + self.ppm * 1e-6)

@@ -555,6 +555,33 @@ def test_a_cut_card_leaves_the_decoder_at_once_for_what_comes_next(tmp_path: Pat
     assert 0.45 < np.abs(pcm).max() / 32768 < 0.55  # the card's tone came through
 
 
+def test_a_live_session_ends_when_its_card_is_closed() -> None:
+    """The owner closes the card a LiveSession streams: the session ends there (its segment
+    finished, not muted, no error), as it does when the streamer closes; it went on as if muted,
+    and failed a second later with 'no audio for 1 s while muted: the device stopped'."""
+    from echo_streamer.engine.live import LiveSession
+
+    card = ToneCard()
+
+    async def session() -> tuple[LiveSession, float]:
+        async with Streamer(StreamerConfig()) as streamer:
+            live = LiveSession(streamer, card)  # type: ignore[arg-type]
+            running = asyncio.ensure_future(live.run())
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(card.close)
+            closed_at = time.monotonic()
+            await asyncio.wait_for(running, 5)
+            return live, time.monotonic() - closed_at
+
+    try:
+        live, took = arun(session())
+    finally:
+        card.close()
+    assert live.state == "ended" and live.error is None, live.error
+    assert [segment.state for segment in live.segments] == ["finished"]
+    assert took < 0.5, f"ended {took:.2f} s after the card was closed"
+
+
 class PausableCard(ToneCard):
     """A ToneCard whose thread delivers nothing while ``paused`` (``idle`` is set once it has
     passed a block by, so it is not delivering one); the test hands blocks itself meanwhile."""

@@ -17,7 +17,8 @@ from .waiting import unless
 class LiveSession:
     """Streams ``live_input`` through ``streamer`` until :meth:`stop`, the device fails, or
     ``duration`` seconds have passed (:meth:`run`); either way, and when :meth:`run` is cancelled,
-    a segment still streaming fades out first.
+    a segment still streaming fades out first. It also ends when its owner closes ``live_input``
+    or the streamer is closed.
 
     An interrupt cuts the live segment (a fade, then the gap) and mutes the input: nothing is
     streamed until :meth:`resume`, or until ``mute_ms`` has passed when it is given; then a new
@@ -71,6 +72,8 @@ class LiveSession:
                     return
                 if segment.error:
                     self.error = segment.error
+                    return
+                if not (segment.interrupted or segment.cancelled):  # the card was closed, or the streamer
                     return
                 if self._unmute.is_set():  # resumed while its cut was still fading out
                     continue
