@@ -713,21 +713,24 @@ def test_an_input_that_cannot_be_read_is_one_line_and_exit_1(path: str, complain
     assert (result.returncode, result.stderr) == (1, f"echo-streamer: {complaint}\n")
 
 
-def test_a_terminal_on_standard_input_is_one_line_and_exit_1() -> None:
-    """Run by hand with nothing piped in, pipe would wait on the keyboard (and hand what is typed
-    to ffmpeg): it says what it needs instead."""
+@pytest.mark.parametrize("command", [["pipe"], ["play", "-"], ["render", "-", "-o", "out.wav"]],
+                         ids=["pipe", "play", "render"])
+def test_a_terminal_on_standard_input_is_one_line_and_exit_1(command: list[str], tmp_path: Path) -> None:
+    """Run by hand with nothing piped in, each command that reads standard input would wait on the
+    keyboard (and hand what is typed to ffmpeg): it says what it needs instead."""
     import pty
 
     controller, terminal = pty.openpty()
     try:
-        result = subprocess.run(cli_command("pipe"), stdin=terminal, capture_output=True, text=True,
-                                env=offline_env(), timeout=30)
+        result = subprocess.run(cli_command(*command), stdin=terminal, capture_output=True, text=True,
+                                env=offline_env(), timeout=30, cwd=tmp_path)
     finally:
         os.close(terminal)
         os.close(controller)
     assert result.returncode == 1, result.stderr
-    assert result.stderr.startswith("echo-streamer: -: standard input is a terminal: ") and \
+    assert result.stderr.startswith("echo-streamer: -: standard input is a terminal: pipe audio in (") and \
         result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "out.wav").exists()
 
 
 def test_follow_refuses_a_regular_file(cli: Cli, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -12,7 +11,7 @@ import click
 from ..errors import InputError
 from ..limits import STREAM_START_MS
 from ..sources.formats import AUTO, STREAM_FORMATS
-from .session import EXIT_BAD_INPUT, fail, run_streaming, streaming_options
+from .session import EXIT_BAD_INPUT, check_stdin, fail, run_streaming, streaming_options
 
 if TYPE_CHECKING:
     import asyncio
@@ -71,11 +70,8 @@ def pipe(input_path: str | None, sample_format: str, input_rate: int | None, cha
     def check_input() -> None:
         if input_path is not None:
             _check_input(input_path, follow)
-        elif sys.stdin is None:  # closed as we started: descriptor 0 may be another file's by now
-            fail("-: standard input is closed", EXIT_BAD_INPUT)
-        elif sys.stdin.isatty():
-            fail("-: standard input is a terminal: pipe audio in (espeak-ng --stdout Hi | echo-streamer pipe) "
-                 "or give --input", EXIT_BAD_INPUT)
+        else:
+            check_stdin("pipe audio in (espeak-ng --stdout Hi | echo-streamer pipe) or give --input")
 
     async def pipe_segments(streamer: Streamer, segments: list[Segment]) -> None:
         from ..engine.waiting import in_daemon_thread

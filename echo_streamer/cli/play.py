@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .session import run_streaming, streaming_options
+from .session import check_stdin, run_streaming, streaming_options
 
 if TYPE_CHECKING:
     from ..engine.segment import Segment
@@ -40,4 +40,8 @@ def play(files: tuple[str, ...], **options: Any) -> None:
         segments.extend(streamer.play(path) for path in files)
         await streamer.drain()
 
-    run_streaming(options, play_files, inputs=files)
+    def check_inputs() -> None:
+        if "-" in files:
+            check_stdin("pipe audio in (espeak-ng --stdout Hi | echo-streamer play -)")
+
+    run_streaming(options, play_files, inputs=files, prepare=check_inputs)

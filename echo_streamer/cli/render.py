@@ -8,8 +8,8 @@ from typing import NoReturn
 
 import click
 
-from .session import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, OutputPath, exit_with, frame_option, rate_option,
-                      fail, refuse_overwriting, say)
+from .session import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, OutputPath, check_stdin, exit_with, fail, frame_option,
+                      rate_option, refuse_overwriting, say)
 
 
 @click.command()
@@ -43,6 +43,8 @@ def render(input_path: str, output_path: str, rate: str, frame_ms: str, points_p
     from ..renderer import render as render_file
 
     refuse_overwriting((input_path,), {"--output": output_path, "--points": points_path})
+    if input_path == "-":
+        check_stdin("pipe audio in (espeak-ng --stdout Hi | echo-streamer render - -o hi.wav)")
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the partial output is removed
     try:
         result = render_file(input_path, output_path, OutputFormat(int(rate), int(frame_ms)))

@@ -206,6 +206,15 @@ def fail(message: str, status: int) -> NoReturn:
     sys.exit(status)
 
 
+def check_stdin(advice: str) -> None:
+    """Fail (status 1) when standard input, which the command is to read, is closed or a terminal,
+    where it would wait for typed audio; ``advice`` says how to give it audio."""
+    if sys.stdin is None:  # closed as we started: descriptor 0 may be another file's by now
+        fail("-: standard input is closed", EXIT_BAD_INPUT)
+    if sys.stdin.isatty():
+        fail(f"-: standard input is a terminal: {advice}", EXIT_BAD_INPUT)
+
+
 def streamer_config(options: dict[str, Any]) -> StreamerConfig:
     """The Streamer configuration :func:`stream_options` describe (usage errors raised as click exceptions)."""
     from ..engine.streamer import StreamerConfig
