@@ -352,7 +352,12 @@ def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_p
         cut = daemon.request("POST", "/v1/interrupt", {})[1]
         assert cut["id"] == "seg-1" and cut["cut"] == "now"
         assert daemon.request("GET", "/v1/status")[1]["live"] == {"device": "live input 'system'", "state": "muted"}
-        assert daemon.request("POST", "/v1/live/start", {})[1]["state"] == "streaming", "unmuted"
+        # A start naming another card (or format) does not unmute this one.
+        for other in ({"device": "other"}, {"channels": 2}, {"device": "system", "input_rate": 44100}):
+            status, refused = daemon.request("POST", "/v1/live/start", other)
+            assert status == 409 and "stop it (POST /v1/live/stop) to start another" in refused["error"], refused
+        assert daemon.request("GET", "/v1/status")[1]["live"]["state"] == "muted"
+        assert daemon.request("POST", "/v1/live/start", {"device": "system"})[1]["state"] == "streaming", "unmuted"
         daemon.wait_for("item_started", 2)
         time.sleep(0.5)
         status, stopped = daemon.request("POST", "/v1/live/stop")

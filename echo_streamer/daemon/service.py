@@ -78,6 +78,7 @@ class Daemon:
         self._active_ids: set[str] = set()  # segments queued or playing, whose ids are taken
         self._segment_ids = SegmentIds()  # the daemon's own: they run on across its streamers
         self._live_task: asyncio.Task[None] | None = None
+        self._live_asked: tuple[int | str | None, int | None, int | None] = (None, None, None)  # live's start
         self._live_starting = asyncio.Lock()  # two starts at once must not open the card twice
         self._opening: asyncio.Future[LiveInput] | None = None  # the card's latest open, in its thread
         self._abandoned_card: asyncio.Future[None] | None = None  # opened for a request that gave up: closing
@@ -182,12 +183,17 @@ class Daemon:
             raise ApiError(400, str(error)) from None
 
     async def live_start(self, device: int | str | None, rate: int | None, channels: int | None) -> LiveSession:
-        """Start streaming a sound card, or unmute the one already open after an interrupt."""
+        """Start streaming a sound card, or unmute the one already open after an interrupt (when
+        the request names nothing else than that card was started with)."""
+        asked = (device, rate, channels)
         async with self._live_starting:
             streamer = self._running()
             if self.live is not None and self.live.state == "ended" and self._live_task is not None:
                 await asyncio.shield(self._live_task)  # its card failed and is being closed: open it anew
             if self.live is not None:
+                if any(given is not None and given != held for given, held in zip(asked, self._live_asked)):
+                    raise ApiError(409, f"{self.live.live_input.name} is open, as it was started: stop it "
+                                        "(POST /v1/live/stop) to start another device, rate or channel count")
                 if not self.live.resume():
                     raise ApiError(409, f"{self.live.live_input.name} is already streaming")
                 return self.live
@@ -199,6 +205,7 @@ class Daemon:
                 await self._close_card(live_input)
                 raise ApiError(503, "the stream stopped while the card was being opened")
             session = self.live = LiveSession(streamer, live_input, self.config.mute_ms, new_id=self._live_id)
+            self._live_asked = asked
             self._live_task = asyncio.ensure_future(self._run_live(session))
             return session
 
