@@ -169,6 +169,9 @@ def test_interrupt_mutes_until_sigcont(jack_env: dict[str, str], tmp_path: Path)
     assert status == 0, stderr
     finished = [e for e in events if e["event"] == "item_finished"]
     assert finished[0]["interrupted"] is True and finished[0]["id"] == "seg-1"
+    # SIGTERM ends the input: no interrupt of its own.
+    assert [e["interrupted"] for e in finished] == [True, False], finished
+    assert [e["event"] for e in events].count("interrupt_done") == 1
     assert [e["id"] for e in events if e["event"] == "item_started"][:2] == ["seg-1", "seg-2"]
     frames = frames_of(read_pcm(session.capture, RATE), 240)
     audible = frames.any(axis=1)

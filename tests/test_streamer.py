@@ -582,6 +582,43 @@ def test_a_live_session_ends_when_its_card_is_closed() -> None:
     assert took < 0.5, f"ended {took:.2f} s after the card was closed"
 
 
+def test_a_live_session_that_ends_finishes_its_segment_with_no_interrupt(tmp_path: Path) -> None:
+    """A LiveSession's end (its duration, stop(), Ctrl-C) is the end of the card's input, not an
+    interrupt: the segment's last frame fades out, it finishes (not interrupted), no interrupt
+    event comes, and over app messages its last message says done, with no conversation.interrupt
+    (it was cut: counted as an interrupt, the audio waiting to be sent dropped, done never said)."""
+    import json
+
+    from echo_streamer.engine.live import LiveSession
+
+    card = ToneCard()
+    messages, capture = tmp_path / "messages.jsonl", tmp_path / "out.wav"
+    config = StreamerConfig(transport="app-message", tavus_conversation_id="c123", message_log=str(messages),
+                            capture_path=str(capture))
+
+    async def session() -> tuple[LiveSession, list[str]]:
+        async with Streamer(config) as streamer:
+            names: list[str] = []
+            streamer.add_listener(lambda event: names.append(event["event"]))
+            live = LiveSession(streamer, card)  # type: ignore[arg-type]
+            await live.run(0.6)
+            return live, names
+
+    try:
+        live, names = arun(session())
+    finally:
+        card.close()
+    (segment,) = live.segments
+    assert segment.state == "finished" and not segment.interrupted and segment.position_ms > 400
+    assert not {"interrupt_requested", "interrupt_done"} & set(names), names
+    sent = [json.loads(line) for line in messages.read_text(encoding="utf-8").splitlines()]
+    assert {message["event_type"] for message in sent} == {"conversation.echo"}
+    assert [message["properties"]["done"] for message in sent] == [False] * (len(sent) - 1) + [True]
+    frames = frames_of(read_pcm(capture, 24_000), 240)
+    last = frames[np.flatnonzero(frames.any(axis=1))[-1]]
+    assert last[:96].any() and not last[96:].any(), "the last frame is the 4 ms fade"
+
+
 class PausableCard(ToneCard):
     """A ToneCard whose thread delivers nothing while ``paused`` (``idle`` is set once it has
     passed a block by, so it is not delivering one); the test hands blocks itself meanwhile."""

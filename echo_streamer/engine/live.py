@@ -89,11 +89,11 @@ class LiveSession:
             self.state = "ended"
 
     async def _fade_out(self, segment: Segment) -> None:
-        """End with ``segment`` faded out while the card still delivers its audio; no :meth:`resume`
-        from here on."""
+        """End with ``segment`` faded out while the card still delivers its audio (it finishes, as
+        if the input ended there: no interrupt); no :meth:`resume` from here on."""
         self.state = "ended"
         if not segment.done() and self.streamer.running:
-            await self.streamer.cancel(segment)
+            await self.streamer.end_live(segment)
 
     async def _muted(self) -> None:
         """Wait for :meth:`resume`, watching the card meanwhile, which nothing reads: one that

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..dsp.fade import FADE_MS, fade_out
 from ..dsp.pauses import PauseDetector
 from ..dsp.pipeline import Conditioner
 from .segment import Frame, Segment
@@ -23,13 +24,14 @@ class LiveFeed:
     (:meth:`DriftControl.input_for_next_frame
     <echo_streamer.engine.drift.DriftControl.input_for_next_frame>`); then they are corrected by
     the segment's drift control, conditioned, marked for pauses, and their frames put into the
-    segment's queue at once. After every block, ``after_block(arrived_at)`` runs with the
+    segment's queue at once; after :meth:`finish`, the next frame made is faded out and is the
+    last. After every block, ``after_block(arrived_at)`` runs with the
     block's ``time.monotonic()`` arrival: the streamer settles a write that waits for this
     segment's next frame. Waits for nothing but that (the streamer's lock, held briefly by SDK
     callbacks, and the SDK's write): a frame that finds the segment's queue full (drift control
     keeps the backlog well under it) is dropped and counted as an overflow. :meth:`wait` returns
-    once the feed has ended: the segment was cut or dropped, or an exception on the way (kept in
-    ``error``) ended it.
+    once the feed has ended: its last frame was made, the segment was cut or dropped, or an
+    exception on the way (kept in ``error``) ended it.
     """
 
     def __init__(self, segment: Segment, conditioner: Conditioner, after_block: Callable[[float], None]) -> None:
@@ -43,6 +45,7 @@ class LiveFeed:
         self._after_block = after_block
         self._held: list[np.ndarray] = []
         self._held_samples = 0
+        self._finishing = False
         self._ended = threading.Event()
 
     def push(self, block: np.ndarray) -> None:
@@ -60,6 +63,11 @@ class LiveFeed:
         except Exception as error:
             self.error = error
             self._ended.set()
+
+    def finish(self) -> None:
+        """End the segment as if the card's input ended here (any thread): the next frame made
+        fades out, as a cut's would, and no frame follows it."""
+        self._finishing = True
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; True once the feed has ended."""
@@ -83,7 +91,12 @@ class LiveFeed:
             return
         now = time.monotonic()
         for pcm, pause in zip(frames, self._pauses.mark(frames).tolist(), strict=True):
+            last = self._finishing
+            data = fade_out(pcm.tobytes(), self.conditioner.output.rate * FADE_MS // 1000) if last else pcm.tobytes()
             try:
-                self.segment.frames.put_nowait(Frame(pcm.tobytes(), pause, now))
+                self.segment.frames.put_nowait(Frame(data, pause, now))
             except queue.Full:
                 self.drift.overflow(self._frame_ms)
+            if last:
+                self._ended.set()
+                return

@@ -47,6 +47,9 @@ Listener = Callable[[Event], None]
 
 # How far a live segment (a sound card) may run ahead of playout before its audio is dropped.
 LIVE_BUFFER_MS = 40
+# end_live() waits this long for a card's last frame (made within a block, played a frame or two
+# later) before it cuts the segment instead.
+END_LIVE_WAIT_S = 0.2
 # A decoder still on a segment this long after it was cut or dropped is blocked in its source (a
 # caller's generator, a writer that sends nothing): a new decoder takes over the queue.
 STUCK_AFTER_S = 0.2
@@ -437,6 +440,21 @@ class Streamer:
             await cut.wait()
         await segment.wait()
 
+    async def end_live(self, segment: Segment) -> None:
+        """End a sound card's segment (:meth:`live`) where its input is now, as if the card's input
+        ended there: the next frame made from it fades out (as a cut's would) and is its last;
+        returns once it has played. The segment finishes, not interrupted: no interrupt events,
+        no Tavus interrupt, and over app messages its last message says ``done``. A segment that
+        makes no frame within ``END_LIVE_WAIT_S`` (the card stalls; it is not playing yet) is
+        cancelled instead (:meth:`cancel`)."""
+        finish = segment.finish_capture
+        if finish is not None and segment.started_at is not None:
+            finish()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(segment.wait()), END_LIVE_WAIT_S)
+        if not segment.done():
+            await self.cancel(segment)
+
     def stream_bytes(self, chunks: Iterable[bytes] | AsyncIterable[bytes] | bytes, *, sample_format: str = "auto",
                      rate: int | None = None, channels: int | None = None, name: str = "stream",
                      segment_id: str | None = None) -> Segment:
@@ -764,16 +782,18 @@ class Streamer:
         feed = LiveFeed(segment, conditioner, lambda block_at: self._settle_late(segment, block_at))
         watch = SilenceWatch(capture)
         capture.deliver(feed.push)
+        segment.finish_capture = feed.finish
         try:
             while not (self._stopping or segment.discarded or capture.closed):
                 if feed.wait(SILENT_POLL_S):
                     if feed.error is not None:
                         raise feed.error
-                    return  # the segment was cut or dropped
+                    return  # its last frame was made (end_live), or it was cut or dropped
                 watch.check()
                 # A card that stalls leaves its frame's write waiting: silence goes out in its place.
                 self._settle_late(segment)
         finally:
+            segment.finish_capture = None
             capture.deliver(None)
 
     def _fail(self, segment: Segment, message: str) -> SegmentEnd:
