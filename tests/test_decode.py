@@ -179,6 +179,18 @@ def test_intact_media_whose_duration_is_not_the_sounds_are_not_truncated(make: C
     assert_matches_ffmpeg(blocks, rate, channels, path)
 
 
+@pytest.mark.parametrize("extra", [1, 417])
+def test_an_mp3_with_zero_bytes_after_its_last_frame_is_whole(extra: int, tmp_path: Path) -> None:
+    """Bytes after an MP3's last frame (a stray byte, a tool's padding) make ffmpeg log an error of
+    its own, which no decoder message explains, once every frame has decoded: the file is whole,
+    not "corrupt audio data" (garbage in the middle still is: tests/test_bad_input.py)."""
+    path = tmp_path / "padded.mp3"
+    run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", path)
+    path.write_bytes(path.read_bytes() + bytes(extra))
+    blocks, rate, channels = decode_all(path)
+    assert_matches_ffmpeg(blocks, rate, channels, path)
+
+
 def test_a_tag_that_reads_like_a_duration_is_not_taken_for_one(tmp_path: Path) -> None:
     """ffmpeg prints tags before the real ``Duration`` line: a comment "Duration: 00:10:00.00"
     neither sets the length nor makes the file look truncated."""

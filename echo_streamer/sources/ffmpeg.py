@@ -112,7 +112,7 @@ class FfmpegSource:
             if len(block):
                 yield block
         self._process.wait()
-        if self._process.returncode != 0 or self._logged_an_error():
+        if self._process.returncode != 0 or self._damaged(decoded / self.rate):
             default = f"ffmpeg exited with status {self._process.returncode}"
             raise self._failure(f"corrupt audio data ({self._ffmpeg_reason(default)})")
         check_complete(self.name, decoded / self.rate, self._declared_duration,
@@ -145,10 +145,17 @@ class FfmpegSource:
         fd = self._log.fileno()
         return os.pread(fd, os.fstat(fd).st_size, 0)
 
-    def _logged_an_error(self) -> bool:
+    def _damaged(self, decoded_seconds: float) -> bool:
         """Whether ffmpeg logged an error of its own (a demuxer's or decoder's alone, as for a
-        damaged frame it skipped, does not fail the input)."""
-        return any(own for own, _text in logged_errors(self._log_text()))
+        damaged frame it skipped, does not fail the input); not when no demuxer or decoder said
+        a word of it and the whole declared length decoded (within a codec frame): bytes after
+        the last frame (a stray byte, a Lyrics3 tag), which the decoder drops silently."""
+        errors = logged_errors(self._log_text())
+        if not any(own for own, _text in errors):
+            return False
+        whole = (self._declared_duration is not None
+                 and decoded_seconds >= self._declared_duration - _CODEC_FRAME / self.rate)
+        return not (whole and all(own for own, _text in errors))
 
 
 def logged_errors(log: bytes) -> list[tuple[bool, str]]:
