@@ -83,6 +83,13 @@ def video_only(path: Path) -> Path:
     return path
 
 
+def large_format(folder: Path, kind: str) -> Path:
+    """The short good WAV's audio as RF64 or Wave64, the WAVs of 64-bit sizes."""
+    path = folder / f"a.{kind.lower()}"
+    soundfile.write(path, soundfile.read(good_wav(folder))[0], 44100, format=kind, subtype="PCM_16")
+    return path
+
+
 def with_cover_art(mp3: Path) -> Path:
     """``mp3`` with a picture attached (an ID3 APIC frame), as music files have."""
     path = mp3.with_name("cover.mp3")
@@ -119,6 +126,8 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
         DAMAGED,
     ),
     "aiff-cut-in-half": (lambda d: cut(encode(d, "a.aiff"), 0.5, "cut.aiff"), DAMAGED),
+    **{f"{kind.lower()}-cut-in-half": (lambda d, kind=kind: cut(large_format(d, kind), 0.5, f"cut.{kind.lower()}"),
+                                      r"truncated") for kind in ("RF64", "W64")},
     "flac-header-then-random": (
         lambda d: write(d / "noise.flac", encode(d, "a.flac").read_bytes()[:42] + random_bytes(40_000)),
         DAMAGED,

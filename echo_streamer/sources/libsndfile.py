@@ -14,8 +14,10 @@ from .base import check_complete
 from .wavheader import is_placeholder_size
 
 # libsndfile notes a WAV data chunk (AIFF: SSND chunk) that claims more than the file holds as
-# "data : N (should be M)".
+# "data : N (should be M)"; for RF64 and Wave64 only the whole file's size: "Riff size : N (should
+# be M)", "riff : N (should be M)" (a WAV's own "RIFF" line is not taken: its data line says more).
 _DATA_SIZE_MISMATCH = re.compile(r"^ *(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE)
+_FILE_SIZE_MISMATCH = re.compile(r"^ *(?:Riff size|riff) : (\d+) \(should be (\d+)\)", re.MULTILINE)
 
 
 # Frames per read when a block's read failed and what it held before the fault is read again.
@@ -75,8 +77,10 @@ class SoundFileSource:
             return
 
     def _declared_wav_duration(self) -> float | None:
-        """The length a WAV or AIFF header declares, when it is more than the file holds."""
-        mismatch = _DATA_SIZE_MISMATCH.search(self._file.extra_info)
+        """The length a WAV, AIFF, RF64 or Wave64 header declares, when it is more than the file
+        holds (from a whole file's size: to within its header's, far under the 1 % allowed)."""
+        info = self._file.extra_info
+        mismatch = _DATA_SIZE_MISMATCH.search(info) or _FILE_SIZE_MISMATCH.search(info)
         if mismatch is None or self.duration is None:
             return None
         declared, actual = int(mismatch[1]), int(mismatch[2])
