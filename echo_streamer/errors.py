@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+_LINE_BREAKS = str.maketrans({"\n": "\\n", "\r": "\\r"})
+
 
 class InputError(Exception):
     """An input that cannot be streamed: missing, unreadable, corrupt, or out of range.
@@ -10,7 +12,8 @@ class InputError(Exception):
     """
 
     def __init__(self, source: str, reason: str) -> None:
-        super().__init__(f"{source}: {reason}")
+        # A line break in a file name would make two lines of the message: written escaped.
+        super().__init__(f"{source.translate(_LINE_BREAKS)}: {reason}")
         self.source = source
         self.reason = reason
 

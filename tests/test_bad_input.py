@@ -263,6 +263,15 @@ def test_play_skips_bad_file_and_plays_the_rest(cli: Cli, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("command", ["render", "play"])
+def test_a_line_break_in_a_file_name_keeps_the_message_one_line(command: str, cli: Cli, tmp_path: Path) -> None:
+    """A file name may hold a line break: its message is still one line, the break written as \\n."""
+    broken = tmp_path / "new\nline.wav"
+    args = ("-o", tmp_path / "out.wav") if command == "render" else ()
+    result = cli(command, broken, *args)
+    assert_one_line_about(result, command, str(broken).replace("\n", "\\n"), r"no such file")
+
+
+@pytest.mark.parametrize("command", ["render", "play"])
 def test_file_names_that_are_no_utf8_decode(command: str, cli: Cli, tmp_path: Path) -> None:
     """Linux file names are bytes: Latin-1 ones (no valid UTF-8) decode, a WAV through libsndfile
     and an MP3 through ffmpeg (play with its progress line drawn), and a missing one is one line
