@@ -41,15 +41,18 @@ class Session:
     """``echo-streamer live --device system --channels 1`` with a card playing into it: a 440 Hz
     tone at half scale after half a second of silence, steady or in ``bursts`` (seconds on, off)."""
 
-    def __init__(self, env: dict[str, str], tmp_path: Path, *args: str, bursts: tuple[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str], tmp_path: Path, *args: str, bursts: tuple[str, str] | None = None,
+                 orphaned: bool = False) -> None:
         self.events, self.capture = tmp_path / "events.jsonl", tmp_path / "capture.wav"
         before = ports(env)
+        # A process group of its own, with its parent in another: job control's stop (SIGTSTP)
+        # stops it, wherever the tests run; ``orphaned``: a session of its own, where the kernel
+        # drops that stop (no shell could continue it).
+        group: dict[str, Any] = {"start_new_session": True} if orphaned else {"process_group": 0}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "echo_streamer", "live", "--device", "system", "--channels", "1",
              "--events", str(self.events), "--capture", str(self.capture), *args],
-            # A process group of its own, with its parent in another: job control's stop (SIGTSTP)
-            # stops it, wherever the tests run (the kernel drops it for an orphaned group).
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, process_group=0)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **group)
         wait_for_event(self.events, "stream_started", self.process)
         (self.input_port,) = {port for port in ports(env) - before if port.endswith("in_0")}
         self.card = subprocess.Popen([sys.executable, str(CARD), self.input_port, "440", "0.5", "0.5", *(bursts or ())],
@@ -496,6 +499,23 @@ def test_ctrl_z_and_fg_keep_a_muted_input_muted(jack_env: dict[str, str], tmp_pa
     assert process_state(session.process.pid) != "T"
     started = [e for e in read_events(session.events) if e["event"] == "item_started"]
     assert len(started) == 1, "fg unmuted the input"
+    session.process.send_signal(signal.SIGCONT)
+    wait_for_event(session.events, "item_started", session.process, count=2)
+    session.process.send_signal(signal.SIGTERM)
+    status, stderr, _events = session.finish()
+    assert status == 0, stderr
+
+
+def test_a_stop_the_kernel_drops_leaves_sigcont_a_resume(jack_env: dict[str, str], tmp_path: Path) -> None:
+    """In a process group no shell could continue (a service, setsid), the kernel drops Ctrl-Z's
+    stop: live goes on, and a SIGCONT sent later to unmute it still does."""
+    session = Session(jack_env, tmp_path, orphaned=True)
+    wait_for_event(session.events, "item_started", session.process)
+    session.process.send_signal(signal.SIGUSR1)
+    wait_for_event(session.events, "interrupt_done", session.process)
+    session.process.send_signal(signal.SIGTSTP)
+    time.sleep(1.0)
+    assert process_state(session.process.pid) != "T", "the stop was not dropped: the test proves nothing"
     session.process.send_signal(signal.SIGCONT)
     wait_for_event(session.events, "item_started", session.process, count=2)
     session.process.send_signal(signal.SIGTERM)

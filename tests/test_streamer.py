@@ -555,10 +555,13 @@ def test_a_cut_card_leaves_the_decoder_at_once_for_what_comes_next(tmp_path: Pat
     assert 0.45 < np.abs(pcm).max() / 32768 < 0.55  # the card's tone came through
 
 
-def test_a_live_session_ends_when_its_card_is_closed() -> None:
-    """The owner closes the card a LiveSession streams: the session ends there (its segment
-    finished, not muted, no error), as it does when the streamer closes; it went on as if muted,
-    and failed a second later with 'no audio for 1 s while muted: the device stopped'."""
+@pytest.mark.parametrize("muted", [False, True], ids=["streaming", "muted"])
+@pytest.mark.parametrize("closed", ["card", "streamer"])
+def test_a_live_session_ends_when_its_card_or_streamer_is_closed(closed: str, muted: bool) -> None:
+    """The owner closes the card a LiveSession streams, or the streamer, while it streams or while
+    an interrupt has it muted: the session ends there, with no error. It went on as if muted,
+    and failed a second later with 'no audio for 1 s while muted: the device stopped' (a closed
+    card), or waited for ever (a closed streamer)."""
     from echo_streamer.engine.live import LiveSession
 
     card = ToneCard()
@@ -568,7 +571,11 @@ def test_a_live_session_ends_when_its_card_is_closed() -> None:
             live = LiveSession(streamer, card)  # type: ignore[arg-type]
             running = asyncio.ensure_future(live.run())
             await asyncio.sleep(0.5)
-            await asyncio.to_thread(card.close)
+            if muted:
+                await streamer.interrupt("now").wait()
+                await asyncio.sleep(0.1)
+                assert live.state == "muted"
+            await (asyncio.to_thread(card.close) if closed == "card" else streamer.close())
             closed_at = time.monotonic()
             await asyncio.wait_for(running, 5)
             return live, time.monotonic() - closed_at
@@ -578,8 +585,9 @@ def test_a_live_session_ends_when_its_card_is_closed() -> None:
     finally:
         card.close()
     assert live.state == "ended" and live.error is None, live.error
-    assert [segment.state for segment in live.segments] == ["finished"]
-    assert took < 0.5, f"ended {took:.2f} s after the card was closed"
+    assert not card.lost
+    assert live.segments[0].state == ("interrupted" if muted or closed == "streamer" else "finished")
+    assert took < 0.5, f"ended {took:.2f} s after the {closed} was closed"
 
 
 def test_a_live_session_that_ends_finishes_its_segment_with_no_interrupt(tmp_path: Path) -> None:
@@ -617,6 +625,32 @@ def test_a_live_session_that_ends_finishes_its_segment_with_no_interrupt(tmp_pat
     frames = frames_of(read_pcm(capture, 24_000), 240)
     last = frames[np.flatnonzero(frames.any(axis=1))[-1]]
     assert last[:96].any() and not last[96:].any(), "the last frame is the 4 ms fade"
+
+
+def test_a_second_end_live_waits_for_the_first() -> None:
+    """end_live again once the card's last frame is made but not played yet (Ctrl-C right as
+    --duration ends it): it waits for that end, and does not cut the segment instead."""
+    card = ToneCard()
+
+    async def session() -> tuple[Segment, list[str]]:
+        async with Streamer(StreamerConfig()) as streamer:
+            names: list[str] = []
+            streamer.add_listener(lambda event: names.append(event["event"]))
+            segment = streamer.live(card)  # type: ignore[arg-type]
+            await asyncio.sleep(0.5)
+            first = asyncio.ensure_future(streamer.end_live(segment))
+            while not segment.decoded:
+                await asyncio.sleep(0.001)
+            assert not segment.done(), "played already: the test proves nothing"
+            await streamer.end_live(segment)
+            await first
+            return segment, names
+
+    try:
+        segment, names = arun(session())
+    finally:
+        card.close()
+    assert segment.state == "finished" and "interrupt_requested" not in names, names
 
 
 class PausableCard(ToneCard):

@@ -9,6 +9,9 @@ import click
 
 from .session import EXIT_BAD_INPUT, fail, run_streaming, say, streaming_options
 
+# A SIGCONT this long after the process went on from Ctrl-Z (or never stopped) is a resume again.
+JOB_STOP_S = 0.5
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -79,26 +82,30 @@ def live(device: str | None, input_rate: int | None, channels: int | None, durat
 def _resume_on_sigcont(loop: asyncio.AbstractEventLoop, resume: Callable[[], object]) -> None:
     """Call ``resume`` on SIGCONT, except on the one that continues the process after Ctrl-Z
     (SIGTSTP): ``fg`` and ``bg`` send it too, and must not unmute what an interrupt muted.
-    Ctrl-Z itself stops the process as it would by default."""
+    Ctrl-Z itself stops the process as it would by default (a SIGTSTP ignored as the process
+    started stays ignored). A SIGCONT ``JOB_STOP_S`` or more after the process went on is a
+    resume again (where the kernel dropped the stop, in a process group with no shell to
+    continue it, the process never stopped)."""
+    import math
     import os
     import signal
+    import time
 
-    stopped = False
+    went_on_at = -math.inf  # when the process went on after its last stop
 
     def on_stop() -> None:
-        nonlocal stopped
-        stopped = True
+        nonlocal went_on_at
         loop.remove_signal_handler(signal.SIGTSTP)  # back to the default action: stop
         os.kill(os.getpid(), signal.SIGTSTP)  # stops here, until fg, bg or SIGCONT
+        went_on_at = time.monotonic()
         loop.add_signal_handler(signal.SIGTSTP, on_stop)
 
-    def on_continue() -> None:
-        nonlocal stopped
-        if not stopped:
+    def on_continue() -> None:  # (the loop runs it after on_stop has returned)
+        if time.monotonic() - went_on_at >= JOB_STOP_S:
             resume()
-        stopped = False
 
-    loop.add_signal_handler(signal.SIGTSTP, on_stop)
+    if signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN:
+        loop.add_signal_handler(signal.SIGTSTP, on_stop)
     loop.add_signal_handler(signal.SIGCONT, on_continue)
 
 

@@ -73,14 +73,14 @@ class LiveSession:
                 if segment.error:
                     self.error = segment.error
                     return
-                if not (segment.interrupted or segment.cancelled):  # the card was closed, or the streamer
+                if self._closed() or not (segment.interrupted or segment.cancelled):
                     return
                 if self._unmute.is_set():  # resumed while its cut was still fading out
                     continue
                 self.state = "muted"
                 mute_ends = None if self.mute_ms is None else loop.time() + self.mute_ms / 1000
                 await unless(self._stop, self._muted(), _left(loop, _earliest(ends, mute_ends)))
-                if ends is not None and loop.time() >= ends:
+                if self._closed() or (ends is not None and loop.time() >= ends):
                     return
         except asyncio.CancelledError:  # (Ctrl-C in the CLI) the segment still fades out first
             await self._fade_out(self.segments[-1])
@@ -95,14 +95,20 @@ class LiveSession:
         if not segment.done() and self.streamer.running:
             await self.streamer.end_live(segment)
 
+    def _closed(self) -> bool:
+        """Whether the card or the streamer was closed (by its owner): the session is over."""
+        return self.live_input.closed or not self.streamer.running
+
     async def _muted(self) -> None:
-        """Wait for :meth:`resume`, watching the card meanwhile, which nothing reads: one that
-        stops delivering for ``SILENT_DEVICE_S`` (a stall of the whole process not counted) sets
-        ``error`` and raises it as an :class:`InputError`."""
+        """Wait for :meth:`resume`, or for the card or the streamer to be closed, watching the card
+        meanwhile, which nothing reads: one that stops delivering for ``SILENT_DEVICE_S`` (a stall
+        of the whole process not counted) sets ``error`` and raises it as an :class:`InputError`."""
         watch = SilenceWatch(self.live_input)
         while not self._unmute.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._unmute.wait(), SILENT_POLL_S)
+                return
+            if self._closed():
                 return
             try:
                 watch.check(muted=True)

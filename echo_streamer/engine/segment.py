@@ -90,8 +90,9 @@ class Segment(Waitable):
         self.drift = drift
         # A sound card whose blocks are conditioned in its own thread (engine.livefeed), not decoded.
         self.capture = capture
-        # While they are: ends it at its next frame, faded out (LiveFeed.finish).
+        # While they are: ends it at its next frame, faded out (LiveFeed.finish); ``ending`` once asked.
         self.finish_capture: Callable[[], None] | None = None
+        self.ending = False
         # Decoded frames waiting for the SDK; bounded so a fast decoder stays only this far ahead.
         self.frames: queue.Queue[Frame | SegmentEnd] = queue.Queue(maxsize=buffer_frames)
         self.total_samples: int | None = None

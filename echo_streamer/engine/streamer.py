@@ -446,14 +446,21 @@ class Streamer:
         returns once it has played. The segment finishes, not interrupted: no interrupt events,
         no Tavus interrupt, and over app messages its last message says ``done``. A segment that
         makes no frame within ``END_LIVE_WAIT_S`` (the card stalls; it is not playing yet) is
-        cancelled instead (:meth:`cancel`)."""
-        finish = segment.finish_capture
-        if finish is not None and segment.started_at is not None:
+        cancelled instead (:meth:`cancel`). A second call waits for the first's end."""
+        if not segment.ending:
+            finish = segment.finish_capture
+            if finish is None or segment.started_at is None:
+                if not segment.done():
+                    await self.cancel(segment)
+                return
+            segment.ending = True
             finish()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(segment.wait()), END_LIVE_WAIT_S)
-        if not segment.done():
+        ends = time.monotonic() + END_LIVE_WAIT_S
+        while not segment.decoded and time.monotonic() < ends:  # its last frame made, or not
+            await asyncio.sleep(0.005)
+        if not segment.decoded and not segment.done():
             await self.cancel(segment)
+        await segment.wait()
 
     def stream_bytes(self, chunks: Iterable[bytes] | AsyncIterable[bytes] | bytes, *, sample_format: str = "auto",
                      rate: int | None = None, channels: int | None = None, name: str = "stream",
