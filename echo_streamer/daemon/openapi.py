@@ -51,18 +51,18 @@ _PLAYED = {"id": _STRING, "state": _STRING, "position_ms": _NUMBER, "interrupted
 
 
 def _operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    """Every route may answer 403 (no token is set and the request comes from a web page or names
-    another host) and 503 (over the request limit, not streaming yet, or stopping); one that reads
-    a JSON body also 400 (malformed, or a field out of range) and 413 (over 1 MB). (401 is added
-    by :func:`openapi_spec` where a token is asked for.)"""
+    """Every route may answer 503 (over the request limit, not streaming yet, or stopping); one
+    that reads a JSON body also 400 (malformed, or a field out of range) and 413 (over 1 MB).
+    (:func:`openapi_spec` adds the refusal every route may answer, by whether a token is asked for.)"""
     body_types = more.get("requestBody", {}).get("content", {})
     refusals = {"400": _ERROR, "413": _ERROR} if "application/json" in body_types else {}
-    return {"summary": summary, "responses": {**responses, **refusals, "403": _ERROR, "503": _ERROR}, **more}
+    return {"summary": summary, "responses": {**responses, **refusals, "503": _ERROR}, **more}
 
 
 def openapi_spec(token: bool) -> dict[str, Any]:
-    """The API's description; ``token``: whether this daemon asks for a bearer token (then every
-    route may also answer 401: the token is missing or wrong)."""
+    """The API's description; ``token``: whether this daemon asks for a bearer token. Every route
+    may then answer 401 (the token is missing or wrong); else 403 (the request comes from a web
+    page or names another host)."""
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "echo-streamer daemon", "version": __version__,
@@ -121,8 +121,7 @@ def openapi_spec(token: bool) -> dict[str, Any]:
             "/openapi.json": {"get": _operation("This document.", {"200": _answer()})},
         },
     }
-    if token:
-        for operations in spec["paths"].values():
-            for operation in operations.values():
-                operation["responses"]["401"] = _ERROR
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            operation["responses"].setdefault("401" if token else "403", _ERROR)
     return spec
