@@ -363,7 +363,9 @@ def test_daemon_live_start_interrupt_resume_stop(jack_env: dict[str, str], tmp_p
             status, refused = daemon.request("POST", "/v1/live/start", other)
             assert status == 409 and "stop it (POST /v1/live/stop) to start another" in refused["error"], refused
         assert daemon.request("GET", "/v1/status")[1]["live"]["state"] == "muted"
-        assert daemon.request("POST", "/v1/live/start", {"device": "system"})[1]["state"] == "streaming", "unmuted"
+        # One naming the open card (its actual rate too, which the start left to the device) unmutes it.
+        unmute = {"device": "system", "input_rate": 48000, "channels": 1}
+        assert daemon.request("POST", "/v1/live/start", unmute)[1]["state"] == "streaming", "unmuted"
         daemon.wait_for("item_started", 2)
         time.sleep(0.5)
         status, stopped = daemon.request("POST", "/v1/live/stop")

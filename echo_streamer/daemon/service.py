@@ -18,7 +18,7 @@ from ..engine.waiting import in_daemon_thread, unless
 from ..errors import InputError, JoinError
 from ..output.tavus import conversation_id_from_url, received_event
 from ..sources.formats import check_stream_format
-from ..sources.live import LiveInput
+from ..sources.live import LiveInput, input_device_index
 from .paths import AllowedPaths, PathInvalid, PathRefused
 
 # Counters carried across rejoins (a new Streamer starts from zero).
@@ -78,7 +78,6 @@ class Daemon:
         self._active_ids: set[str] = set()  # segments queued or playing, whose ids are taken
         self._segment_ids = SegmentIds()  # the daemon's own: they run on across its streamers
         self._live_task: asyncio.Task[None] | None = None
-        self._live_asked: tuple[int | str | None, int | None, int | None] = (None, None, None)  # live's start
         self._live_starting = asyncio.Lock()  # two starts at once must not open the card twice
         self._opening: asyncio.Future[LiveInput] | None = None  # the card's latest open, in its thread
         self._abandoned_card: asyncio.Future[None] | None = None  # opened for a request that gave up: closing
@@ -184,16 +183,15 @@ class Daemon:
 
     async def live_start(self, device: int | str | None, rate: int | None, channels: int | None) -> LiveSession:
         """Start streaming a sound card, or unmute the one already open after an interrupt (when
-        the request names nothing else than that card was started with)."""
-        asked = (device, rate, channels)
+        the request names nothing but that card)."""
         async with self._live_starting:
             streamer = self._running()
             if self.live is not None and self.live.state == "ended" and self._live_task is not None:
                 await asyncio.shield(self._live_task)  # its card failed and is being closed: open it anew
             if self.live is not None:
-                if any(given is not None and given != held for given, held in zip(asked, self._live_asked)):
-                    raise ApiError(409, f"{self.live.live_input.name} is open, as it was started: stop it "
-                                        "(POST /v1/live/stop) to start another device, rate or channel count")
+                if not await self._is_open_card(device, rate, channels):
+                    raise ApiError(409, f"{self.live.live_input.name} is open: stop it (POST /v1/live/stop) to "
+                                        "start another device, rate or channel count")
                 if not self.live.resume():
                     raise ApiError(409, f"{self.live.live_input.name} is already streaming")
                 return self.live
@@ -205,9 +203,19 @@ class Daemon:
                 await self._close_card(live_input)
                 raise ApiError(503, "the stream stopped while the card was being opened")
             session = self.live = LiveSession(streamer, live_input, self.config.mute_ms, new_id=self._live_id)
-            self._live_asked = asked
             self._live_task = asyncio.ensure_future(self._run_live(session))
             return session
+
+    async def _is_open_card(self, device: int | str | None, rate: int | None, channels: int | None) -> bool:
+        """Whether the device, rate and channel count a start names (those it names) are the open card's."""
+        assert self.live is not None
+        card = self.live.live_input
+        if rate not in (None, card.rate) or channels not in (None, card.channels):
+            return False
+        try:
+            return device is None or await in_daemon_thread(input_device_index, device) == card.device_index
+        except InputError:
+            return False
 
     async def _open_card(self, device: int | str | None, rate: int | None, channels: int | None) -> LiveInput:
         """Open the card in a thread of its own. A request that gives up first (its time limit) leaves

@@ -56,6 +56,16 @@ def input_devices() -> list[InputDevice]:
         raise InputError("PortAudio", _reason(error)) from None
 
 
+def input_device_index(device: int | str) -> int:
+    """The PortAudio index of the input ``device`` names (an index or a name, as
+    :class:`LiveInput` takes it); raises :class:`InputError` when none matches."""
+    sounddevice = _sounddevice()
+    try:
+        return int(sounddevice.query_devices(device, kind="input")["index"])  # type: ignore[call-overload,index]
+    except (ValueError, sounddevice.PortAudioError) as error:
+        raise InputError(f"live input {device!r}", _reason(error)) from None
+
+
 def _sounddevice() -> ModuleType:
     """python-sounddevice, loaded on first use (it loads the PortAudio library)."""
     try:
@@ -97,6 +107,7 @@ class LiveInput:
             if isinstance(device, int) and not 0 <= device < len(sounddevice.query_devices()):
                 raise ValueError(f"no device with index {device} (`echo-streamer devices` lists the inputs)")
             info: dict[str, Any] = sounddevice.query_devices(device, kind="input")  # type: ignore[assignment]
+            self.device_index = int(info["index"])
             self.rate = int(rate or info["default_samplerate"])
             self.channels = int(channels or min(2, info["max_input_channels"]))
             check_format(self.name, self.rate, self.channels)
