@@ -195,3 +195,22 @@ def test_the_drift_line_says_when_nothing_was_measured(capsys: pytest.CaptureFix
     assert capsys.readouterr().err == ("echo-streamer: card: clock drift not measured (no audio came through; 0 "
                                        "samples dropped, 0 repeated, +0 of them placing the frames), 0 blocks dropped "
                                        "(overflow), 0 overruns in the device, 0 underruns\n")
+
+
+def test_a_signal_both_noted_and_delivered_at_start_interrupts_once() -> None:
+    """A SIGUSR1 that comes while the event loop's handlers are being put in place is noted by the
+    start-up handler and delivered by the loop as well (its wakeup byte was written): it is carried
+    out once. (play interrupted twice, the second cutting what the first had kept with --keep-queue.)
+    Two noted, one of them delivered too: two."""
+    from echo_streamer import Streamer, StreamerConfig
+    from echo_streamer.cli.session import _InterruptSignals
+
+    async def session() -> int:
+        async with Streamer(StreamerConfig()) as streamer:
+            signals = _InterruptSignals(keep_queue=True, max_wait_ms=400, wait_for_work=True)
+            signals.noted(["now", "now"])
+            signals.request(streamer, "now")  # held: not ready yet
+            signals.ready(streamer)
+            return int(streamer.stats()["interrupts"])
+
+    assert asyncio.run(session()) == 2

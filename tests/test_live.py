@@ -124,8 +124,10 @@ def test_a_card_that_stalls_leaves_silence_and_the_stream_goes_on(jack_env: dict
     """The sound server stops for 300 ms (SIGSTOP): no block comes to settle the frame the SDK asked
     for, so the decode worker writes silence in its place (an underrun) within its 100 ms watch, the
     SDK sends its own silence in between, and the capture counts it: it stays a timeline of what
-    the microphone sent. Once the server runs again the tone goes on, in the same segment."""
-    session = Session(jack_env, tmp_path, "--duration", "3")
+    the microphone sent. Once the server runs again the tone goes on, in the same segment.
+    (--duration counts from before the card's own start, which took up to 0.8 s here: 4 s leave
+    the tone more than a second after the stall.)"""
+    session = Session(jack_env, tmp_path, "--duration", "4")
     time.sleep(1.5)
     jackd = f"jackd -n {jack_env['JACK_DEFAULT_SERVER']}"
     subprocess.run(["pkill", "-STOP", "-f", jackd], check=True)

@@ -294,11 +294,10 @@ async def _stream_until_done(streamer: Streamer, show_progress: bool, interrupts
 
     stop = _stop_on_signals()
     interrupts.install(streamer)
-    for signum in HELD_SIGNALS.take():
-        if signum in STOP_SIGNALS:
-            stop.set()
-        else:
-            interrupts.request(streamer, _INTERRUPT_MODES[signum])
+    noted = HELD_SIGNALS.take()
+    if set(noted) & set(STOP_SIGNALS):
+        stop.set()
+    interrupts.noted([_INTERRUPT_MODES[signum] for signum in noted if signum in _INTERRUPT_MODES])
     if not await _until_stopped(streamer.start(), stop):
         return 0
     segments: list[Segment] = []
@@ -377,6 +376,7 @@ class _InterruptSignals:
         self.max_wait_ms = max_wait_ms
         self.wait_for_work = wait_for_work
         self._held: list[str] | None = []  # None once ready
+        self._noted: list[str] = []
 
     def install(self, streamer: Streamer) -> None:
         import asyncio
@@ -385,10 +385,19 @@ class _InterruptSignals:
         for signum, mode in _INTERRUPT_MODES.items():
             loop.add_signal_handler(signum, self.request, streamer, mode)
 
+    def noted(self, modes: list[str]) -> None:
+        """Hold the requests :data:`HELD_SIGNALS` noted before :meth:`install`."""
+        self._noted = modes
+
     def ready(self, streamer: Streamer) -> None:
         """The work begins (or, with ``wait_for_work``, has queued what it had): carry out the
-        requests held until now; from here on each is carried out as it comes."""
+        requests held until now; from here on each is carried out as it comes.
+
+        A signal that came while the loop's handlers were being put in place was noted, and the
+        loop delivered it as well (its wakeup byte was written): such a pair counts once."""
         held, self._held = self._held or [], None
+        for mode in dict.fromkeys(self._noted):
+            held += [mode] * (self._noted.count(mode) - held.count(mode))
         for mode in held:
             self.request(streamer, mode)
 
