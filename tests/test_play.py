@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from conftest import (cli_command, cut_in_capture, killed_at_exit, locate, offline_env, read_events, read_pcm,
+from conftest import (cli_command, cut_in_capture, handles, killed_at_exit, locate, offline_env, read_events, read_pcm,
                       rendered, run, tone, wait_for_event)
 
 from echo_streamer.dsp.pipeline import OutputFormat
@@ -413,7 +413,12 @@ def test_signals_while_play_starts_are_acted_on(delay_s: float, make_wav: Callab
         events = tmp_path / f"{signum.name}-{delay_s}.jsonl"
         process = subprocess.Popen(cli_command("play", long_wav, long_wav, "--events", events),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=offline_env())
-        time.sleep(delay_s)
+        sent_at = time.monotonic() + delay_s
+        # Not before the interpreter's own start-up is over (on a loaded machine, 0.1 s may not be):
+        # until echo-streamer's first line runs, the signal's default action is all there is.
+        while not handles(process.pid, signum):
+            time.sleep(0.002)
+        time.sleep(max(0.0, sent_at - time.monotonic()))
         process.send_signal(signum)
         _stdout, stderr = process.communicate(timeout=30)
         text = stderr.decode(errors="replace")
