@@ -61,9 +61,22 @@ def input_device_index(device: int | str) -> int:
     :class:`LiveInput` takes it); raises :class:`InputError` when none matches."""
     sounddevice = _sounddevice()
     try:
-        return int(sounddevice.query_devices(device, kind="input")["index"])  # type: ignore[call-overload,index]
+        return int(_input_device(sounddevice, device)["index"])
     except (ValueError, sounddevice.PortAudioError) as error:
-        raise InputError(f"live input {device!r}", _reason(error)) from None
+        raise InputError(_input_name(device), _reason(error)) from None
+
+
+def _input_name(device: int | str | None) -> str:
+    return f"live input {device!r}" if device is not None else "live input (default)"
+
+
+def _input_device(sounddevice: ModuleType, device: int | str | None) -> dict[str, Any]:
+    """PortAudio's description of the input ``device`` names (None: the default input); raises
+    ValueError or PortAudioError when there is none."""
+    if isinstance(device, int) and not 0 <= device < len(sounddevice.query_devices()):
+        raise ValueError(f"no device with index {device} (`echo-streamer devices` lists the inputs)")
+    info: dict[str, Any] = sounddevice.query_devices(device, kind="input")
+    return info
 
 
 def _sounddevice() -> ModuleType:
@@ -97,16 +110,14 @@ class LiveInput:
     def __init__(self, device: int | str | None = None, rate: int | None = None,
                  channels: int | None = None) -> None:
         sounddevice = _sounddevice()
-        self.name = f"live input {device!r}" if device is not None else "live input (default)"
+        self.name = _input_name(device)
         self.device_overflows = 0
         self._consumer: Consumer | None = None
         # The device went away: PortAudio may hang or abort when it is shut down at exit.
         self.lost = False
         self.callbacks = 0
         try:
-            if isinstance(device, int) and not 0 <= device < len(sounddevice.query_devices()):
-                raise ValueError(f"no device with index {device} (`echo-streamer devices` lists the inputs)")
-            info: dict[str, Any] = sounddevice.query_devices(device, kind="input")  # type: ignore[assignment]
+            info = _input_device(sounddevice, device)
             self.device_index = int(info["index"])
             self.rate = int(rate or info["default_samplerate"])
             self.channels = int(channels or min(2, info["max_input_channels"]))
